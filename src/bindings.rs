@@ -1,0 +1,352 @@
+//! The napi glue, and the only place that touches JavaScript values: arguments are turned
+//! into [`Value`]s for `options`, results and [`Error`]s are turned into JS objects here.
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsValue, ValueType};
+use napi_derive::napi;
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+
+use crate::collect::{self, Ending, Outcome};
+use crate::error::{errno_description, Error as TetheredError, JsKind};
+use crate::launch::ExitStatus;
+use crate::options::{self, Encoding, Value};
+use crate::signals;
+
+/// How deep option objects are read (`options.env.NAME` is depth 2).
+const OPTION_DEPTH: u8 = 2;
+
+/// `spawnCollect(command, args?, options?)`: resolves on any exit, rejects when the command
+/// could not start, when output passed `maxBuffer`, or on abort.
+#[napi(ts_return_type = "Promise<SpawnResult>")]
+pub fn spawn_collect<'env>(
+  env: &'env Env,
+  command: Unknown<'env>,
+  args: Option<Unknown<'env>>,
+  options: Option<Unknown<'env>>,
+) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+  start_collect(env, command, args, options, ResultShape::Spawn)
+}
+
+/// `runProcess(command, args?, options?)`: never rejects because of the process.
+#[napi(ts_return_type = "Promise<ProcessResult>")]
+pub fn run_process<'env>(
+  env: &'env Env,
+  command: Unknown<'env>,
+  args: Option<Unknown<'env>>,
+  options: Option<Unknown<'env>>,
+) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+  start_collect(env, command, args, options, ResultShape::Process)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResultShape {
+  Spawn,
+  Process,
+}
+
+fn start_collect<'env>(
+  env: &'env Env,
+  command: Unknown<'env>,
+  args: Option<Unknown<'env>>,
+  options: Option<Unknown<'env>>,
+  shape: ResultShape,
+) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+  let command = to_value(env, Some(command), 0)?;
+  let args = to_value(env, args, 1)?;
+  let options_value = to_value(env, options, OPTION_DEPTH)?;
+  // The environment is read here, on the JS thread, the only thread that changes it.
+  let parent_env =
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+  let plan = options::parse_collect(&command, &args, &options_value, parent_env)
+    .map_err(|e| throw(env, &e))?;
+  let encoding = plan.encoding;
+  let (abort_rx, listener) = match (&plan.abort_signal, options) {
+    (Some(false), Some(options)) => {
+      let (listener, rx) = AbortListener::attach(env, options)?;
+      (Some(rx), Some(listener))
+    }
+    _ => (None, None),
+  };
+  let run = async move { Ok(collect::run(plan, abort_rx).await) };
+  env.spawn_future_with_callback(run, move |env, outcome| {
+    if let Some(listener) = listener {
+      listener.detach(env)?;
+    }
+    match shape {
+      ResultShape::Spawn => spawn_result(env, outcome, encoding),
+      ResultShape::Process => process_result(env, outcome, encoding),
+    }
+  })
+}
+
+/// `EventTarget.prototype.addEventListener` / `removeEventListener`.
+type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
+
+/// The listener an `options.signal` gets for the life of one call.
+struct AbortListener {
+  signal: ObjectRef<false>,
+  handler: FunctionRef<(), ()>,
+}
+
+impl AbortListener {
+  fn attach(env: &Env, options: Unknown) -> Result<(Self, oneshot::Receiver<()>)> {
+    let signal: Object = options.coerce_to_object()?.get_named_property("signal")?;
+    let (tx, rx) = oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    let handler = env.create_function_from_closure::<(), (), _>("onAbort", move |_| {
+      if let Some(tx) = tx.lock().ok().and_then(|mut tx| tx.take()) {
+        let _ = tx.send(());
+      }
+      Ok(())
+    })?;
+    let add: ListenerMethod = signal.get_named_property("addEventListener")?;
+    add.apply(signal, FnArgs::from(("abort".to_string(), handler)))?;
+    Ok((
+      AbortListener {
+        signal: signal.create_ref()?,
+        handler: handler.create_ref()?,
+      },
+      rx,
+    ))
+  }
+
+  fn detach(self, env: &Env) -> Result<()> {
+    let signal = self.signal.get_value(env)?;
+    let handler = self.handler.borrow_back(env)?;
+    let remove: ListenerMethod = signal.get_named_property("removeEventListener")?;
+    remove.apply(signal, FnArgs::from(("abort".to_string(), handler)))?;
+    self.signal.unref(env)?;
+    Ok(())
+  }
+}
+
+fn output<'env>(env: &'env Env, bytes: Vec<u8>, encoding: Encoding) -> Result<Unknown<'env>> {
+  match encoding {
+    Encoding::Utf8 => env
+      .create_string(String::from_utf8_lossy(&bytes))
+      .map(|s| s.to_unknown()),
+    Encoding::Buffer => Buffer::from(bytes).into_unknown(env),
+  }
+}
+
+fn exit_fields(obj: &mut Object, status: ExitStatus, code_key: &str) -> Result<()> {
+  match status {
+    ExitStatus::Code(code) => {
+      obj.set(code_key, code)?;
+      obj.set("signal", Null)?;
+    }
+    ExitStatus::Signal(signo) => {
+      obj.set(code_key, Null)?;
+      obj.set("signal", signals::name_of(signo))?;
+    }
+  }
+  Ok(())
+}
+
+fn spawn_result<'env>(
+  env: &'env Env,
+  outcome: std::result::Result<Outcome, TetheredError>,
+  encoding: Encoding,
+) -> Result<Unknown<'env>> {
+  let outcome = outcome.map_err(|e| reject(env, &e, None))?;
+  // A timeout resolves (`timedOut: true`); the other endings reject with the output so far.
+  if let Some(ending @ (Ending::MaxBuffer { .. } | Ending::Aborted)) = outcome.ended_by {
+    return Err(reject(env, &ending.to_error(), Some((outcome, encoding))));
+  }
+  let mut obj = Object::new(env)?;
+  obj.set("timedOut", timed_out(&outcome))?;
+  obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
+  obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
+  exit_fields(&mut obj, outcome.status, "exitCode")?;
+  obj.set("pid", outcome.pid)?;
+  obj.set("durationMs", outcome.duration.as_secs_f64() * 1000.0)?;
+  Ok(obj.to_unknown())
+}
+
+fn process_result<'env>(
+  env: &'env Env,
+  outcome: std::result::Result<Outcome, TetheredError>,
+  encoding: Encoding,
+) -> Result<Unknown<'env>> {
+  let mut obj = Object::new(env)?;
+  let outcome = match outcome {
+    Ok(outcome) => outcome,
+    Err(error) => {
+      let (code, stderr) = match &error {
+        TetheredError::Spawn { errno, .. } => (
+          if *errno == libc::EACCES || *errno == libc::ENOEXEC {
+            126
+          } else {
+            127
+          },
+          format!("Failed to spawn: {error} ({})", errno_description(*errno)),
+        ),
+        _ => (-1, String::new()),
+      };
+      let aborted = error == TetheredError::Aborted;
+      obj.set("stdout", output(env, Vec::new(), encoding)?)?;
+      obj.set("stderr", output(env, stderr.into_bytes(), encoding)?)?;
+      obj.set("ok", false)?;
+      if aborted {
+        obj.set("code", Null)?;
+      } else {
+        obj.set("code", code)?;
+      }
+      obj.set("signal", Null)?;
+      obj.set("timedOut", false)?;
+      obj.set("durationMs", 0.0)?;
+      obj.set("error", error_summary(env, &error)?)?;
+      return Ok(obj.to_unknown());
+    }
+  };
+  let timed_out = timed_out(&outcome);
+  let ok = outcome.status == ExitStatus::Code(0) && outcome.ended_by.is_none();
+  obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
+  obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
+  obj.set("ok", ok)?;
+  exit_fields(&mut obj, outcome.status, "code")?;
+  obj.set("timedOut", timed_out)?;
+  obj.set("durationMs", outcome.duration.as_secs_f64() * 1000.0)?;
+  if let Some(ending) = outcome.ended_by {
+    obj.set("error", error_summary(env, &ending.to_error())?)?;
+  }
+  Ok(obj.to_unknown())
+}
+
+fn timed_out(outcome: &Outcome) -> bool {
+  matches!(outcome.ended_by, Some(Ending::Timeout(_)))
+}
+
+fn error_summary<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>> {
+  let mut summary = Object::new(env)?;
+  summary.set("code", error.code())?;
+  summary.set("message", error.to_string())?;
+  Ok(summary)
+}
+
+/// Builds the JS error object for `error`, with every field Node users look for.
+fn js_error<'env>(
+  env: &'env Env,
+  error: &TetheredError,
+  output_so_far: Option<(Outcome, Encoding)>,
+) -> Result<Object<'env>> {
+  let message = error.to_string();
+  let base = napi::Error::new(Status::GenericFailure, message.clone());
+  let raw = match error.js_kind() {
+    JsKind::TypeError => JsTypeError::from(base).into_unknown(*env),
+    JsKind::RangeError => JsRangeError::from(base).into_unknown(*env),
+    JsKind::Error | JsKind::AbortError => JsError::from(base).into_unknown(*env),
+  };
+  let mut obj = raw.coerce_to_object()?;
+  obj.set("code", error.code())?;
+  if error.js_kind() == JsKind::AbortError {
+    obj.set("name", "AbortError")?;
+  }
+  match error {
+    TetheredError::Spawn {
+      errno,
+      command,
+      args,
+    } => {
+      obj.set("errno", -errno)?;
+      obj.set("syscall", format!("spawn {command}"))?;
+      obj.set("path", command.as_str())?;
+      obj.set("spawnargs", args.clone())?;
+    }
+    TetheredError::MaxBuffer { stream, .. } => {
+      obj.set("stream", stream.as_str())?;
+    }
+    _ => {}
+  }
+  if let Some((outcome, encoding)) = output_so_far {
+    obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
+    obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
+    exit_fields(&mut obj, outcome.status, "exitCode")?;
+    obj.set("pid", outcome.pid)?;
+  }
+  Ok(obj)
+}
+
+/// An `Err` that rejects a promise with the JS error object for `error`.
+fn reject(
+  env: &Env,
+  error: &TetheredError,
+  output_so_far: Option<(Outcome, Encoding)>,
+) -> napi::Error {
+  match js_error(env, error, output_so_far) {
+    Ok(obj) => napi::Error::from(obj.to_unknown()),
+    Err(e) => e,
+  }
+}
+
+/// An `Err` that throws the JS error object for `error` from a synchronous call.
+fn throw(env: &Env, error: &TetheredError) -> napi::Error {
+  reject(env, error, None)
+}
+
+/// Reads a JS value into the option parser's view of it, `depth` levels of objects deep.
+fn to_value(env: &Env, value: Option<Unknown>, depth: u8) -> Result<Value> {
+  let Some(value) = value else {
+    return Ok(Value::Undefined);
+  };
+  Ok(match value.get_type()? {
+    ValueType::Undefined => Value::Undefined,
+    ValueType::Null => Value::Null,
+    ValueType::Boolean => Value::Bool(value.coerce_to_bool()?),
+    ValueType::Number => Value::Number(value.coerce_to_number()?.get_double()?),
+    ValueType::String => Value::String(value.coerce_to_string()?.into_utf8()?.into_owned()?),
+    ValueType::Function => Value::Other("function".into()),
+    ValueType::Symbol => Value::Other("type symbol".into()),
+    ValueType::BigInt => Value::Other("type bigint".into()),
+    ValueType::Object => object_to_value(env, value, depth)?,
+    _ => Value::Other("an unknown value".into()),
+  })
+}
+
+fn object_to_value(env: &Env, value: Unknown, depth: u8) -> Result<Value> {
+  if value.is_array()? {
+    // SAFETY: the value was just checked to be an array.
+    let array = unsafe { value.cast::<Array>() }?;
+    let mut items = Vec::with_capacity(array.len() as usize);
+    for i in 0..array.len() {
+      items.push(to_value(
+        env,
+        array.get::<Unknown>(i)?,
+        depth.saturating_sub(1),
+      )?);
+    }
+    return Ok(Value::Array(items));
+  }
+  if value.is_typedarray()? {
+    let object = value.coerce_to_object()?;
+    let constructor: Object = object.get_named_property("constructor")?;
+    let name: String = constructor.get_named_property("name")?;
+    if name == "Uint8Array" || value.is_buffer()? {
+      // SAFETY: the value was just checked to be a Uint8Array (a Buffer is one).
+      let bytes = unsafe { value.cast::<Uint8Array>() }?;
+      return Ok(Value::Bytes(bytes.to_vec()));
+    }
+    return Ok(Value::Other(format!("an instance of {name}")));
+  }
+  let object = value.coerce_to_object()?;
+  let global = env.get_global()?;
+  let abort_signal: Function<(), ()> = global.get_named_property("AbortSignal")?;
+  if object.instanceof(abort_signal)? {
+    let aborted: bool = object.get_named_property("aborted")?;
+    return Ok(Value::AbortSignal { aborted });
+  }
+  if depth == 0 {
+    let constructor: Option<Object> = object.get("constructor").ok().flatten();
+    let name = constructor
+      .and_then(|c| c.get::<String>("name").ok().flatten())
+      .unwrap_or_else(|| "Object".into());
+    return Ok(Value::Other(format!("an instance of {name}")));
+  }
+  let mut entries = Vec::new();
+  for key in Object::keys(&object)? {
+    let item: Unknown = object.get_named_property(&key)?;
+    entries.push((key, to_value(env, Some(item), depth - 1)?));
+  }
+  Ok(Value::Object(entries))
+}

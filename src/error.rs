@@ -1,0 +1,211 @@
+//! The one error type of the crate. Every failure a caller can see is a variant here, and
+//! `bindings` is the only place that turns it into a JavaScript error object.
+
+use std::fmt;
+
+/// Which JavaScript constructor an error is shown with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsKind {
+  Error,
+  TypeError,
+  RangeError,
+  AbortError,
+}
+
+/// Which output stream passed `maxBuffer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamName {
+  Stdout,
+  Stderr,
+}
+
+impl StreamName {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      StreamName::Stdout => "stdout",
+      StreamName::Stderr => "stderr",
+    }
+  }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+  /// A value of the wrong type: `ERR_INVALID_ARG_TYPE`.
+  InvalidArgType {
+    name: String,
+    expected: &'static str,
+    received: String,
+  },
+  /// A value of the right type that is not allowed: `ERR_INVALID_ARG_VALUE`.
+  InvalidArgValue {
+    name: String,
+    reason: String,
+    received: String,
+  },
+  /// A number outside its range: `ERR_OUT_OF_RANGE`.
+  OutOfRange {
+    name: String,
+    expected: &'static str,
+    received: String,
+  },
+  /// The program could not be started; shaped like Node's spawn errors.
+  Spawn {
+    errno: i32,
+    command: String,
+    args: Vec<String>,
+  },
+  /// An output stream passed its limit; the group was killed.
+  MaxBuffer { stream: StreamName, limit: usize },
+  /// The run was cancelled through its AbortSignal; the group was killed.
+  Aborted,
+  /// The run passed its `timeout`; the group was killed.
+  Timeout { after: std::time::Duration },
+}
+
+impl Error {
+  /// The stable `err.code` seen by JavaScript.
+  pub fn code(&self) -> String {
+    match self {
+      Error::InvalidArgType { .. } => "ERR_INVALID_ARG_TYPE".into(),
+      Error::InvalidArgValue { .. } => "ERR_INVALID_ARG_VALUE".into(),
+      Error::OutOfRange { .. } => "ERR_OUT_OF_RANGE".into(),
+      Error::Spawn { errno, .. } => errno_name(*errno),
+      Error::MaxBuffer { .. } => "ERR_MAX_BUFFER".into(),
+      Error::Aborted => "ABORT_ERR".into(),
+      Error::Timeout { .. } => "ERR_TIMEOUT".into(),
+    }
+  }
+
+  pub fn js_kind(&self) -> JsKind {
+    match self {
+      Error::InvalidArgType { .. } | Error::InvalidArgValue { .. } => JsKind::TypeError,
+      Error::OutOfRange { .. } => JsKind::RangeError,
+      Error::Aborted => JsKind::AbortError,
+      _ => JsKind::Error,
+    }
+  }
+
+  pub fn invalid_type(name: impl Into<String>, expected: &'static str, received: String) -> Self {
+    Error::InvalidArgType {
+      name: name.into(),
+      expected,
+      received,
+    }
+  }
+
+  pub fn invalid_value(
+    name: impl Into<String>,
+    reason: impl Into<String>,
+    received: String,
+  ) -> Self {
+    Error::InvalidArgValue {
+      name: name.into(),
+      reason: reason.into(),
+      received,
+    }
+  }
+
+  pub fn out_of_range(name: impl Into<String>, expected: &'static str, received: String) -> Self {
+    Error::OutOfRange {
+      name: name.into(),
+      expected,
+      received,
+    }
+  }
+}
+
+impl fmt::Display for Error {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Error::InvalidArgType {
+        name,
+        expected,
+        received,
+      } => write!(
+        f,
+        "The \"{name}\" argument must be {expected}. Received {received}"
+      ),
+      Error::InvalidArgValue {
+        name,
+        reason,
+        received,
+      } => write!(f, "The \"{name}\" argument {reason}. Received {received}"),
+      Error::OutOfRange {
+        name,
+        expected,
+        received,
+      } => write!(
+        f,
+        "The value of \"{name}\" is out of range. It must be {expected}. Received {received}"
+      ),
+      Error::Spawn { errno, command, .. } => write!(f, "spawn {command} {}", errno_name(*errno)),
+      Error::MaxBuffer { stream, limit } => {
+        write!(
+          f,
+          "{} maxBuffer length exceeded ({limit} bytes); the process group was killed",
+          stream.as_str()
+        )
+      }
+      Error::Aborted => write!(f, "The operation was aborted"),
+      Error::Timeout { after } => write!(
+        f,
+        "Timed out after {} ms; the process group was killed",
+        after.as_millis()
+      ),
+    }
+  }
+}
+
+impl std::error::Error for Error {}
+
+/// `ENOENT` for 2, as Node names errno values; `E<number>` for values nix does not know.
+pub fn errno_name(errno: i32) -> String {
+  let name = format!("{:?}", nix::errno::Errno::from_raw(errno));
+  if name.starts_with('E') {
+    name
+  } else {
+    format!("E{errno}")
+  }
+}
+
+/// The C library's description of an errno value, e.g. "No such file or directory".
+pub fn errno_description(errno: i32) -> &'static str {
+  nix::errno::Errno::from_raw(errno).desc()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn errno_names_match_node() {
+    assert_eq!(errno_name(libc::ENOENT), "ENOENT");
+    assert_eq!(errno_name(libc::EACCES), "EACCES");
+    assert_eq!(errno_name(libc::ENOTDIR), "ENOTDIR");
+    assert_eq!(errno_name(libc::E2BIG), "E2BIG");
+  }
+
+  #[test]
+  fn spawn_error_message_is_nodes() {
+    let err = Error::Spawn {
+      errno: libc::ENOENT,
+      command: "nope".into(),
+      args: vec![],
+    };
+    assert_eq!(err.to_string(), "spawn nope ENOENT");
+    assert_eq!(err.code(), "ENOENT");
+    assert_eq!(err.js_kind(), JsKind::Error);
+  }
+
+  #[test]
+  fn argument_errors_name_the_option_and_value() {
+    let err = Error::out_of_range("options.timeout", "a non-negative integer", "-1".into());
+    assert_eq!(err.js_kind(), JsKind::RangeError);
+    assert_eq!(err.code(), "ERR_OUT_OF_RANGE");
+    let text = err.to_string();
+    assert!(
+      text.contains("options.timeout") && text.contains("-1"),
+      "{text}"
+    );
+  }
+}
