@@ -9,6 +9,7 @@
 pub mod collect;
 pub mod error;
 pub mod launch;
+pub mod launcher;
 pub mod options;
 pub mod signals;
 
