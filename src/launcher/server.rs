@@ -466,10 +466,21 @@ impl Spawn {
       }
     }
     // The program starts with default signal dispositions and nothing blocked.
+    // Through the raw system call: the C library refuses its own reserved signals (32, 33),
+    // which Node's process may have left ignored. A zeroed kernel sigaction is SIG_DFL.
+    let default_action = [0u64; 4];
     for signo in 1..=libc::SIGRTMAX() {
       if signo != libc::SIGKILL && signo != libc::SIGSTOP {
-        // SAFETY: resetting a disposition to SIG_DFL has no memory effects.
-        unsafe { libc::signal(signo, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction reads a kernel sigaction of 4 words; no old action is written.
+        unsafe {
+          libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo,
+            default_action.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+          )
+        };
       }
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
