@@ -342,7 +342,7 @@ fn object_to_value(env: &Env, value: Unknown, depth: u8) -> Result<Value> {
   let object = value.coerce_to_object()?;
   let class = class_name(&object)?;
   if value.is_typedarray()? {
-    if class == "Uint8Array" || value.is_buffer()? {
+    if class == "Uint8Array" || class == "Buffer" {
       // SAFETY: the value was just checked to be a Uint8Array (a Buffer is one).
       let bytes = unsafe { value.cast::<Uint8Array>() }?;
       return Ok(Value::Bytes(bytes.to_vec()));
