@@ -322,6 +322,9 @@ fn run_starter(requests: mpsc::Receiver<ToStarter>) {
         Command::new(path)
           .arg(std::process::id().to_string())
           .stdin(Stdio::from(socket))
+          // It never writes to stdout; a copy of Node's stdout would only delay EOF for
+          // whoever reads it. stderr stays, for the launcher's own fatal errors.
+          .stdout(Stdio::null())
           .spawn()
       });
       let _ = reply.send(started.map(|child| launchers.push(child)));
