@@ -14,13 +14,14 @@ export function nowMs() {
 
 /**
  * Runs `task(i)` for i in [0, total) with at most `concurrency` calls in flight. Rejects with the
- * first failure (tasks already in flight still finish, no new ones start).
+ * first failure (tasks already in flight still finish, no new ones start). With `stopAt` (a
+ * `nowMs()` time), no new call starts after that moment. Resolves with the number of calls made.
  */
-export async function pool(total, concurrency, task) {
+export async function pool(total, concurrency, task, { stopAt = Infinity } = {}) {
   let next = 0
   let failed = null
   async function worker() {
-    while (failed === null && next < total) {
+    while (failed === null && next < total && nowMs() < stopAt) {
       const i = next++
       try {
         await task(i)
@@ -33,26 +34,30 @@ export async function pool(total, concurrency, task) {
   for (let w = 0; w < Math.min(concurrency, total); w++) workers.push(worker())
   await Promise.all(workers)
   if (failed !== null) throw failed
+  return next
 }
 
 /**
  * Times `total` calls of `task` at the given concurrency (1 = sequential) and returns
- * `{ opsPerSec, elapsedMs, loopDelay }`. `loopDelay` holds the event-loop delay percentiles
- * (ms) seen while the calls ran, when `trackLoop` is set.
+ * `{ opsPerSec, elapsedMs, done, loopDelay }`. `loopDelay` holds the event-loop delay
+ * percentiles (ms) seen while the calls ran, when `trackLoop` is set, sampled every
+ * `loopResolution` ms. With `budgetMs`, no new call starts once that much time has passed, so
+ * `done` (the calls made) may be less than `total`.
  */
-export async function measureOps(task, { total, concurrency = 1, trackLoop = false }) {
-  const histogram = trackLoop ? monitorEventLoopDelay({ resolution: 5 }) : null
+export async function measureOps(task, { total, concurrency = 1, trackLoop = false, loopResolution = 5, budgetMs = Infinity }) {
+  const histogram = trackLoop ? monitorEventLoopDelay({ resolution: loopResolution }) : null
   histogram?.enable()
   const start = nowMs()
-  await pool(total, concurrency, task)
+  const done = await pool(total, concurrency, task, { stopAt: start + budgetMs })
   const elapsedMs = nowMs() - start
   histogram?.disable()
   const loopDelay = histogram && {
     p50: histogram.percentile(50) / 1e6,
     p99: histogram.percentile(99) / 1e6,
     max: histogram.max / 1e6,
+    samples: histogram.count,
   }
-  return { opsPerSec: (total * 1000) / elapsedMs, elapsedMs, loopDelay }
+  return { opsPerSec: (done * 1000) / elapsedMs, elapsedMs, done, loopDelay }
 }
 
 /** `{ n, min, median, max }` of a list of numbers (empty list → nulls). */
@@ -63,6 +68,14 @@ export function summarize(values) {
   const mid = Math.floor(n / 2)
   const median = n % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
   return { n, min: sorted[0], median, max: sorted[n - 1] }
+}
+
+/** The `p`-th percentile (0–100, nearest rank) of a list of numbers, or null when it is empty. */
+export function percentile(values, p) {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return null
+  const rank = Math.ceil((p / 100) * sorted.length)
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]
 }
 
 /** Runs a full garbage collection a few times when Node was started with --expose-gc. */
