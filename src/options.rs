@@ -233,28 +233,7 @@ fn parse_spawn_options(
       ))
     }
   };
-  let args = match args {
-    Value::Undefined | Value::Null => Vec::new(),
-    Value::Array(items) => items
-      .iter()
-      .enumerate()
-      .map(|(i, item)| match item {
-        Value::String(s) => no_nul(s, &format!("args[{i}]")),
-        v => Err(Error::invalid_type(
-          format!("args[{i}]"),
-          "of type string",
-          describe(v),
-        )),
-      })
-      .collect::<Result<_, _>>()?,
-    v => {
-      return Err(Error::invalid_type(
-        "args",
-        "an instance of Array",
-        describe(v),
-      ))
-    }
-  };
+  let args = string_array(args, "args")?;
   match options {
     Value::Undefined | Value::Null | Value::Object(_) => {}
     v => {
@@ -265,17 +244,7 @@ fn parse_spawn_options(
       ))
     }
   }
-  let cwd = match options.get("cwd") {
-    Value::Undefined => None,
-    Value::String(s) => Some(no_nul(s, "options.cwd")?),
-    v => {
-      return Err(Error::invalid_type(
-        "options.cwd",
-        "of type string",
-        describe(v),
-      ))
-    }
-  };
+  let cwd = optional_string(options.get("cwd"), "options.cwd")?;
   let extend_env = boolean(options.get("extendEnv"), "options.extendEnv", true)?;
   let env = build_env(options.get("env"), extend_env, parent_env)?;
   let kill_on_parent_exit = boolean(
@@ -374,6 +343,39 @@ fn build_env(
     }
   }
   Ok(merged.into_iter().collect())
+}
+
+/// An array of strings without NUL bytes; absent is empty.
+fn string_array(value: &Value, name: &str) -> Result<Vec<String>, Error> {
+  match value {
+    Value::Undefined | Value::Null => Ok(Vec::new()),
+    Value::Array(items) => items
+      .iter()
+      .enumerate()
+      .map(|(i, item)| match item {
+        Value::String(s) => no_nul(s, &format!("{name}[{i}]")),
+        v => Err(Error::invalid_type(
+          format!("{name}[{i}]"),
+          "of type string",
+          describe(v),
+        )),
+      })
+      .collect(),
+    v => Err(Error::invalid_type(
+      name,
+      "an instance of Array",
+      describe(v),
+    )),
+  }
+}
+
+/// A string without NUL bytes, or nothing when not given.
+fn optional_string(value: &Value, name: &str) -> Result<Option<String>, Error> {
+  match value {
+    Value::Undefined => Ok(None),
+    Value::String(s) => no_nul(s, name).map(Some),
+    v => Err(Error::invalid_type(name, "of type string", describe(v))),
+  }
 }
 
 fn no_nul(s: &str, name: &str) -> Result<String, Error> {
