@@ -195,7 +195,7 @@ mod tests {
 
   #[test]
   fn decodes_what_was_encoded_in_order() {
-    let sent: Vec<Value> = (0..1000).map(|i| json!({ "seq": i })).collect();
+    let sent: Vec<Value> = (0..10_000).map(|i| json!({ "seq": i })).collect();
     let mut decoder = Decoder::new();
     decoder.feed(&sent.iter().flat_map(encode).collect::<Vec<u8>>());
     assert_eq!(values(drain(&mut decoder)), sent);

@@ -2,8 +2,8 @@
 //!
 //! One module per concern: `options` (argument validation), `signals` (names and numbers),
 //! `launch` (starting a process group), `collect` (pipes, limits, timeouts, kill escalation),
-//! `ipc` (Node's IPC wire format and tethered's messages on it), `error` (the one error type)
-//! and `bindings` (the napi glue, the only JS-facing code).
+//! `ipc` (Node's IPC wire format and tethered's messages on it), `supervisor` (keeping a worker
+//! alive), `error` (the one error type) and `bindings` (the napi glue, the only JS-facing code).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -13,6 +13,7 @@ pub mod ipc;
 pub mod launch;
 pub mod options;
 pub mod signals;
+pub mod supervisor;
 
 // napi-derive registers nothing in test builds, so the glue would look unused there.
 #[cfg(not(test))]

@@ -1,0 +1,7 @@
+//! The Supervisor: keeps one worker process alive over a Node IPC channel.
+//!
+//! Its rules (restart policy, backoff, health checks, the bounded stop) live in [`machine`], a
+//! pure state machine unit-tested without processes or time; a tokio driver carries out what it
+//! decides.
+
+pub mod machine;
