@@ -52,6 +52,7 @@ fn start_collect<'env>(
   options: Option<Unknown<'env>>,
   shape: ResultShape,
 ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+  let (args, options) = shift_options(args, options)?;
   let command = to_value(env, Some(command), 0)?;
   let args = to_value(env, args, 1)?;
   let options_value = to_value(env, options, OPTION_DEPTH)?;
@@ -82,6 +83,26 @@ fn start_collect<'env>(
 
 /// `EventTarget.prototype.addEventListener` / `removeEventListener`.
 type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
+
+/// `fn(command, options)` is accepted as `fn(command, [], options)`, as Node and execa do.
+fn shift_options<'env>(
+  args: Option<Unknown<'env>>,
+  options: Option<Unknown<'env>>,
+) -> Result<(Option<Unknown<'env>>, Option<Unknown<'env>>)> {
+  let is_nullish = |v: &Option<Unknown>| -> Result<bool> {
+    Ok(match v {
+      None => true,
+      Some(v) => matches!(v.get_type()?, ValueType::Undefined | ValueType::Null),
+    })
+  };
+  if let Some(candidate) = &args {
+    if candidate.get_type()? == ValueType::Object && !candidate.is_array()? && is_nullish(&options)?
+    {
+      return Ok((None, args));
+    }
+  }
+  Ok((args, options))
+}
 
 /// The listener an `options.signal` gets for the life of one call.
 struct AbortListener {
@@ -318,35 +339,53 @@ fn object_to_value(env: &Env, value: Unknown, depth: u8) -> Result<Value> {
     }
     return Ok(Value::Array(items));
   }
+  let object = value.coerce_to_object()?;
+  let class = class_name(&object)?;
   if value.is_typedarray()? {
-    let object = value.coerce_to_object()?;
-    let constructor: Object = object.get_named_property("constructor")?;
-    let name: String = constructor.get_named_property("name")?;
-    if name == "Uint8Array" || value.is_buffer()? {
+    if class == "Uint8Array" || class == "Buffer" {
       // SAFETY: the value was just checked to be a Uint8Array (a Buffer is one).
       let bytes = unsafe { value.cast::<Uint8Array>() }?;
       return Ok(Value::Bytes(bytes.to_vec()));
     }
-    return Ok(Value::Other(format!("an instance of {name}")));
+    return Ok(Value::Other(format!("an instance of {class}")));
   }
-  let object = value.coerce_to_object()?;
   let global = env.get_global()?;
   let abort_signal: Function<(), ()> = global.get_named_property("AbortSignal")?;
   if object.instanceof(abort_signal)? {
     let aborted: bool = object.get_named_property("aborted")?;
     return Ok(Value::AbortSignal { aborted });
   }
-  if depth == 0 {
-    let constructor: Option<Object> = object.get("constructor").ok().flatten();
-    let name = constructor
-      .and_then(|c| c.get::<String>("name").ok().flatten())
-      .unwrap_or_else(|| "Object".into());
-    return Ok(Value::Other(format!("an instance of {name}")));
+  // Only plain objects (and null-prototype ones) are option bags; class instances such as an
+  // AbortController or a Map are shown by their class in errors.
+  if depth == 0 || !(class.is_empty() || class == "Object") {
+    let shown = if class.is_empty() { "Object" } else { &class };
+    return Ok(Value::Other(format!("an instance of {shown}")));
   }
-  let mut entries = Vec::new();
-  for key in Object::keys(&object)? {
-    let item: Unknown = object.get_named_property(&key)?;
-    entries.push((key, to_value(env, Some(item), depth - 1)?));
+  let keys = object.get_property_names()?;
+  // SAFETY: napi_get_property_names returns an array.
+  let keys = unsafe { keys.to_unknown().cast::<Array>() }?;
+  let mut entries = Vec::with_capacity(keys.len() as usize);
+  for i in 0..keys.len() {
+    let Some(key) = keys.get::<Unknown>(i)? else {
+      continue;
+    };
+    // Read by the JS key itself: a key with a NUL byte must reach the option parser intact.
+    let item: Unknown = object.get_property(key)?;
+    let name = key.coerce_to_string()?.into_utf8()?.into_owned()?;
+    entries.push((name, to_value(env, Some(item), depth - 1)?));
   }
   Ok(Value::Object(entries))
+}
+
+/// `value.constructor.name`, or "" when there is none (e.g. `Object.create(null)`).
+fn class_name(object: &Object) -> Result<String> {
+  let constructor: Unknown = object.get_named_property("constructor")?;
+  if constructor.get_type()? != ValueType::Function {
+    return Ok(String::new());
+  }
+  let name: Unknown = constructor.coerce_to_object()?.get_named_property("name")?;
+  if name.get_type()? != ValueType::String {
+    return Ok(String::new());
+  }
+  name.coerce_to_string()?.into_utf8()?.into_owned()
 }

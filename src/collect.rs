@@ -16,7 +16,7 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use crate::error::{Error, StreamName};
 use crate::launch::{self, ExitStatus, StdioMode};
-use crate::options::{CollectPlan, KillPolicy};
+use crate::options::CollectPlan;
 
 /// How long output is still read after the leader was reaped, for descendants that keep the
 /// pipes open.
@@ -69,7 +69,7 @@ pub async fn run(
     Some(_) => StdioMode::Pipe,
     None => StdioMode::Ignore,
   };
-  let child = launch::launch(&plan.launch, [stdin_mode, StdioMode::Pipe, StdioMode::Pipe])?;
+  let child = launch::launch(&plan.launch, [stdin_mode, StdioMode::Pipe, StdioMode::Pipe]).await?;
   let pid = child.pid;
   let mut stdout = Vec::new();
   let mut stderr = Vec::new();
@@ -130,7 +130,7 @@ pub async fn run(
           }
         }
         exit = &mut wait, if reaped.is_none() => {
-          reaped = Some(exit.unwrap_or(ExitStatus::Code(-1)));
+          reaped = Some(exit?);
           drain_until = TokioInstant::now() + DRAIN_AFTER_EXIT;
         }
         () = sleep_until(timeout_at), if reaped.is_none() && ended_by.is_none() => {
@@ -144,9 +144,6 @@ pub async fn run(
       }
     }
     status = reaped.expect("loop ends only after the leader was reaped");
-    if ended_by.is_some() && force_kill_at != far {
-      kill_remnants_later(pid as i32, plan.kill, force_kill_at);
-    }
   }
   if let Some(limit) = plan.max_buffer {
     stdout.truncate(limit);
@@ -160,18 +157,6 @@ pub async fn run(
     ended_by,
     duration: started.elapsed(),
   })
-}
-
-/// The leader is gone but its group may not be: whatever ignored the kill signal gets SIGKILL
-/// when the grace period ends, without holding up the caller.
-fn kill_remnants_later(pgid: i32, kill: KillPolicy, at: TokioInstant) {
-  if kill.signal == nix::sys::signal::Signal::SIGKILL || !launch::group_exists(pgid) {
-    return;
-  }
-  tokio::spawn(async move {
-    sleep_until(at).await;
-    launch::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-  });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,6 +58,8 @@ pub enum Error {
   MaxBuffer { stream: StreamName, limit: usize },
   /// The run was cancelled through its AbortSignal; the group was killed.
   Aborted,
+  /// The launcher helper process could not be started or died mid-call.
+  LauncherExited { detail: String },
   /// The run passed its `timeout`; the group was killed.
   Timeout { after: std::time::Duration },
   /// `send()`/`request()` with no worker connected, as Node's `subprocess.send` reports it.
@@ -96,6 +98,7 @@ impl Error {
         .unwrap_or_else(|| "ERR_WORKER_REQUEST_FAILED".into()),
       Error::MalformedMessage { .. } => "ERR_IPC_MALFORMED_MESSAGE".into(),
       Error::InvalidState { .. } => "ERR_INVALID_STATE".into(),
+      Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
     }
   }
 
@@ -170,6 +173,9 @@ impl fmt::Display for Error {
         )
       }
       Error::Aborted => write!(f, "The operation was aborted"),
+      Error::LauncherExited { detail } => {
+        write!(f, "The tethered launcher process exited: {detail}")
+      }
       Error::Timeout { after } => write!(
         f,
         "Timed out after {} ms; the process group was killed",

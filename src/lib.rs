@@ -11,6 +11,7 @@ pub mod collect;
 pub mod error;
 pub mod ipc;
 pub mod launch;
+pub mod launcher;
 pub mod options;
 pub mod signals;
 pub mod supervisor;
