@@ -66,6 +66,8 @@ pub enum Error {
   ChannelClosed,
   /// A request was in flight when its worker exited or closed its channel.
   WorkerExited { pid: u32 },
+  /// `request()` got no answer within its `timeout`; the worker is left running.
+  RequestTimeout { after: std::time::Duration },
   /// The worker answered a request with `error: { message, code? }`.
   WorkerRequestFailed {
     message: String,
@@ -90,7 +92,7 @@ impl Error {
       Error::Spawn { errno, .. } => errno_name(*errno),
       Error::MaxBuffer { .. } => "ERR_MAX_BUFFER".into(),
       Error::Aborted => "ABORT_ERR".into(),
-      Error::Timeout { .. } => "ERR_TIMEOUT".into(),
+      Error::Timeout { .. } | Error::RequestTimeout { .. } => "ERR_TIMEOUT".into(),
       Error::ChannelClosed => "ERR_IPC_CHANNEL_CLOSED".into(),
       Error::WorkerExited { .. } => "ERR_WORKER_EXITED".into(),
       Error::WorkerRequestFailed { code, .. } => code
@@ -186,6 +188,11 @@ impl fmt::Display for Error {
         f,
         "The worker (pid {pid}) exited or closed its IPC channel before answering"
       ),
+      Error::RequestTimeout { after } => write!(
+        f,
+        "The worker did not answer the request within {} ms",
+        after.as_millis()
+      ),
       Error::WorkerRequestFailed { message, .. } => write!(f, "{message}"),
       Error::MalformedMessage { reason } => {
         write!(f, "A message from the worker is not valid JSON: {reason}")
@@ -264,6 +271,11 @@ mod tests {
     assert_eq!(failed(None).code(), "ERR_WORKER_REQUEST_FAILED");
     assert_eq!(failed(Some("EBADJPEG")).code(), "EBADJPEG");
     assert_eq!(failed(None).to_string(), "bad jpeg");
+    let timeout = Error::RequestTimeout {
+      after: std::time::Duration::from_millis(250),
+    };
+    assert_eq!(timeout.code(), "ERR_TIMEOUT");
+    assert!(!timeout.to_string().contains("killed"), "{timeout}");
     let state = Error::InvalidState {
       action: "start",
       state: "stopping",

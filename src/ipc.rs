@@ -87,7 +87,14 @@ impl Decoder {
 
 /// The bytes that carry `message` over the channel. Compact JSON never contains a raw newline.
 pub fn encode(message: &Value) -> Vec<u8> {
-  let mut bytes = message.to_string().into_bytes();
+  encode_text(message.to_string())
+}
+
+/// The bytes that carry a message already serialized as one JSON text (what `JSON.stringify`
+/// gives: a raw newline never occurs in it). Messages from JavaScript arrive this way, so they
+/// are written without being parsed here.
+pub fn encode_text(json: String) -> Vec<u8> {
+  let mut bytes = json.into_bytes();
   bytes.push(b'\n');
   bytes
 }
@@ -102,9 +109,12 @@ pub fn shutdown() -> Value {
   json!({ "type": "shutdown" })
 }
 
-/// The envelope of `request(body)`; the worker answers with a response carrying the same `id`.
-pub fn request(id: u64, body: Value) -> Value {
-  json!({ "tethered": "request", "id": id, "body": body })
+/// The bytes of the envelope `{ tethered: 'request', id, body }` around `body_json` (one JSON
+/// text, as for [`encode_text`]); the worker answers with a response carrying the same `id`.
+pub fn encode_request(id: u64, body_json: &str) -> Vec<u8> {
+  encode_text(format!(
+    "{{\"tethered\":\"request\",\"id\":{id},\"body\":{body_json}}}"
+  ))
 }
 
 /// What a message from a worker is, as far as the supervisor is concerned.
@@ -312,10 +322,13 @@ mod tests {
   fn envelopes_have_the_documented_shape() {
     assert_eq!(ping(), json!({ "type": "ping" }));
     assert_eq!(shutdown(), json!({ "type": "shutdown" }));
+    let line = encode_request(7, r#"{"resize":[1,2]}"#);
+    assert_eq!(line.last(), Some(&b'\n'));
     assert_eq!(
-      request(7, json!({ "resize": [1, 2] })),
+      serde_json::from_slice::<Value>(&line).unwrap(),
       json!({ "tethered": "request", "id": 7, "body": { "resize": [1, 2] } })
     );
+    assert_eq!(encode_text("\"€\"".into()), "\"€\"\n".as_bytes());
   }
 
   #[test]

@@ -395,6 +395,28 @@ pub fn parse_supervisor(
   })
 }
 
+/// Parses the options of `supervisor.request(message, options?)`: the `timeout` in ms, where
+/// 0 or none means no timeout (the request still ends when its worker does).
+pub fn parse_request_options(options: &Value) -> Result<Option<Duration>, Error> {
+  match options {
+    Value::Undefined | Value::Null | Value::Object(_) => {}
+    v => {
+      return Err(Error::invalid_type(
+        "options",
+        "of type object",
+        describe(v),
+      ))
+    }
+  }
+  Ok(match options.get("timeout") {
+    Value::Undefined => None,
+    v => match integer(v, "options.timeout", 0)? {
+      0 => None,
+      ms => Some(Duration::from_millis(ms)),
+    },
+  })
+}
+
 /// The options every entry point shares (`SpawnOptions`).
 struct SpawnOptions {
   launch: LaunchSpec,
@@ -994,6 +1016,28 @@ mod tests {
       assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE", "{key}: {value:?}");
       assert!(err.to_string().contains(key), "{err}");
     }
+  }
+
+  #[test]
+  fn request_timeouts_are_checked() {
+    let timeout = |v: Value| parse_request_options(&obj(&[("timeout", v)]));
+    assert_eq!(parse_request_options(&Value::Undefined), Ok(None));
+    assert_eq!(timeout(Value::Number(0.0)), Ok(None));
+    assert_eq!(
+      timeout(Value::Number(250.0)),
+      Ok(Some(Duration::from_millis(250)))
+    );
+    assert_eq!(
+      timeout(Value::Number(-1.0)).unwrap_err().code(),
+      "ERR_OUT_OF_RANGE"
+    );
+    assert_eq!(timeout(s("1")).unwrap_err().code(), "ERR_INVALID_ARG_TYPE");
+    assert_eq!(
+      parse_request_options(&Value::Number(5.0))
+        .unwrap_err()
+        .code(),
+      "ERR_INVALID_ARG_TYPE"
+    );
   }
 
   #[test]

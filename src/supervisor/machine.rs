@@ -47,6 +47,12 @@ impl State {
       State::Exhausted => "exhausted",
     }
   }
+
+  /// No worker, no spawn and no timer belong to these states: nothing the supervisor does
+  /// needs the host process to stay alive until `start()` is called again.
+  pub fn is_at_rest(self) -> bool {
+    matches!(self, State::Idle | State::Stopped | State::Exhausted)
+  }
 }
 
 /// The driver's timer slots; each is armed at most once at a time.
@@ -1454,6 +1460,9 @@ mod tests {
         assert_eq!(machine.pid().is_some(), has_worker);
         if machine.pid().is_none() {
           assert!(!machine.connected());
+        }
+        if machine.state().is_at_rest() {
+          assert_eq!(machine.pid(), None);
         }
         assert!(machine.restart_count() <= policy().max_restarts);
       }

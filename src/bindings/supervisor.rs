@@ -1,0 +1,373 @@
+//! `NativeSupervisor`: the JavaScript handle of one supervisor driver
+//! (`crate::supervisor::driver`); `lib/supervisor.js` wraps it in an EventEmitter.
+//!
+//! How notices reach JavaScript, and why Node exits exactly when it should:
+//! - The driver's notices queue up in an [`Outbox`]. The first one queued schedules one call
+//!   of a threadsafe function; that call takes the whole queue on the JS thread and hands it
+//!   to the JS callback as one array, so a burst of 10,000 messages costs a few JS calls.
+//! - The threadsafe function exists only while the supervisor has work under way: from a
+//!   `start()` until it is at rest (idle, stopped or exhausted) with every call settled. It is
+//!   a strong one — a running worker keeps Node alive, as a forked child does — and it is
+//!   released on the JS thread as soon as a delivered batch leaves the supervisor at rest. (A
+//!   weak one would lose queued notices when Node exits; one kept for ever would keep Node
+//!   alive for ever.) At rest nothing is left to deliver: `stop()` is done at once,
+//!   `send()`/`request()` fail at once with `ERR_IPC_CHANNEL_CLOSED`, and only `start()`, which
+//!   brings the callback, leaves rest. Holding no callback at rest also lets an unused
+//!   supervisor be garbage-collected (its driver then ends).
+//! - Calls return an id; their outcome is a `settled` notice in line with the events, so a
+//!   `start()` resolves after its 'spawn' event and getters agree with what was delivered.
+
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, Weak};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, JsValue};
+use napi_derive::napi;
+use tokio::sync::mpsc;
+
+use super::{exit_fields, js_error, throw, to_value, OPTION_DEPTH};
+use crate::error::Error as TetheredError;
+use crate::options::{self, Value};
+use crate::supervisor::driver::{self, CallId, Command, Listener, Notice, Snapshot};
+use crate::supervisor::machine::Event;
+
+/// Delivers the queued notices when Node runs it: the JS callback receives them as one array.
+type Delivery = ThreadsafeFunction<Flush, (), Flush, Status, false>;
+
+/// A supervisor: options are checked when it is made; the worker starts with `start()`.
+#[napi]
+pub struct NativeSupervisor {
+  commands: mpsc::UnboundedSender<Command>,
+  outbox: Arc<Outbox>,
+  next_call: Cell<CallId>,
+}
+
+#[napi]
+impl NativeSupervisor {
+  /// Throws a typed error (`ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`)
+  /// for invalid options.
+  #[napi(constructor, ts_args_type = "options: SupervisorOptions")]
+  pub fn new(env: Env, options: Unknown) -> Result<Self> {
+    let options = to_value(&env, Some(options), OPTION_DEPTH)?;
+    // The environment is read here, on the JS thread, the only thread that changes it.
+    let parent_env =
+      std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let process: Object = env.get_global()?.get_named_property("process")?;
+    let exec_path: String = process.get_named_property("execPath")?;
+    let plan =
+      options::parse_supervisor(&options, parent_env, &exec_path).map_err(|e| throw(&env, &e))?;
+    let outbox = Arc::new_cyclic(|me| Outbox {
+      me: me.clone(),
+      deliveries: Mutex::new(Deliveries::default()),
+    });
+    let (commands, run) = driver::driver(plan, outbox.clone());
+    napi::bindgen_prelude::spawn(run);
+    Ok(NativeSupervisor {
+      commands,
+      outbox,
+      next_call: Cell::new(0),
+    })
+  }
+
+  /// Starts the worker. `onNotices` receives every batch of notices until the supervisor is
+  /// at rest again. Returns the id of the call, which its `settled` notice carries.
+  #[napi(ts_args_type = "onNotices: (notices: SupervisorNotice[]) => void")]
+  pub fn start(&self, env: Env, on_notices: Function<Flush, ()>) -> Result<CallId> {
+    {
+      let mut deliveries = self.outbox.lock();
+      if deliveries.delivery.is_none() {
+        let delivery = on_notices
+          .build_threadsafe_function::<Flush>()
+          .callee_handled::<false>()
+          .build_callback(|ctx| Ok(ctx.value))?;
+        deliveries.delivery = Some(delivery);
+      }
+    }
+    self.dispatch(&env, Command::Start)
+  }
+
+  /// Stops the worker (see `stop()` in the README). Returns the call id, or `null` when the
+  /// supervisor is already at rest and there is nothing to wait for.
+  #[napi]
+  pub fn stop(&self, env: Env) -> Result<Option<CallId>> {
+    if !self.outbox.is_busy() {
+      return Ok(None);
+    }
+    self.dispatch(&env, Command::Stop).map(Some)
+  }
+
+  /// Sends one JSON text (`JSON.stringify(message)`) to the worker. Throws
+  /// `ERR_IPC_CHANNEL_CLOSED` when no worker can be connected.
+  #[napi(ts_args_type = "json: string | undefined")]
+  pub fn send(&self, env: Env, json: Option<String>) -> Result<CallId> {
+    let json = self.message_text(&env, json)?;
+    self.dispatch(&env, |call| Command::Send { call, json })
+  }
+
+  /// Sends `{ tethered: 'request', id, body }` around one JSON text; the `settled` notice
+  /// carries the JSON text of the result, or the error.
+  #[napi(ts_args_type = "json: string | undefined, options?: { timeout?: number }")]
+  pub fn request(
+    &self,
+    env: Env,
+    json: Option<String>,
+    options: Option<Unknown>,
+  ) -> Result<CallId> {
+    let options = to_value(&env, options, 1)?;
+    let timeout = options::parse_request_options(&options).map_err(|e| throw(&env, &e))?;
+    let body_json = self.message_text(&env, json)?;
+    self.dispatch(&env, |call| Command::Request {
+      call,
+      body_json,
+      timeout,
+    })
+  }
+
+  #[napi(getter, ts_return_type = "SupervisorState")]
+  pub fn state(&self) -> &'static str {
+    self.outbox.snapshot().state.as_str()
+  }
+
+  #[napi(getter)]
+  pub fn pid(&self) -> Option<u32> {
+    self.outbox.snapshot().pid
+  }
+
+  #[napi(getter)]
+  pub fn restart_count(&self) -> f64 {
+    self.outbox.snapshot().restart_count as f64
+  }
+
+  #[napi(getter)]
+  pub fn connected(&self) -> bool {
+    self.outbox.snapshot().connected
+  }
+}
+
+impl NativeSupervisor {
+  /// A message as JSON text, checked: `JSON.stringify` gives `undefined` for what JSON cannot
+  /// carry, and a raw newline would split the message on the wire. At rest no worker can take
+  /// it.
+  fn message_text(&self, env: &Env, json: Option<String>) -> Result<String> {
+    let json = json.ok_or_else(|| {
+      let error = TetheredError::invalid_type(
+        "message",
+        "a value JSON can represent",
+        "undefined (or a function or symbol)".into(),
+      );
+      throw(env, &error)
+    })?;
+    if json.contains('\n') {
+      let error = TetheredError::invalid_value(
+        "json",
+        "must be one JSON text without a raw newline",
+        options::describe(&Value::String(json)),
+      );
+      return Err(throw(env, &error));
+    }
+    if !self.outbox.is_busy() {
+      return Err(throw(env, &TetheredError::ChannelClosed));
+    }
+    Ok(json)
+  }
+
+  /// Sends the driver a command for a new call; its settlement is awaited before the
+  /// supervisor may let Node exit.
+  fn dispatch(&self, env: &Env, command: impl FnOnce(CallId) -> Command) -> Result<CallId> {
+    let call = self.next_call.get().wrapping_add(1);
+    self.next_call.set(call);
+    self.outbox.lock().unsettled += 1;
+    if self.commands.send(command(call)).is_err() {
+      self.outbox.lock().unsettled -= 1;
+      let error = TetheredError::InvalidState {
+        action: "use",
+        state: "shut down",
+      };
+      return Err(throw(env, &error));
+    }
+    Ok(call)
+  }
+}
+
+/// The notices on their way to JavaScript, and what the JS thread knows from those delivered.
+pub struct Outbox {
+  me: Weak<Outbox>,
+  deliveries: Mutex<Deliveries>,
+}
+
+#[derive(Default)]
+struct Deliveries {
+  queue: Vec<Notice>,
+  /// A delivery call is queued with Node and will take everything queued here.
+  flush_scheduled: bool,
+  /// Present while the supervisor has work under way (see the module comment).
+  delivery: Option<Delivery>,
+  /// As of the last delivered batch.
+  snapshot: Option<Snapshot>,
+  /// Calls whose `settled` notice has not been delivered yet.
+  unsettled: usize,
+}
+
+impl Outbox {
+  fn lock(&self) -> std::sync::MutexGuard<'_, Deliveries> {
+    // A panic while holding the lock leaves the queue usable: recover it rather than poison
+    // every later call.
+    self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  fn snapshot(&self) -> Snapshot {
+    self.lock().snapshot.unwrap_or(Snapshot::IDLE)
+  }
+
+  /// Whether the supervisor may have a worker or calls under way.
+  fn is_busy(&self) -> bool {
+    self.lock().delivery.is_some()
+  }
+
+  /// Takes every queued notice, on the JS thread, and releases the delivery function when they
+  /// leave the supervisor at rest with every call settled.
+  fn take_batch(&self) -> Vec<Notice> {
+    let (batch, released) = {
+      let mut deliveries = self.lock();
+      deliveries.flush_scheduled = false;
+      let batch = std::mem::take(&mut deliveries.queue);
+      for notice in &batch {
+        match notice {
+          Notice::Snapshot(snapshot) => deliveries.snapshot = Some(*snapshot),
+          Notice::Settled { .. } => deliveries.unsettled -= 1,
+          _ => {}
+        }
+      }
+      let at_rest = deliveries
+        .snapshot
+        .unwrap_or(Snapshot::IDLE)
+        .state
+        .is_at_rest();
+      let released = if at_rest && deliveries.unsettled == 0 {
+        deliveries.delivery.take()
+      } else {
+        None
+      };
+      (batch, released)
+    };
+    // Released outside the lock; from here on nothing of this supervisor keeps Node alive.
+    drop(released);
+    batch
+  }
+}
+
+impl Listener for Outbox {
+  fn notify(&self, notice: Notice) {
+    let mut deliveries = self.lock();
+    deliveries.queue.push(notice);
+    if deliveries.flush_scheduled {
+      return;
+    }
+    if let Some(delivery) = &deliveries.delivery {
+      // Fails only while Node is shutting down, when nobody is left to tell.
+      let status = delivery.call(
+        Flush(self.me.clone()),
+        ThreadsafeFunctionCallMode::NonBlocking,
+      );
+      deliveries.flush_scheduled = status == Status::Ok;
+    }
+  }
+}
+
+/// One delivery call: turned into a JS value on the JS thread, it takes the outbox's queue
+/// then, so everything queued until Node runs it rides along.
+pub struct Flush(Weak<Outbox>);
+
+impl ToNapiValue for Flush {
+  unsafe fn to_napi_value(raw_env: sys::napi_env, flush: Self) -> Result<sys::napi_value> {
+    let env = Env::from_raw(raw_env);
+    let batch = flush
+      .0
+      .upgrade()
+      .map(|outbox| outbox.take_batch())
+      .unwrap_or_default();
+    let mut notices = env.create_array(0)?;
+    for notice in batch {
+      if let Some(notice) = notice_to_js(&env, notice)? {
+        notices.insert(notice)?;
+      }
+    }
+    Ok(notices.raw())
+  }
+}
+
+/// `{ kind, ... }` for JavaScript: events carry their payload as `value`, messages their JSON
+/// text as `json`, settlements their `call` and a `json` result or an `error`. Snapshots were
+/// taken in by the outbox and are not passed on.
+fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
+  let mut obj = Object::new(env)?;
+  match notice {
+    Notice::Snapshot(_) => return Ok(None),
+    Notice::Event(event) => {
+      let (kind, value) = event_to_js(env, event)?;
+      obj.set("kind", kind)?;
+      obj.set("value", value)?;
+    }
+    Notice::Message(json) => {
+      obj.set("kind", "message")?;
+      obj.set("json", json)?;
+    }
+    Notice::Output { stream, chunk } => {
+      obj.set("kind", stream.as_str())?;
+      obj.set("value", Buffer::from(chunk))?;
+    }
+    Notice::Settled { call, outcome } => {
+      obj.set("kind", "settled")?;
+      obj.set("call", call)?;
+      match outcome {
+        Ok(Some(json)) => obj.set("json", json)?,
+        Ok(None) => {}
+        Err(error) => obj.set("error", js_error(env, &error)?)?,
+      }
+    }
+  }
+  Ok(Some(obj))
+}
+
+/// The event name and the payload DESIGN §4 gives it.
+fn event_to_js(env: &Env, event: Event) -> Result<(&'static str, Object<'_>)> {
+  let mut value = Object::new(env)?;
+  let kind = match event {
+    Event::Spawn { pid } => {
+      value.set("pid", pid)?;
+      "spawn"
+    }
+    Event::Exit { status } => {
+      exit_fields(&mut value, status, "code")?;
+      "exit"
+    }
+    Event::Crashed {
+      status,
+      restart_count,
+    } => {
+      exit_fields(&mut value, status, "code")?;
+      value.set("restartCount", restart_count as f64)?;
+      "crashed"
+    }
+    Event::Restarting { delay, attempt } => {
+      value.set("delay", delay.as_millis() as f64)?;
+      value.set("attempt", attempt as f64)?;
+      "restarting"
+    }
+    Event::Exhausted {
+      message,
+      restart_count,
+    } => {
+      value.set("message", message)?;
+      value.set("restartCount", restart_count as f64)?;
+      "exhausted"
+    }
+    Event::Unresponsive { pid } => {
+      value.set("pid", pid)?;
+      "unresponsive"
+    }
+    Event::Error(error) => return Ok(("error", js_error(env, &error)?)),
+  };
+  Ok((kind, value))
+}
