@@ -200,3 +200,25 @@ test('require("tethered/worker") loads outside a worker and does nothing', async
   assert.equal(typeof helper.onRequest, 'function')
   assert.equal(typeof helper.onShutdown, 'function')
 })
+
+test("a line that is not JSON is an 'error' (a warning when nobody listens); the rest still arrives", { timeout: 30_000 }, async (t) => {
+  // A command worker may speak the protocol too: fd 3 is the channel.
+  const script = 'printf \'not json\\n{"after":1}\\n\' >&3; sleep 1000'
+  const options = { modulePath: undefined, command: 'sh', args: ['-c', script], stopTimeout: 200 }
+
+  const { sup } = supervise(t, 'worker-echo.js', options)
+  const errors = []
+  sup.on('error', (error) => errors.push(error))
+  const after = nextMessage(sup, (m) => m.after)
+  await sup.start()
+  assert.deepEqual(await after, { after: 1 })
+  assert.equal(errors.length, 1)
+  assert.equal(errors[0].code, 'ERR_IPC_MALFORMED_MESSAGE')
+
+  const unheard = new Supervisor(options)
+  t.after(() => unheard.stop())
+  const warned = new Promise((resolve) => process.once('warning', resolve))
+  await unheard.start()
+  const warning = await settlesWithin(warned, 5_000, 'the warning')
+  assert.equal(warning.code, 'ERR_IPC_MALFORMED_MESSAGE')
+})

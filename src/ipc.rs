@@ -19,6 +19,14 @@ use crate::error::Error;
 /// does not pin its size in memory for the life of the channel.
 const RETAINED_CAPACITY: usize = 1 << 20;
 
+/// One message as received: its value, and its JSON text exactly as the worker wrote it (passed
+/// on as it is, so nothing of it — not even the order of object keys — changes on the way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+  pub value: Value,
+  pub json: String,
+}
+
 /// Turns a byte stream into messages. Holds at most the unfinished message plus the latest
 /// chunk, so memory follows the largest message, not the traffic.
 #[derive(Debug, Default)]
@@ -47,7 +55,7 @@ impl Decoder {
 
   /// The next complete message, in order, or `None` until more bytes are fed. A line that is
   /// not JSON is an `Err` item; the messages after it are unaffected. Blank lines are skipped.
-  pub fn next_message(&mut self) -> Option<Result<Value, Error>> {
+  pub fn next_message(&mut self) -> Option<Result<Received, Error>> {
     loop {
       let newline = self.buffer[self.scanned..]
         .iter()
@@ -64,9 +72,14 @@ impl Decoder {
       if line.iter().all(u8::is_ascii_whitespace) {
         continue;
       }
-      let parsed = serde_json::from_slice(line).map_err(|e| Error::MalformedMessage {
-        reason: e.to_string(),
-      });
+      let malformed = |reason: String| Error::MalformedMessage { reason };
+      let parsed = serde_json::from_slice(line)
+        .map_err(|e| malformed(e.to_string()))
+        .and_then(|value| {
+          // Valid JSON is valid UTF-8, so this only copies.
+          let json = String::from_utf8(line.to_vec()).map_err(|e| malformed(e.to_string()))?;
+          Ok(Received { value, json })
+        });
       self.release_if_empty();
       return Some(parsed);
     }
@@ -183,12 +196,12 @@ fn worker_error(error: &Value) -> Error {
 mod tests {
   use super::*;
 
-  fn drain(decoder: &mut Decoder) -> Vec<Result<Value, Error>> {
+  fn drain(decoder: &mut Decoder) -> Vec<Result<Received, Error>> {
     std::iter::from_fn(|| decoder.next_message()).collect()
   }
 
-  fn values(items: Vec<Result<Value, Error>>) -> Vec<Value> {
-    items.into_iter().map(Result::unwrap).collect()
+  fn values(items: Vec<Result<Received, Error>>) -> Vec<Value> {
+    items.into_iter().map(|item| item.unwrap().value).collect()
   }
 
   #[test]
@@ -277,7 +290,10 @@ mod tests {
     assert_eq!(decoder.buffer.capacity(), 0, "a huge buffer is released");
     for _ in 0..10_000 {
       decoder.feed(b"{\"small\":true}\n{\"sm");
-      assert_eq!(decoder.next_message().unwrap().unwrap()["small"], true);
+      assert_eq!(
+        decoder.next_message().unwrap().unwrap().value["small"],
+        true
+      );
       assert!(decoder.next_message().is_none());
       decoder.feed(b"all\":1}\n");
       assert!(decoder.next_message().unwrap().is_ok());
@@ -294,12 +310,12 @@ mod tests {
     decoder.feed(b"{\"ok\":1}\n{not json}\n\xff\xfe\n\"fine\"\n");
     let got = drain(&mut decoder);
     assert_eq!(got.len(), 4);
-    assert_eq!(got[0], Ok(json!({ "ok": 1 })));
+    assert_eq!(got[0].as_ref().unwrap().value, json!({ "ok": 1 }));
     for bad in &got[1..3] {
       let err = bad.as_ref().unwrap_err();
       assert_eq!(err.code(), "ERR_IPC_MALFORMED_MESSAGE");
     }
-    assert_eq!(got[3], Ok(json!("fine")));
+    assert_eq!(got[3].as_ref().unwrap().json, "\"fine\"");
   }
 
   #[test]
@@ -315,7 +331,18 @@ mod tests {
     decoder.feed(b"{\"a\":1}");
     assert_eq!(decoder.next_message(), None);
     decoder.feed(b"\n");
-    assert_eq!(decoder.next_message(), Some(Ok(json!({ "a": 1 }))));
+    let received = decoder.next_message().unwrap().unwrap();
+    assert_eq!(received.value, json!({ "a": 1 }));
+  }
+
+  #[test]
+  fn the_text_is_passed_on_as_written() {
+    let line = "{\"z\":1,\"a\":[2.50,\"\\u00e9\"],\"m\":{\"b\":0,\"a\":0}}";
+    let mut decoder = Decoder::new();
+    decoder.feed(format!("{line}\n").as_bytes());
+    let received = decoder.next_message().unwrap().unwrap();
+    assert_eq!(received.json, line);
+    assert_eq!(received.value["a"][1], "é");
   }
 
   #[test]

@@ -258,9 +258,9 @@ impl Outbox {
 }
 
 impl Listener for Outbox {
-  fn notify(&self, notice: Notice) {
+  fn notify(&self, notices: Vec<Notice>) {
     let mut deliveries = self.lock();
-    deliveries.queue.push(notice);
+    deliveries.queue.extend(notices);
     if deliveries.flush_scheduled {
       return;
     }

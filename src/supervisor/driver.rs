@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{pipe, OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
@@ -35,7 +34,7 @@ use tokio::time::{sleep_until, Instant};
 use super::machine::{Action, Event, Input, Machine, State, Timer};
 use crate::collect::DRAIN_AFTER_EXIT;
 use crate::error::{Error, StreamName};
-use crate::ipc::{self, Decoder, Incoming};
+use crate::ipc::{self, Decoder, Incoming, Received};
 use crate::launch::{self, ExitStatus, ProcessGroup, StdioMode};
 use crate::options::{LaunchSpec, SupervisorPlan};
 
@@ -107,9 +106,11 @@ pub enum Notice {
   },
 }
 
-/// Where notices go. Called from tokio worker threads; must not block.
+/// Where notices go. Called from tokio worker threads; must not block. The notices of one step
+/// of the driver come in one call, so a state change and the events it causes are never split
+/// between two deliveries.
 pub trait Listener: Send + Sync + 'static {
-  fn notify(&self, notice: Notice);
+  fn notify(&self, notices: Vec<Notice>);
 }
 
 /// Builds the driver of `plan`: commands go into the sender; the future, run on a tokio runtime,
@@ -129,6 +130,7 @@ pub fn driver(
     launch: with_channel_env(plan.launch),
     stdio: plan.stdio,
     listener,
+    notices: Vec::new(),
     reports: reports_tx,
     worker: None,
     timers: [None; TIMERS.len()],
@@ -170,7 +172,7 @@ fn slot(timer: Timer) -> usize {
 
 /// What a worker's task reports to the driver.
 enum Report {
-  Messages(Vec<Result<Value, Error>>),
+  Messages(Vec<Result<Received, Error>>),
   Output(StreamName, Vec<u8>),
   ChannelClosed,
   /// `Err` when the launcher died, which takes the worker with it.
@@ -201,6 +203,8 @@ struct Driver {
   launch: LaunchSpec,
   stdio: StdioMode,
   listener: Arc<dyn Listener>,
+  /// Notices of the current step, handed to the listener together when it ends.
+  notices: Vec<Notice>,
   reports: mpsc::UnboundedSender<Report>,
   worker: Option<Worker>,
   timers: [Option<Instant>; TIMERS.len()],
@@ -238,6 +242,9 @@ impl Driver {
         () = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {
           self.fire_due().await;
         }
+      }
+      if !self.notices.is_empty() {
+        self.listener.notify(std::mem::take(&mut self.notices));
       }
     }
   }
@@ -285,17 +292,23 @@ impl Driver {
     match report {
       Report::Messages(messages) => {
         for message in messages {
-          match message.map(ipc::classify) {
-            Ok(Incoming::User(value)) => self.notify(Notice::Message(value.to_string())),
-            Ok(Incoming::Response { id, outcome }) => {
+          let Received { value, json } = match message {
+            Ok(received) => received,
+            Err(malformed) => {
+              self.notify(Notice::Event(Event::Error(malformed)));
+              continue;
+            }
+          };
+          match ipc::classify(value) {
+            Incoming::User(_) => self.notify(Notice::Message(json)),
+            Incoming::Response { id, outcome } => {
               // An answer after its timeout finds nothing: the caller was already told.
               if let Some(request) = self.requests.remove(&id) {
                 let result = outcome.map(|result| result.map(|value| value.to_string()));
                 self.settle(request.call, result);
               }
             }
-            Ok(Incoming::Pong | Incoming::NodeInternal) => {}
-            Err(malformed) => self.notify(Notice::Event(Event::Error(malformed))),
+            Incoming::Pong | Incoming::NodeInternal => {}
           }
         }
         // Any word from the worker, even one that could not be parsed, shows it is alive.
@@ -423,7 +436,7 @@ impl Driver {
 
   /// Queues bytes for the worker's channel. A `send()` without a writer to take it is settled
   /// here as a closed channel.
-  fn write(&self, bytes: Vec<u8>, settles: Option<CallId>) {
+  fn write(&mut self, bytes: Vec<u8>, settles: Option<CallId>) {
     let queued = match &self.worker {
       Some(worker) => worker.outgoing.send(Outgoing { bytes, settles }).is_ok(),
       None => false,
@@ -473,12 +486,12 @@ impl Driver {
     }
   }
 
-  fn settle(&self, call: CallId, outcome: Result<Option<String>, Error>) {
+  fn settle(&mut self, call: CallId, outcome: Result<Option<String>, Error>) {
     self.notify(Notice::Settled { call, outcome });
   }
 
-  fn notify(&self, notice: Notice) {
-    self.listener.notify(notice);
+  fn notify(&mut self, notice: Notice) {
+    self.notices.push(notice);
   }
 }
 
@@ -528,11 +541,16 @@ async fn write_channel(
         Err(Error::ChannelClosed)
       }
     };
-    for call in batch.drain(..).filter_map(|outgoing| outgoing.settles) {
-      listener.notify(Notice::Settled {
+    let settled = batch
+      .drain(..)
+      .filter_map(|outgoing| outgoing.settles)
+      .map(|call| Notice::Settled {
         call,
         outcome: outcome(),
-      });
+      })
+      .collect::<Vec<_>>();
+    if !settled.is_empty() {
+      listener.notify(settled);
     }
     if !written {
       break;
@@ -542,13 +560,17 @@ async fn write_channel(
     }
   }
   queue.close();
+  let mut settled = Vec::new();
   while let Some(outgoing) = queue.recv().await {
     if let Some(call) = outgoing.settles {
-      listener.notify(Notice::Settled {
+      settled.push(Notice::Settled {
         call,
         outcome: Err(Error::ChannelClosed),
       });
     }
+  }
+  if !settled.is_empty() {
+    listener.notify(settled);
   }
 }
 
