@@ -24,12 +24,11 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue};
 use napi_derive::napi;
-use tokio::sync::mpsc;
 
 use super::{exit_fields, js_error, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
 use crate::options::{self, Value};
-use crate::supervisor::driver::{self, CallId, Command, Listener, Notice, Snapshot};
+use crate::supervisor::driver::{self, CallId, Handle, Listener, Notice, Sent, Snapshot};
 use crate::supervisor::machine::Event;
 
 /// Delivers the queued notices when Node runs it: the JS callback receives them as one array.
@@ -38,7 +37,7 @@ type Delivery = ThreadsafeFunction<Flush, (), Flush, Status, false>;
 /// A supervisor: options are checked when it is made; the worker starts with `start()`.
 #[napi]
 pub struct NativeSupervisor {
-  commands: mpsc::UnboundedSender<Command>,
+  driver: Handle,
   outbox: Arc<Outbox>,
   next_call: Cell<CallId>,
 }
@@ -61,10 +60,10 @@ impl NativeSupervisor {
       me: me.clone(),
       deliveries: Mutex::new(Deliveries::default()),
     });
-    let (commands, run) = driver::driver(plan, outbox.clone());
+    let (driver, run) = driver::driver(plan, outbox.clone());
     napi::bindgen_prelude::spawn(run);
     Ok(NativeSupervisor {
-      commands,
+      driver,
       outbox,
       next_call: Cell::new(0),
     })
@@ -84,7 +83,7 @@ impl NativeSupervisor {
         deliveries.delivery = Some(delivery);
       }
     }
-    self.dispatch(&env, Command::Start)
+    self.call(&env, |driver, call| driver.start(call))
   }
 
   /// Stops the worker (see `stop()` in the README). Returns the call id, or `null` when the
@@ -94,15 +93,24 @@ impl NativeSupervisor {
     if !self.outbox.is_busy() {
       return Ok(None);
     }
-    self.dispatch(&env, Command::Stop).map(Some)
+    self.call(&env, |driver, call| driver.stop(call)).map(Some)
   }
 
-  /// Sends one JSON text (`JSON.stringify(message)`) to the worker. Throws
-  /// `ERR_IPC_CHANNEL_CLOSED` when no worker can be connected.
+  /// Sends one JSON text (`JSON.stringify(message)`) to the worker. Returns `null` when it was
+  /// written at once, else the call id its `settled` notice carries. Throws
+  /// `ERR_IPC_CHANNEL_CLOSED` when no worker is connected.
   #[napi(ts_args_type = "json: string | undefined")]
-  pub fn send(&self, env: Env, json: Option<String>) -> Result<CallId> {
-    let json = self.message_text(&env, json)?;
-    self.dispatch(&env, |call| Command::Send { call, json })
+  pub fn send(&self, env: Env, json: Option<String>) -> Result<Option<CallId>> {
+    let json = message_text(&env, json)?;
+    let call = self.next_call();
+    match self.driver.send(json, call) {
+      Ok(Sent::Written) => Ok(None),
+      Ok(Sent::Queued) => {
+        self.outbox.lock().unsettled += 1;
+        Ok(Some(call))
+      }
+      Err(error) => Err(throw(&env, &error)),
+    }
   }
 
   /// Sends `{ tethered: 'request', id, body }` around one JSON text; the `settled` notice
@@ -116,11 +124,9 @@ impl NativeSupervisor {
   ) -> Result<CallId> {
     let options = to_value(&env, options, 1)?;
     let timeout = options::parse_request_options(&options).map_err(|e| throw(&env, &e))?;
-    let body_json = self.message_text(&env, json)?;
-    self.dispatch(&env, |call| Command::Request {
-      call,
-      body_json,
-      timeout,
+    let body_json = message_text(&env, json)?;
+    self.call(&env, |driver, call| {
+      driver.request(&body_json, timeout, call)
     })
   }
 
@@ -146,48 +152,50 @@ impl NativeSupervisor {
 }
 
 impl NativeSupervisor {
-  /// A message as JSON text, checked: `JSON.stringify` gives `undefined` for what JSON cannot
-  /// carry, and a raw newline would split the message on the wire. At rest no worker can take
-  /// it.
-  fn message_text(&self, env: &Env, json: Option<String>) -> Result<String> {
-    let json = json.ok_or_else(|| {
-      let error = TetheredError::invalid_type(
-        "message",
-        "a value JSON can represent",
-        "undefined (or a function or symbol)".into(),
-      );
-      throw(env, &error)
-    })?;
-    if json.contains('\n') {
-      let error = TetheredError::invalid_value(
-        "json",
-        "must be one JSON text without a raw newline",
-        options::describe(&Value::String(json)),
-      );
-      return Err(throw(env, &error));
-    }
-    if !self.outbox.is_busy() {
-      return Err(throw(env, &TetheredError::ChannelClosed));
-    }
-    Ok(json)
-  }
-
-  /// Sends the driver a command for a new call; its settlement is awaited before the
-  /// supervisor may let Node exit.
-  fn dispatch(&self, env: &Env, command: impl FnOnce(CallId) -> Command) -> Result<CallId> {
+  fn next_call(&self) -> CallId {
     let call = self.next_call.get().wrapping_add(1);
     self.next_call.set(call);
+    call
+  }
+
+  /// Makes a call the driver settles later; until it is settled, the supervisor keeps Node
+  /// alive.
+  fn call(
+    &self,
+    env: &Env,
+    make: impl FnOnce(&Handle, CallId) -> std::result::Result<(), TetheredError>,
+  ) -> Result<CallId> {
+    let call = self.next_call();
+    // Counted first: the settlement can only be taken in later on this (the JS) thread.
     self.outbox.lock().unsettled += 1;
-    if self.commands.send(command(call)).is_err() {
+    if let Err(error) = make(&self.driver, call) {
       self.outbox.lock().unsettled -= 1;
-      let error = TetheredError::InvalidState {
-        action: "use",
-        state: "shut down",
-      };
       return Err(throw(env, &error));
     }
     Ok(call)
   }
+}
+
+/// A message as JSON text, checked: `JSON.stringify` gives `undefined` for what JSON cannot
+/// carry, and a raw newline would split the message on the wire.
+fn message_text(env: &Env, json: Option<String>) -> Result<String> {
+  let json = json.ok_or_else(|| {
+    let error = TetheredError::invalid_type(
+      "message",
+      "a value JSON can represent",
+      "undefined (or a function or symbol)".into(),
+    );
+    throw(env, &error)
+  })?;
+  if json.contains('\n') {
+    let error = TetheredError::invalid_value(
+      "json",
+      "must be one JSON text without a raw newline",
+      options::describe(&Value::String(json)),
+    );
+    return Err(throw(env, &error));
+  }
+  Ok(json)
 }
 
 /// The notices on their way to JavaScript, and what the JS thread knows from those delivered.

@@ -3,32 +3,39 @@
 //! and tells one [`Listener`] everything JavaScript must hear, as [`Notice`]s, in order.
 //!
 //! Why it is shaped this way:
-//! - One task owns the machine, so inputs are applied one at a time in the order they happened;
-//!   everything else talks to it through channels ([`Command`]s in, worker reports back).
-//! - Each worker has one task that reads its channel and pipes and waits for its exit, and
-//!   reports in the order things happened: messages and output, then the end of the channel,
-//!   then the exit — after a short drain, so nothing a worker wrote before dying arrives after
-//!   its 'exit'. Reports need no worker id: a worker's last report is its exit, and the machine
-//!   starts the next worker only after that.
-//! - Each worker has one writer task, so writes reach the socket in the order they were asked
-//!   for; it settles a `send()` once its bytes are in the socket. When the worker is gone the
-//!   writer settles everything still queued, so no call is ever left hanging.
-//! - Every call (`start`, `stop`, `send`, `request`) is settled exactly once, by a
-//!   [`Notice::Settled`], never by a return value: the listener sees settlements in line with
-//!   the events, so a `start()` resolves after its 'spawn' event.
+//! - One task owns the machine, so its inputs are applied one at a time, in the order they
+//!   happened. The notices of one step reach the listener in one call, so a state change and
+//!   the events it causes are never split between two deliveries.
+//! - Messages do not queue behind that task. `send()` writes to the socket at once, from the
+//!   caller's thread, when nothing is queued before it (otherwise the bytes queue for the
+//!   channel's writer task, which keeps the order); `request()` registers its id and writes the
+//!   same way. Each worker's reader task hands messages and request answers to the listener
+//!   itself, and tells the machine only that the worker is alive. The path of a message is
+//!   then as short as Node's own: one socket, one thread hop back to JavaScript.
+//! - The reader reports in the order things happened: messages and output, then the end of the
+//!   channel, then the exit — after a short drain, so nothing a worker wrote before dying
+//!   arrives after its 'exit'. Reports need no worker id: a worker's last report is its exit,
+//!   and the machine starts the next worker only after that.
+//! - Every call that does not finish at once (`start`, `stop`, a queued `send`, `request`) is
+//!   settled exactly once by a [`Notice::Settled`], in line with the events: a `start()`
+//!   resolves after its 'spawn' event. When a worker goes, its channel settles whatever it still
+//!   held, and its requests are rejected, so no call is ever left hanging.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{pipe, OwnedReadHalf, OwnedWriteHalf};
+use nix::sys::socket::{send, MsgFlags};
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::unix::pipe;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use super::machine::{Action, Event, Input, Machine, State, Timer};
@@ -44,29 +51,8 @@ const CHANNEL_FD: &str = "3";
 /// The most read from the channel or a pipe at once.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// Queued small messages are written together up to this many bytes: one system call for a
-/// burst instead of one per message.
-const WRITE_BATCH: usize = 256 * 1024;
-
 /// Identifies one call from JavaScript; its settlement carries the same id.
 pub type CallId = u32;
-
-/// What JavaScript asks of the supervisor.
-#[derive(Debug)]
-pub enum Command {
-  Start(CallId),
-  Stop(CallId),
-  /// `json` is one JSON text without a raw newline (what `JSON.stringify` gives).
-  Send {
-    call: CallId,
-    json: String,
-  },
-  Request {
-    call: CallId,
-    body_json: String,
-    timeout: Option<Duration>,
-  },
-}
 
 /// The state as the getters show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +79,7 @@ pub enum Notice {
   /// from the change, so a listener reading the getters sees the new values.
   Snapshot(Snapshot),
   Event(Event),
-  /// A message from the worker, as one JSON text.
+  /// A message from the worker, as the JSON text it wrote.
   Message(String),
   Output {
     stream: StreamName,
@@ -106,42 +92,121 @@ pub enum Notice {
   },
 }
 
-/// Where notices go. Called from tokio worker threads; must not block. The notices of one step
-/// of the driver come in one call, so a state change and the events it causes are never split
-/// between two deliveries.
+/// Where notices go. Called from tokio worker threads and from the thread calling
+/// [`Handle::send`]; must not block. Notices that belong together come in one call.
 pub trait Listener: Send + Sync + 'static {
   fn notify(&self, notices: Vec<Notice>);
 }
 
-/// Builds the driver of `plan`: commands go into the sender; the future, run on a tokio runtime,
-/// does the work. It ends once the sender is dropped and the supervisor is at rest (a worker
+/// How a `send()` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+  /// Written to the socket: done.
+  Written,
+  /// Queued behind earlier bytes; a [`Notice::Settled`] with the call's id follows.
+  Queued,
+}
+
+/// The caller's side of a driver.
+pub struct Handle {
+  commands: mpsc::UnboundedSender<Command>,
+  connection: Arc<Connection>,
+}
+
+impl Handle {
+  /// Starts supervising; settled once the first worker runs (or could not be started).
+  pub fn start(&self, call: CallId) -> Result<(), Error> {
+    self.command(Command::Start(call))
+  }
+
+  /// Stops the worker within `stopTimeout`, no restart; settled once it is gone.
+  pub fn stop(&self, call: CallId) -> Result<(), Error> {
+    self.command(Command::Stop(call))
+  }
+
+  /// Sends one JSON text without a raw newline (what `JSON.stringify` gives) to the worker.
+  /// `ERR_IPC_CHANNEL_CLOSED` when no worker is connected.
+  pub fn send(&self, json: String, call: CallId) -> Result<Sent, Error> {
+    let link = self.connection.lock();
+    let channel = link.channel.as_ref().ok_or(Error::ChannelClosed)?;
+    channel.write(ipc::encode_text(json), Some(call))
+  }
+
+  /// Sends `body_json` as a request; settled with the worker's answer, `ERR_TIMEOUT` after
+  /// `timeout`, or `ERR_WORKER_EXITED` when the worker goes first.
+  pub fn request(
+    &self,
+    body_json: &str,
+    timeout: Option<Duration>,
+    call: CallId,
+  ) -> Result<(), Error> {
+    let mut link = self.connection.lock();
+    let channel = link.channel.clone().ok_or(Error::ChannelClosed)?;
+    let id = link.next_request_id;
+    link.next_request_id += 1;
+    // Registered before it is written: the answer may be read before `write` returns.
+    link.requests.insert(id, InFlight { call, timeout });
+    if let Err(error) = channel.write(ipc::encode_request(id, body_json), None) {
+      link.requests.remove(&id);
+      return Err(error);
+    }
+    drop(link);
+    if let Some(after) = timeout {
+      self.command(Command::Deadline {
+        id,
+        at: Instant::now() + after,
+      })?;
+    }
+    Ok(())
+  }
+
+  fn command(&self, command: Command) -> Result<(), Error> {
+    self
+      .commands
+      .send(command)
+      .map_err(|_| Error::InvalidState {
+        action: "use",
+        state: "shut down",
+      })
+  }
+}
+
+/// Builds the driver of `plan`: the handle commands it; the future, run on a tokio runtime,
+/// does the work. It ends once the handle is dropped and the supervisor is at rest (a worker
 /// still running then is stopped first).
 pub fn driver(
   plan: SupervisorPlan,
   listener: Arc<dyn Listener>,
-) -> (
-  mpsc::UnboundedSender<Command>,
-  impl Future<Output = ()> + Send,
-) {
+) -> (Handle, impl Future<Output = ()> + Send) {
   let (commands_tx, commands) = mpsc::unbounded_channel();
   let (reports_tx, reports) = mpsc::unbounded_channel();
+  let connection = Arc::new(Connection {
+    link: Mutex::new(Link {
+      channel: None,
+      requests: HashMap::new(),
+      next_request_id: 1,
+    }),
+  });
   let driver = Driver {
     machine: Machine::new(plan.policy),
     launch: with_channel_env(plan.launch),
     stdio: plan.stdio,
     listener,
     notices: Vec::new(),
+    connection: connection.clone(),
     reports: reports_tx,
     worker: None,
     timers: [None; TIMERS.len()],
     start_waiters: Vec::new(),
     stop_waiters: Vec::new(),
-    requests: HashMap::new(),
     deadlines: BTreeSet::new(),
-    next_request_id: 1,
     snapshot: Snapshot::IDLE,
   };
-  (commands_tx, driver.run(commands, reports))
+  let handle = Handle {
+    commands: commands_tx,
+    connection,
+  };
+  (handle, driver.run(commands, reports))
 }
 
 /// The environment that makes Node open the channel: `NODE_CHANNEL_FD` names the socket's fd,
@@ -153,6 +218,18 @@ fn with_channel_env(mut launch: LaunchSpec) -> LaunchSpec {
   launch.env.push((FD.into(), CHANNEL_FD.into()));
   launch.env.push((MODE.into(), "json".into()));
   launch
+}
+
+/// What the handle asks of the driver task.
+#[derive(Debug)]
+enum Command {
+  Start(CallId),
+  Stop(CallId),
+  /// Request `id` times out at `at`.
+  Deadline {
+    id: u64,
+    at: Instant,
+  },
 }
 
 /// Timer slots in the order they are checked when several are due at once.
@@ -170,32 +247,210 @@ fn slot(timer: Timer) -> usize {
     .expect("every timer has a slot")
 }
 
-/// What a worker's task reports to the driver.
+/// What a worker's reader task tells the driver.
 enum Report {
-  Messages(Vec<Result<Received, Error>>),
-  Output(StreamName, Vec<u8>),
+  /// Something arrived from the worker.
+  Alive,
   ChannelClosed,
   /// `Err` when the launcher died, which takes the worker with it.
   Exited(Result<ExitStatus, Error>),
 }
 
-/// The live worker as the driver holds it.
-struct Worker {
-  group: Arc<ProcessGroup>,
-  outgoing: mpsc::UnboundedSender<Outgoing>,
-  /// Dropped with the worker: tells its writer to give up on whatever it still holds.
-  _gone: oneshot::Sender<()>,
+/// The connection to the connected worker, shared by the caller's thread and the driver.
+struct Connection {
+  link: Mutex<Link>,
 }
 
-/// Bytes for the channel, and the `send()` they settle once written.
-struct Outgoing {
-  bytes: Vec<u8>,
-  settles: Option<CallId>,
+struct Link {
+  /// The connected worker's channel; `None` whenever the machine says no worker is connected.
+  channel: Option<Arc<Channel>>,
+  /// Requests waiting for an answer, by request id.
+  requests: HashMap<u64, InFlight>,
+  next_request_id: u64,
 }
 
 struct InFlight {
   call: CallId,
   timeout: Option<Duration>,
+}
+
+impl Connection {
+  fn lock(&self) -> MutexGuard<'_, Link> {
+    lock(&self.link)
+  }
+}
+
+/// Locks `mutex`, also after a panic elsewhere: the data guarded here stays consistent between
+/// statements, and a poisoned lock would otherwise fail every later call.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+  mutex
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One worker's IPC socket and the bytes waiting to be written to it, in order.
+struct Channel {
+  socket: UnixStream,
+  pending: Mutex<Pending>,
+  /// Wakes the writer task: bytes were queued, or the channel closed.
+  wake: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+  queue: VecDeque<Outgoing>,
+  closed: bool,
+}
+
+/// Bytes for the channel (`written` of them already are), and the `send()` they settle.
+struct Outgoing {
+  bytes: Vec<u8>,
+  written: usize,
+  settles: Option<CallId>,
+}
+
+impl Channel {
+  /// Writes at once what the socket takes when nothing is queued before it; queues the rest
+  /// for the writer task.
+  fn write(&self, bytes: Vec<u8>, settles: Option<CallId>) -> Result<Sent, Error> {
+    let mut pending = lock(&self.pending);
+    if pending.closed {
+      return Err(Error::ChannelClosed);
+    }
+    let mut written = 0;
+    if pending.queue.is_empty() {
+      match send_now(self.socket.as_raw_fd(), &bytes) {
+        Ok(n) => written = n,
+        Err(_) => {
+          // The worker's end is gone; its reader sees EOF and the driver detaches it.
+          pending.closed = true;
+          self.wake.notify_one();
+          return Err(Error::ChannelClosed);
+        }
+      }
+      if written == bytes.len() {
+        return Ok(Sent::Written);
+      }
+    }
+    pending.queue.push_back(Outgoing {
+      bytes,
+      written,
+      settles,
+    });
+    self.wake.notify_one();
+    Ok(Sent::Queued)
+  }
+
+  /// Closes the channel for writing; whatever was still queued is settled as not sent.
+  fn close(&self) -> Vec<Notice> {
+    let mut pending = lock(&self.pending);
+    pending.closed = true;
+    self.wake.notify_one();
+    unsent(&mut pending.queue)
+  }
+}
+
+/// Writes as much of `bytes` as the socket takes without waiting, from any thread.
+fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+  let mut written = 0;
+  while written < bytes.len() {
+    match send_once(fd, &bytes[written..]) {
+      Ok(n) => written += n,
+      Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+      Err(e) => return Err(e),
+    }
+  }
+  Ok(written)
+}
+
+/// One non-blocking write; a full socket is `WouldBlock`. MSG_NOSIGNAL: a closed peer is an
+/// `EPIPE` error, not a SIGPIPE.
+fn send_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+  loop {
+    match send(fd, bytes, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+      Err(Errno::EINTR) => {}
+      other => return other.map_err(io::Error::from),
+    }
+  }
+}
+
+/// Settlements for the `send()`s among `queue`'s bytes, which will never be written.
+fn unsent(queue: &mut VecDeque<Outgoing>) -> Vec<Notice> {
+  queue
+    .drain(..)
+    .filter_map(|outgoing| outgoing.settles)
+    .map(|call| Notice::Settled {
+      call,
+      outcome: Err(Error::ChannelClosed),
+    })
+    .collect()
+}
+
+/// Writes what [`Channel::write`] queued, waiting for the socket to take it, and settles each
+/// queued `send()` once its last byte is written. Ends when the channel closes.
+async fn write_queued(channel: Arc<Channel>, listener: Arc<dyn Listener>) {
+  loop {
+    let wake = channel.wake.notified();
+    let mut settled = Vec::new();
+    let waiting = {
+      let mut pending = lock(&channel.pending);
+      if pending.closed {
+        settled = unsent(&mut pending.queue);
+        None
+      } else {
+        let fd = channel.socket.as_raw_fd();
+        while let Some(front) = pending.queue.front_mut() {
+          // Through tokio, so that a full socket clears the readiness waited for below.
+          let rest = &front.bytes[front.written..];
+          match channel
+            .socket
+            .try_io(Interest::WRITABLE, || send_once(fd, rest))
+          {
+            Ok(n) => front.written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+              pending.closed = true;
+              break;
+            }
+          }
+          if front.written < front.bytes.len() {
+            continue;
+          }
+          if let Some(call) = front.settles {
+            settled.push(Notice::Settled {
+              call,
+              outcome: Ok(None),
+            });
+          }
+          pending.queue.pop_front();
+        }
+        if pending.closed {
+          settled.extend(unsent(&mut pending.queue));
+        }
+        (!pending.closed).then_some(!pending.queue.is_empty())
+      }
+    };
+    if !settled.is_empty() {
+      listener.notify(settled);
+    }
+    match waiting {
+      None => return,
+      // The socket is full: wait until it takes more (or the channel closes).
+      Some(true) => {
+        tokio::select! {
+          _ = channel.socket.ready(Interest::WRITABLE) => {}
+          () = wake => {}
+        }
+      }
+      Some(false) => wake.await,
+    }
+  }
+}
+
+/// The live worker as the driver holds it.
+struct Worker {
+  group: Arc<ProcessGroup>,
+  channel: Arc<Channel>,
 }
 
 struct Driver {
@@ -205,16 +460,14 @@ struct Driver {
   listener: Arc<dyn Listener>,
   /// Notices of the current step, handed to the listener together when it ends.
   notices: Vec<Notice>,
+  connection: Arc<Connection>,
   reports: mpsc::UnboundedSender<Report>,
   worker: Option<Worker>,
   timers: [Option<Instant>; TIMERS.len()],
   start_waiters: Vec<CallId>,
   stop_waiters: Vec<CallId>,
-  /// Requests waiting for an answer, by request id.
-  requests: HashMap<u64, InFlight>,
   /// Deadlines of the requests that have a timeout.
   deadlines: BTreeSet<(Instant, u64)>,
-  next_request_id: u64,
   /// The last snapshot told to the listener.
   snapshot: Snapshot,
 }
@@ -259,72 +512,29 @@ impl Driver {
         self.stop_waiters.push(call);
         self.apply(Input::StopRequested).await;
       }
-      Command::Send { call, json } => {
-        if let Err(error) = self.machine.ensure_connected() {
-          self.settle(call, Err(error));
-        } else {
-          self.write(ipc::encode_text(json), Some(call));
-        }
-      }
-      Command::Request {
-        call,
-        body_json,
-        timeout,
-      } => {
-        if let Err(error) = self.machine.ensure_connected() {
-          self.settle(call, Err(error));
-          return;
-        }
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        self.requests.insert(id, InFlight { call, timeout });
-        if let Some(after) = timeout {
-          self.deadlines.insert((Instant::now() + after, id));
-        }
-        // A failed write needs nothing here: the worker is gone or going, and its end rejects
-        // every request in flight.
-        self.write(ipc::encode_request(id, &body_json), None);
+      Command::Deadline { id, at } => {
+        self.deadlines.insert((at, id));
       }
     }
   }
 
   async fn report(&mut self, report: Report) {
     match report {
-      Report::Messages(messages) => {
-        for message in messages {
-          let Received { value, json } = match message {
-            Ok(received) => received,
-            Err(malformed) => {
-              self.notify(Notice::Event(Event::Error(malformed)));
-              continue;
-            }
-          };
-          match ipc::classify(value) {
-            Incoming::User(_) => self.notify(Notice::Message(json)),
-            Incoming::Response { id, outcome } => {
-              // An answer after its timeout finds nothing: the caller was already told.
-              if let Some(request) = self.requests.remove(&id) {
-                let result = outcome.map(|result| result.map(|value| value.to_string()));
-                self.settle(request.call, result);
-              }
-            }
-            Incoming::Pong | Incoming::NodeInternal => {}
-          }
-        }
-        // Any word from the worker, even one that could not be parsed, shows it is alive.
-        self.apply(Input::MessageReceived).await;
-      }
-      Report::Output(stream, chunk) => self.notify(Notice::Output { stream, chunk }),
+      Report::Alive => self.apply(Input::MessageReceived).await,
       Report::ChannelClosed => self.apply(Input::ChannelClosed).await,
       Report::Exited(status) => {
-        // Dropping the worker ends its writer, which settles whatever it still held.
-        self.worker = None;
         let status = status.unwrap_or_else(|launcher_gone| {
           self.notify(Notice::Event(Event::Error(launcher_gone)));
           // The launcher SIGKILLs every group when it dies.
           ExitStatus::Signal(Signal::SIGKILL as i32)
         });
+        let gone = self.worker.take();
         self.apply(Input::Exited(status)).await;
+        // Also a channel the machine never opened to callers: it ends the writer task.
+        if let Some(gone) = gone {
+          let unsent = gone.channel.close();
+          self.notices.extend(unsent);
+        }
       }
     }
   }
@@ -337,15 +547,12 @@ impl Driver {
       let answers_start = input == Input::StartRequested;
       let actions = self.machine.handle(input);
       self.publish_snapshot();
+      self.sync_connection();
       for action in actions {
         match action {
           Action::Spawn => inputs.push_back(self.spawn_worker().await),
-          Action::SendPing => {
-            self.write(ipc::encode(&ipc::ping()), None);
-          }
-          Action::SendShutdown => {
-            self.write(ipc::encode(&ipc::shutdown()), None);
-          }
+          Action::SendPing => self.write_control(ipc::encode(&ipc::ping())),
+          Action::SendShutdown => self.write_control(ipc::encode(&ipc::shutdown())),
           Action::KillGroup(signal) => {
             if let Some(worker) = &self.worker {
               worker.group.signal_group(signal);
@@ -358,7 +565,8 @@ impl Driver {
           Action::Emit(event) => self.notify(Notice::Event(event)),
           Action::RejectInFlight(error) => {
             self.deadlines.clear();
-            for (_, request) in std::mem::take(&mut self.requests) {
+            let requests = std::mem::take(&mut self.connection.lock().requests);
+            for (_, request) in requests {
               self.settle(request.call, Err(error.clone()));
             }
           }
@@ -389,6 +597,32 @@ impl Driver {
     }
   }
 
+  /// Makes the shared connection follow the machine: the worker's channel is open to callers
+  /// exactly while the machine says it is connected. Runs before the actions of an input, so a
+  /// request that slips in before the channel closes is among those the actions reject.
+  fn sync_connection(&mut self) {
+    let connected = self.machine.connected();
+    let mut link = self.connection.lock();
+    match (&self.worker, link.channel.is_some()) {
+      (Some(worker), false) if connected => link.channel = Some(worker.channel.clone()),
+      (_, true) if !connected => {
+        let channel = link.channel.take().expect("checked above");
+        drop(link);
+        let unsent = channel.close();
+        self.notices.extend(unsent);
+      }
+      _ => {}
+    }
+  }
+
+  /// Writes a ping or the shutdown message; the machine asks only while connected.
+  fn write_control(&self, bytes: Vec<u8>) {
+    if let Some(channel) = &self.connection.lock().channel {
+      // A failed write needs nothing here: the reader sees the channel's end.
+      let _ = channel.write(bytes, None);
+    }
+  }
+
   /// Starts a worker with a fresh IPC channel; the outcome is the machine's next input.
   async fn spawn_worker(&mut self) -> Input {
     let spawn_error = |e: io::Error| Error::Spawn {
@@ -400,11 +634,11 @@ impl Driver {
       Ok(pair) => pair,
       Err(e) => return Input::SpawnFailed(spawn_error(e)),
     };
-    let channel = match ours
+    let socket = match ours
       .set_nonblocking(true)
       .and_then(|()| UnixStream::from_std(ours))
     {
-      Ok(channel) => channel,
+      Ok(socket) => socket,
       Err(e) => return Input::SpawnFailed(spawn_error(e)),
     };
     let stdio = [StdioMode::Ignore, self.stdio, self.stdio];
@@ -416,34 +650,24 @@ impl Driver {
     };
     let pid = launched.pid;
     let group = Arc::new(launched.process);
-    let (reader, writer) = channel.into_split();
-    let (outgoing, queue) = mpsc::unbounded_channel();
-    let (gone_tx, gone) = oneshot::channel();
-    tokio::spawn(write_channel(writer, queue, gone, self.listener.clone()));
-    tokio::spawn(watch_worker(
-      group.clone(),
-      reader,
-      [launched.stdout, launched.stderr],
-      self.reports.clone(),
-    ));
-    self.worker = Some(Worker {
-      group,
-      outgoing,
-      _gone: gone_tx,
+    let channel = Arc::new(Channel {
+      socket,
+      pending: Mutex::new(Pending::default()),
+      wake: Notify::new(),
     });
+    tokio::spawn(write_queued(channel.clone(), self.listener.clone()));
+    tokio::spawn(
+      WorkerWatch {
+        group: group.clone(),
+        channel: channel.clone(),
+        connection: self.connection.clone(),
+        listener: self.listener.clone(),
+        reports: self.reports.clone(),
+      }
+      .run([launched.stdout, launched.stderr]),
+    );
+    self.worker = Some(Worker { group, channel });
     Input::Spawned { pid }
-  }
-
-  /// Queues bytes for the worker's channel. A `send()` without a writer to take it is settled
-  /// here as a closed channel.
-  fn write(&mut self, bytes: Vec<u8>, settles: Option<CallId>) {
-    let queued = match &self.worker {
-      Some(worker) => worker.outgoing.send(Outgoing { bytes, settles }).is_ok(),
-      None => false,
-    };
-    if let (false, Some(call)) = (queued, settles) {
-      self.settle(call, Err(Error::ChannelClosed));
-    }
   }
 
   /// The earliest armed timer or request deadline.
@@ -466,7 +690,9 @@ impl Driver {
         break;
       }
       self.deadlines.pop_first();
-      if let Some(request) = self.requests.remove(&id) {
+      // An answer that came first already took it out.
+      let request = self.connection.lock().requests.remove(&id);
+      if let Some(request) = request {
         let after = request.timeout.unwrap_or_default();
         self.settle(request.call, Err(Error::RequestTimeout { after }));
       }
@@ -495,144 +721,126 @@ impl Driver {
   }
 }
 
-/// Writes queued bytes in order, settling each `send()` once its bytes are written. Ends when
-/// the driver drops the worker (or the socket fails), settling everything it still holds as a
-/// closed channel.
-async fn write_channel(
-  mut socket: OwnedWriteHalf,
-  mut queue: mpsc::UnboundedReceiver<Outgoing>,
-  mut gone: oneshot::Receiver<()>,
+/// What a worker's reader task needs.
+struct WorkerWatch {
+  group: Arc<ProcessGroup>,
+  channel: Arc<Channel>,
+  connection: Arc<Connection>,
   listener: Arc<dyn Listener>,
-) {
-  let mut batch: Vec<Outgoing> = Vec::new();
-  let mut joined = Vec::new();
-  loop {
-    let first = tokio::select! {
-      next = queue.recv() => next,
-      _ = &mut gone => None,
-    };
-    let Some(first) = first else { break };
-    let mut size = first.bytes.len();
-    batch.push(first);
-    while size < WRITE_BATCH {
-      let Ok(next) = queue.try_recv() else { break };
-      size += next.bytes.len();
-      batch.push(next);
-    }
-    let bytes = if let [only] = batch.as_slice() {
-      &only.bytes
-    } else {
-      joined.clear();
-      for outgoing in &batch {
-        joined.extend_from_slice(&outgoing.bytes);
+  reports: mpsc::UnboundedSender<Report>,
+}
+
+impl WorkerWatch {
+  /// Reads the worker's channel and output pipes and waits for its exit. Messages, answers and
+  /// output go to the listener as they come; the driver hears that the worker is alive, that
+  /// the channel ended, and last the exit — once the channel and pipes reached EOF or
+  /// [`DRAIN_AFTER_EXIT`] passed (a descendant may hold them open).
+  async fn run(self, [mut stdout, mut stderr]: [Option<pipe::Receiver>; 2]) {
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut out_buf = vec![0u8; READ_CHUNK];
+    let mut err_buf = vec![0u8; READ_CHUNK];
+    let mut channel_open = true;
+    let mut exit = None;
+    let mut drain_until = None;
+    let wait = self.group.wait();
+    tokio::pin!(wait);
+    loop {
+      if exit.is_some() && !channel_open && stdout.is_none() && stderr.is_none() {
+        break;
       }
-      &joined
-    };
-    let written = tokio::select! {
-      result = socket.write_all(bytes) => result.is_ok(),
-      // A worker that died with a full socket buffer (or left it to a descendant that does
-      // not read) would leave this write pending for ever.
-      _ = &mut gone => false,
-    };
-    let outcome = || {
-      if written {
-        Ok(None)
-      } else {
-        Err(Error::ChannelClosed)
+      tokio::select! {
+        read = read_socket(&self.channel.socket, &mut buf), if channel_open => match read {
+          Some(n) => {
+            decoder.feed(&buf[..n]);
+            self.take_messages(&mut decoder);
+          }
+          None => {
+            channel_open = false;
+            self.report(Report::ChannelClosed);
+          }
+        },
+        chunk = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match chunk {
+          Some(chunk) => self.output(StreamName::Stdout, chunk),
+          None => stdout = None,
+        },
+        chunk = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match chunk {
+          Some(chunk) => self.output(StreamName::Stderr, chunk),
+          None => stderr = None,
+        },
+        status = &mut wait, if exit.is_none() => {
+          exit = Some(status);
+          drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+        }
+        () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
       }
-    };
-    let settled = batch
-      .drain(..)
-      .filter_map(|outgoing| outgoing.settles)
-      .map(|call| Notice::Settled {
-        call,
-        outcome: outcome(),
-      })
-      .collect::<Vec<_>>();
-    if !settled.is_empty() {
-      listener.notify(settled);
     }
-    if !written {
-      break;
+    self.report(Report::Exited(
+      exit.expect("the loop ends only after the exit"),
+    ));
+  }
+
+  /// Hands every complete message to the listener: the user's as they are, answers as the
+  /// settlement of their request; then tells the driver the worker is alive.
+  fn take_messages(&self, decoder: &mut Decoder) {
+    let mut notices = Vec::new();
+    let mut any = false;
+    while let Some(message) = decoder.next_message() {
+      any = true;
+      let Received { value, json } = match message {
+        Ok(received) => received,
+        Err(malformed) => {
+          notices.push(Notice::Event(Event::Error(malformed)));
+          continue;
+        }
+      };
+      match ipc::classify(value) {
+        Incoming::User(_) => notices.push(Notice::Message(json)),
+        Incoming::Response { id, outcome } => {
+          // An answer after its timeout finds nothing: the caller was already told.
+          if let Some(request) = self.connection.lock().requests.remove(&id) {
+            notices.push(Notice::Settled {
+              call: request.call,
+              outcome: outcome.map(|result| result.map(|value| value.to_string())),
+            });
+          }
+        }
+        Incoming::Pong | Incoming::NodeInternal => {}
+      }
     }
-    if joined.capacity() > WRITE_BATCH * 4 {
-      joined = Vec::new();
+    if !notices.is_empty() {
+      self.listener.notify(notices);
+    }
+    // Any word from the worker, even one that could not be parsed, shows it is alive.
+    if any {
+      self.report(Report::Alive);
     }
   }
-  queue.close();
-  let mut settled = Vec::new();
-  while let Some(outgoing) = queue.recv().await {
-    if let Some(call) = outgoing.settles {
-      settled.push(Notice::Settled {
-        call,
-        outcome: Err(Error::ChannelClosed),
-      });
-    }
+
+  fn output(&self, stream: StreamName, chunk: Vec<u8>) {
+    self.listener.notify(vec![Notice::Output { stream, chunk }]);
   }
-  if !settled.is_empty() {
-    listener.notify(settled);
+
+  fn report(&self, report: Report) {
+    // The driver outlives every worker task it started, so this cannot fail in practice.
+    let _ = self.reports.send(report);
   }
 }
 
-/// Reads a worker's channel and output pipes and waits for its exit, reporting each in order.
-/// The exit is reported last, once the channel and pipes reached EOF or [`DRAIN_AFTER_EXIT`]
-/// passed (a descendant may hold them open).
-async fn watch_worker(
-  group: Arc<ProcessGroup>,
-  mut channel: OwnedReadHalf,
-  [mut stdout, mut stderr]: [Option<pipe::Receiver>; 2],
-  reports: mpsc::UnboundedSender<Report>,
-) {
-  let report = |report: Report| {
-    // The driver outlives every worker task it started, so this cannot fail in practice.
-    let _ = reports.send(report);
-  };
-  let mut decoder = Decoder::new();
-  let mut buf = vec![0u8; READ_CHUNK];
-  let mut out_buf = vec![0u8; READ_CHUNK];
-  let mut err_buf = vec![0u8; READ_CHUNK];
-  let mut channel_open = true;
-  let mut exit = None;
-  let mut drain_until = None;
-  let wait = group.wait();
-  tokio::pin!(wait);
+/// Reads what the socket has; `None` at EOF or on an error, which ends the channel all the same.
+async fn read_socket(socket: &UnixStream, buf: &mut [u8]) -> Option<usize> {
   loop {
-    if exit.is_some() && !channel_open && stdout.is_none() && stderr.is_none() {
-      break;
+    if socket.readable().await.is_err() {
+      return None;
     }
-    tokio::select! {
-      read = channel.read(&mut buf), if channel_open => match read {
-        Ok(n) if n > 0 => {
-          decoder.feed(&buf[..n]);
-          let messages: Vec<_> = std::iter::from_fn(|| decoder.next_message()).collect();
-          if !messages.is_empty() {
-            report(Report::Messages(messages));
-          }
-        }
-        // EOF, or an error that ends the channel all the same.
-        _ => {
-          channel_open = false;
-          report(Report::ChannelClosed);
-        }
-      },
-      chunk = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match chunk {
-        Some(chunk) => report(Report::Output(StreamName::Stdout, chunk)),
-        None => stdout = None,
-      },
-      chunk = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match chunk {
-        Some(chunk) => report(Report::Output(StreamName::Stderr, chunk)),
-        None => stderr = None,
-      },
-      status = &mut wait, if exit.is_none() => {
-        exit = Some(status);
-        drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+    match socket.try_read(buf) {
+      Ok(0) => return None,
+      Ok(n) => return Some(n),
+      Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
       }
-      () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
+      Err(_) => return None,
     }
   }
-  report(Report::Exited(
-    exit.expect("the loop ends only after the exit"),
-  ));
 }
 
 /// The next chunk from an output pipe; `None` at EOF or on an error.
