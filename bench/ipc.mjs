@@ -3,12 +3,14 @@
 //   small, pipelined — N small messages sent at once, until all N echoes are back (messages/s)
 //   small, one at a time — send, wait for the echo, repeat (round trips/s)
 //   1 MiB, one at a time — the same with a 1 MiB string (round trips/s, ms per round trip)
-// Build the release addon first: `npm run build`. Usage: node bench/ipc.mjs [runs=5]
+// Build the release addon first: `npm run build`.
+// Usage: node bench/ipc.mjs [runs=5] [scenario name filter, e.g. "1 MiB"]
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Supervisor } from 'tethered'
 
 const runs = Number(process.argv[2] ?? 5)
+const only = process.argv[3] ?? ''
 const worker = fileURLToPath(new URL('./fixtures/echo-worker.js', import.meta.url))
 const SMALL = { type: 'job', id: 42, text: 'hello, worker' }
 const MIB = 'x'.repeat(1024 * 1024)
@@ -76,7 +78,7 @@ const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed
 
 const peers = { tethered: await tethered(), 'fork()': await forked() }
 const results = []
-for (const scenario of scenarios) {
+for (const scenario of scenarios.filter((s) => s.name.includes(only))) {
   const samples = { tethered: [], 'fork()': [] }
   // Warm up both, then alternate so drift hits both alike.
   for (const peer of Object.values(peers)) await scenario.run(peer)

@@ -98,18 +98,14 @@ impl Decoder {
   }
 }
 
-/// The bytes that carry `message` over the channel. Compact JSON never contains a raw newline.
-pub fn encode(message: &Value) -> Vec<u8> {
-  encode_text(message.to_string())
-}
+/// What ends every message on the wire. A writer sends it after each line, so a line already
+/// in hand (e.g. the JSON text `JSON.stringify` gave) is written without being copied to add it.
+pub const TERMINATOR: &[u8] = b"\n";
 
-/// The bytes that carry a message already serialized as one JSON text (what `JSON.stringify`
-/// gives: a raw newline never occurs in it). Messages from JavaScript arrive this way, so they
-/// are written without being parsed here.
-pub fn encode_text(json: String) -> Vec<u8> {
-  let mut bytes = json.into_bytes();
-  bytes.push(b'\n');
-  bytes
+/// The line that carries `message`, without its [`TERMINATOR`]. Compact JSON never contains a
+/// raw newline.
+pub fn encode(message: &Value) -> Vec<u8> {
+  message.to_string().into_bytes()
 }
 
 /// The health check the supervisor sends; a worker answers `{ type: 'pong' }`.
@@ -122,12 +118,11 @@ pub fn shutdown() -> Value {
   json!({ "type": "shutdown" })
 }
 
-/// The bytes of the envelope `{ tethered: 'request', id, body }` around `body_json` (one JSON
-/// text, as for [`encode_text`]); the worker answers with a response carrying the same `id`.
+/// The line of the envelope `{ tethered: 'request', id, body }` around `body_json` (one JSON
+/// text without a raw newline, as `JSON.stringify` gives it), without its [`TERMINATOR`]; the
+/// worker answers with a response carrying the same `id`.
 pub fn encode_request(id: u64, body_json: &str) -> Vec<u8> {
-  encode_text(format!(
-    "{{\"tethered\":\"request\",\"id\":{id},\"body\":{body_json}}}"
-  ))
+  format!("{{\"tethered\":\"request\",\"id\":{id},\"body\":{body_json}}}").into_bytes()
 }
 
 /// What a message from a worker is, as far as the supervisor is concerned.
@@ -204,15 +199,19 @@ mod tests {
     items.into_iter().map(|item| item.unwrap().value).collect()
   }
 
+  /// The bytes a writer puts on the wire for `message`.
+  fn wire(message: &Value) -> Vec<u8> {
+    [encode(message), TERMINATOR.to_vec()].concat()
+  }
+
   #[test]
   fn encode_is_one_compact_line() {
     let message = json!({ "text": "line one\nline two", "n": [1, 2.5, null] });
     let bytes = encode(&message);
-    assert_eq!(bytes.last(), Some(&b'\n'));
-    assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1);
+    assert!(!bytes.contains(&b'\n'));
     assert_eq!(
       String::from_utf8(bytes).unwrap(),
-      "{\"n\":[1,2.5,null],\"text\":\"line one\\nline two\"}\n"
+      "{\"n\":[1,2.5,null],\"text\":\"line one\\nline two\"}"
     );
   }
 
@@ -220,7 +219,7 @@ mod tests {
   fn decodes_what_was_encoded_in_order() {
     let sent: Vec<Value> = (0..10_000).map(|i| json!({ "seq": i })).collect();
     let mut decoder = Decoder::new();
-    decoder.feed(&sent.iter().flat_map(encode).collect::<Vec<u8>>());
+    decoder.feed(&sent.iter().flat_map(wire).collect::<Vec<u8>>());
     assert_eq!(values(drain(&mut decoder)), sent);
     assert_eq!(decoder.next_message(), None);
   }
@@ -228,7 +227,7 @@ mod tests {
   #[test]
   fn every_split_of_multi_byte_text_decodes_the_same() {
     let message = json!({ "text": "héllo 👋🏽 世界 \u{2028} ok", "emoji": "🧵" });
-    let bytes = [encode(&message), encode(&json!("second"))].concat();
+    let bytes = [wire(&message), wire(&json!("second"))].concat();
     for split in 0..=bytes.len() {
       let mut decoder = Decoder::new();
       decoder.feed(&bytes[..split]);
@@ -245,7 +244,7 @@ mod tests {
 
   #[test]
   fn byte_by_byte_feeding_works() {
-    let bytes = encode(&json!({ "a": "ü", "b": [true, false] }));
+    let bytes = wire(&json!({ "a": "ü", "b": [true, false] }));
     let mut decoder = Decoder::new();
     let mut got = Vec::new();
     for byte in &bytes {
@@ -258,11 +257,7 @@ mod tests {
   #[test]
   fn a_five_megabyte_message_survives_small_chunks() {
     let big = "€".repeat(5 * 1024 * 1024 / 3);
-    let bytes = [
-      encode(&json!({ "big": big })),
-      encode(&json!({ "after": 1 })),
-    ]
-    .concat();
+    let bytes = [wire(&json!({ "big": big })), wire(&json!({ "after": 1 }))].concat();
     let mut decoder = Decoder::new();
     let mut got = Vec::new();
     // 64 KiB + 1: chunk edges fall inside the three-byte '€' as well as between characters.
@@ -279,7 +274,7 @@ mod tests {
   #[test]
   fn memory_follows_the_largest_message_and_is_given_back() {
     let mut decoder = Decoder::new();
-    let big = encode(&json!("x".repeat(4 * RETAINED_CAPACITY)));
+    let big = wire(&json!("x".repeat(4 * RETAINED_CAPACITY)));
     let mut got = Vec::new();
     for chunk in big.chunks(4096) {
       decoder.feed(chunk);
@@ -350,12 +345,10 @@ mod tests {
     assert_eq!(ping(), json!({ "type": "ping" }));
     assert_eq!(shutdown(), json!({ "type": "shutdown" }));
     let line = encode_request(7, r#"{"resize":[1,2]}"#);
-    assert_eq!(line.last(), Some(&b'\n'));
     assert_eq!(
       serde_json::from_slice::<Value>(&line).unwrap(),
       json!({ "tethered": "request", "id": 7, "body": { "resize": [1, 2] } })
     );
-    assert_eq!(encode_text("\"€\"".into()), "\"€\"\n".as_bytes());
   }
 
   #[test]

@@ -10,8 +10,9 @@
 //!   caller's thread, when nothing is queued before it (otherwise the bytes queue for the
 //!   channel's writer task, which keeps the order); `request()` registers its id and writes the
 //!   same way. Each worker's reader task hands messages and request answers to the listener
-//!   itself, and tells the machine only that the worker is alive. The path of a message is
-//!   then as short as Node's own: one socket, one thread hop back to JavaScript.
+//!   itself, and tells the machine that the worker is alive only when that matters to it (a
+//!   ping awaits its pong, or the restart count is to be reset). A message thus crosses one
+//!   socket and one thread hop back to JavaScript, and busy traffic does not wake the driver.
 //! - The reader reports in the order things happened: messages and output, then the end of the
 //!   channel, then the exit — after a short drain, so nothing a worker wrote before dying
 //!   arrives after its 'exit'. Reports need no worker id: a worker's last report is its exit,
@@ -23,15 +24,16 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{send, MsgFlags};
+use nix::sys::socket::{sendmsg, setsockopt, sockopt, MsgFlags};
 use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
 use tokio::net::UnixStream;
@@ -47,6 +49,13 @@ use crate::options::{LaunchSpec, SupervisorPlan};
 
 /// The worker's end of the IPC socket is its fd 3, as `fork()` would place it with default stdio.
 const CHANNEL_FD: &str = "3";
+
+/// The send buffer asked for on both ends of the channel.
+const SEND_BUFFER: usize = 4 << 20;
+
+/// The most of a message `send()` writes on the caller's (JavaScript's) thread; the writer task
+/// writes the rest, so a 5 MB message does not hold JavaScript up while the kernel copies it.
+const DIRECT_WRITE: usize = 256 * 1024;
 
 /// The most read from the channel or a pipe at once.
 const READ_CHUNK: usize = 256 * 1024;
@@ -129,7 +138,7 @@ impl Handle {
   pub fn send(&self, json: String, call: CallId) -> Result<Sent, Error> {
     let link = self.connection.lock();
     let channel = link.channel.as_ref().ok_or(Error::ChannelClosed)?;
-    channel.write(ipc::encode_text(json), Some(call))
+    channel.write(json.into_bytes(), Some(call))
   }
 
   /// Sends `body_json` as a request; settled with the worker's answer, `ERR_TIMEOUT` after
@@ -186,6 +195,7 @@ pub fn driver(
       requests: HashMap::new(),
       next_request_id: 1,
     }),
+    wants_sign_of_life: AtomicBool::new(false),
   });
   let driver = Driver {
     machine: Machine::new(plan.policy),
@@ -259,6 +269,9 @@ enum Report {
 /// The connection to the connected worker, shared by the caller's thread and the driver.
 struct Connection {
   link: Mutex<Link>,
+  /// Whether the machine has a use for the next sign of life: the restart count is above zero
+  /// or a ping awaits its pong. Otherwise readers do not wake the driver for every message.
+  wants_sign_of_life: AtomicBool,
 }
 
 struct Link {
@@ -302,41 +315,78 @@ struct Pending {
   closed: bool,
 }
 
-/// Bytes for the channel (`written` of them already are), and the `send()` they settle.
+/// One message for the channel: its line, sent with the terminator after it, of which
+/// `written` bytes already are; and the `send()` it settles.
 struct Outgoing {
-  bytes: Vec<u8>,
+  line: Vec<u8>,
   written: usize,
   settles: Option<CallId>,
 }
 
+impl Outgoing {
+  fn is_done(&self) -> bool {
+    self.written == self.line.len() + ipc::TERMINATOR.len()
+  }
+
+  /// One non-blocking write of what is left, at most `limit` bytes of the line; a full socket
+  /// is `WouldBlock`. The terminator goes in the same system call as the end of the line.
+  fn send_once(&mut self, fd: RawFd, limit: usize) -> io::Result<usize> {
+    let (line, terminator) = match self.line.get(self.written..) {
+      Some(rest) => (rest, ipc::TERMINATOR),
+      None => (&[][..], &ipc::TERMINATOR[self.written - self.line.len()..]),
+    };
+    let (line, terminator) = if line.len() > limit {
+      (&line[..limit], &[][..])
+    } else {
+      (line, terminator)
+    };
+    let slices = [IoSlice::new(line), IoSlice::new(terminator)];
+    // MSG_NOSIGNAL: a closed peer is an EPIPE error, not a SIGPIPE.
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let sent = loop {
+      match sendmsg::<()>(fd, &slices, &[], flags, None) {
+        Err(Errno::EINTR) => {}
+        other => break other.map_err(io::Error::from)?,
+      }
+    };
+    self.written += sent;
+    Ok(sent)
+  }
+}
+
 impl Channel {
-  /// Writes at once what the socket takes when nothing is queued before it; queues the rest
-  /// for the writer task.
-  fn write(&self, bytes: Vec<u8>, settles: Option<CallId>) -> Result<Sent, Error> {
+  /// Writes at once what the socket takes (up to [`DIRECT_WRITE`]) when nothing is queued
+  /// before it; queues the rest for the writer task.
+  fn write(&self, line: Vec<u8>, settles: Option<CallId>) -> Result<Sent, Error> {
     let mut pending = lock(&self.pending);
     if pending.closed {
       return Err(Error::ChannelClosed);
     }
-    let mut written = 0;
+    let mut outgoing = Outgoing {
+      line,
+      written: 0,
+      settles,
+    };
     if pending.queue.is_empty() {
-      match send_now(self.socket.as_raw_fd(), &bytes) {
-        Ok(n) => written = n,
-        Err(_) => {
-          // The worker's end is gone; its reader sees EOF and the driver detaches it.
-          pending.closed = true;
-          self.wake.notify_one();
-          return Err(Error::ChannelClosed);
+      let fd = self.socket.as_raw_fd();
+      let mut budget = DIRECT_WRITE;
+      while !outgoing.is_done() && budget > 0 {
+        match outgoing.send_once(fd, budget) {
+          Ok(sent) => budget = budget.saturating_sub(sent),
+          Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+          Err(_) => {
+            // The worker's end is gone; its reader sees EOF and the driver detaches it.
+            pending.closed = true;
+            self.wake.notify_one();
+            return Err(Error::ChannelClosed);
+          }
         }
       }
-      if written == bytes.len() {
+      if outgoing.is_done() {
         return Ok(Sent::Written);
       }
     }
-    pending.queue.push_back(Outgoing {
-      bytes,
-      written,
-      settles,
-    });
+    pending.queue.push_back(outgoing);
     self.wake.notify_one();
     Ok(Sent::Queued)
   }
@@ -347,30 +397,6 @@ impl Channel {
     pending.closed = true;
     self.wake.notify_one();
     unsent(&mut pending.queue)
-  }
-}
-
-/// Writes as much of `bytes` as the socket takes without waiting, from any thread.
-fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-  let mut written = 0;
-  while written < bytes.len() {
-    match send_once(fd, &bytes[written..]) {
-      Ok(n) => written += n,
-      Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-      Err(e) => return Err(e),
-    }
-  }
-  Ok(written)
-}
-
-/// One non-blocking write; a full socket is `WouldBlock`. MSG_NOSIGNAL: a closed peer is an
-/// `EPIPE` error, not a SIGPIPE.
-fn send_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-  loop {
-    match send(fd, bytes, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
-      Err(Errno::EINTR) => {}
-      other => return other.map_err(io::Error::from),
-    }
   }
 }
 
@@ -401,19 +427,18 @@ async fn write_queued(channel: Arc<Channel>, listener: Arc<dyn Listener>) {
         let fd = channel.socket.as_raw_fd();
         while let Some(front) = pending.queue.front_mut() {
           // Through tokio, so that a full socket clears the readiness waited for below.
-          let rest = &front.bytes[front.written..];
           match channel
             .socket
-            .try_io(Interest::WRITABLE, || send_once(fd, rest))
+            .try_io(Interest::WRITABLE, || front.send_once(fd, usize::MAX))
           {
-            Ok(n) => front.written += n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(_) => {
               pending.closed = true;
               break;
             }
           }
-          if front.written < front.bytes.len() {
+          if !front.is_done() {
             continue;
           }
           if let Some(call) = front.settles {
@@ -551,7 +576,14 @@ impl Driver {
       for action in actions {
         match action {
           Action::Spawn => inputs.push_back(self.spawn_worker().await),
-          Action::SendPing => self.write_control(ipc::encode(&ipc::ping())),
+          Action::SendPing => {
+            // Before the ping is written: its pong may be read before this task runs again.
+            self
+              .connection
+              .wants_sign_of_life
+              .store(true, Ordering::Release);
+            self.write_control(ipc::encode(&ipc::ping()));
+          }
           Action::SendShutdown => self.write_control(ipc::encode(&ipc::shutdown())),
           Action::KillGroup(signal) => {
             if let Some(worker) = &self.worker {
@@ -594,6 +626,12 @@ impl Driver {
           }
         }
       }
+      let awaiting_pong = self.timers[slot(Timer::HealthDeadline)].is_some();
+      let wanted = awaiting_pong || self.machine.restart_count() > 0;
+      self
+        .connection
+        .wants_sign_of_life
+        .store(wanted, Ordering::Release);
     }
   }
 
@@ -634,6 +672,12 @@ impl Driver {
       Ok(pair) => pair,
       Err(e) => return Input::SpawnFailed(spawn_error(e)),
     };
+    // Roomier send buffers let a large message cross in one write each way instead of in
+    // pieces, each a wake-up of the other side. The kernel caps them (net.core.wmem_max); any
+    // size works.
+    for end in [ours.as_fd(), theirs.as_fd()] {
+      let _ = setsockopt(&end, sockopt::SndBuf, &SEND_BUFFER);
+    }
     let socket = match ours
       .set_nonblocking(true)
       .and_then(|()| UnixStream::from_std(ours))
@@ -812,7 +856,12 @@ impl WorkerWatch {
       self.listener.notify(notices);
     }
     // Any word from the worker, even one that could not be parsed, shows it is alive.
-    if any {
+    if any
+      && self
+        .connection
+        .wants_sign_of_life
+        .swap(false, Ordering::AcqRel)
+    {
       self.report(Report::Alive);
     }
   }
