@@ -62,14 +62,10 @@ class Supervisor extends EventEmitter {
   /** Receives a batch of notices from the native side, in order. */
   #deliver = (notices) => {
     for (const notice of notices) {
-      try {
-        this.#handle(notice)
-      } catch (error) {
-        // A listener threw: that is its own uncaught exception, as with any emitter, and the
-        // rest of the batch (settlements included) is still delivered.
-        process.nextTick(() => {
-          throw error
-        })
+      if (notice.kind === 'messages') {
+        for (const json of notice.json) guarded(() => this.emit('message', JSON.parse(json)))
+      } else {
+        guarded(() => this.#handle(notice))
       }
     }
   }
@@ -83,9 +79,6 @@ class Supervisor extends EventEmitter {
         else call.resolve(notice.json === undefined ? undefined : JSON.parse(notice.json))
         break
       }
-      case 'message':
-        this.emit('message', JSON.parse(notice.json))
-        break
       case 'error':
         // An 'error' nobody listens for would crash the process; a supervisor must not, so
         // it becomes a process warning instead.
@@ -95,6 +88,20 @@ class Supervisor extends EventEmitter {
       default:
         this.emit(notice.kind, notice.value)
     }
+  }
+}
+
+/**
+ * Runs `deliver`; if a listener throws, that is its own uncaught exception, as with any
+ * emitter, and the rest of the batch (settlements included) is still delivered.
+ */
+function guarded(deliver) {
+  try {
+    deliver()
+  } catch (error) {
+    process.nextTick(() => {
+      throw error
+    })
   }
 }
 

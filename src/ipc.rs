@@ -57,10 +57,7 @@ impl Decoder {
   /// not JSON is an `Err` item; the messages after it are unaffected. Blank lines are skipped.
   pub fn next_message(&mut self) -> Option<Result<Received, Error>> {
     loop {
-      let newline = self.buffer[self.scanned..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|i| self.scanned + i);
+      let newline = memchr::memchr(b'\n', &self.buffer[self.scanned..]).map(|i| self.scanned + i);
       let Some(end) = newline else {
         self.scanned = self.buffer.len();
         self.release_if_empty();

@@ -296,7 +296,26 @@ impl ToNapiValue for Flush {
       .map(|outbox| outbox.take_batch())
       .unwrap_or_default();
     let mut notices = env.create_array(0)?;
+    // Consecutive messages travel as one notice with an array of texts: a burst costs one
+    // object, not one per message.
+    let mut messages: Option<Array> = None;
     for notice in batch {
+      if let Notice::Message(json) = notice {
+        let run = match &mut messages {
+          Some(run) => run,
+          None => {
+            let run = env.create_array(0)?;
+            let mut obj = Object::new(&env)?;
+            obj.set("kind", "messages")?;
+            obj.set("json", run)?;
+            notices.insert(obj)?;
+            messages.insert(run)
+          }
+        };
+        run.insert(json)?;
+        continue;
+      }
+      messages = None;
       if let Some(notice) = notice_to_js(&env, notice)? {
         notices.insert(notice)?;
       }
@@ -305,9 +324,9 @@ impl ToNapiValue for Flush {
   }
 }
 
-/// `{ kind, ... }` for JavaScript: events carry their payload as `value`, messages their JSON
-/// text as `json`, settlements their `call` and a `json` result or an `error`. Snapshots were
-/// taken in by the outbox and are not passed on.
+/// `{ kind, ... }` for JavaScript: events carry their payload as `value`, settlements their
+/// `call` and a `json` result or an `error`. Snapshots were taken in by the outbox and are not
+/// passed on; messages are grouped by the caller.
 fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
   let mut obj = Object::new(env)?;
   match notice {
@@ -317,10 +336,7 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
       obj.set("kind", kind)?;
       obj.set("value", value)?;
     }
-    Notice::Message(json) => {
-      obj.set("kind", "message")?;
-      obj.set("json", json)?;
-    }
+    Notice::Message(_) => return Ok(None),
     Notice::Output { stream, chunk } => {
       obj.set("kind", stream.as_str())?;
       obj.set("value", Buffer::from(chunk))?;
