@@ -71,7 +71,10 @@ impl NativeSupervisor {
 
   /// Starts the worker. `onNotices` receives every batch of notices until the supervisor is
   /// at rest again. Returns the id of the call, which its `settled` notice carries.
-  #[napi(ts_args_type = "onNotices: (notices: SupervisorNotice[]) => void")]
+  #[napi(
+    ts_args_type = "onNotices: (notices: SupervisorNotice[]) => void",
+    ts_return_type = "number"
+  )]
   pub fn start(&self, env: Env, on_notices: Function<Flush, ()>) -> Result<CallId> {
     {
       let mut deliveries = self.outbox.lock();
@@ -88,7 +91,7 @@ impl NativeSupervisor {
 
   /// Stops the worker (see `stop()` in the README). Returns the call id, or `null` when the
   /// supervisor is already at rest and there is nothing to wait for.
-  #[napi]
+  #[napi(ts_return_type = "number | null")]
   pub fn stop(&self, env: Env) -> Result<Option<CallId>> {
     if !self.outbox.is_busy() {
       return Ok(None);
@@ -99,7 +102,10 @@ impl NativeSupervisor {
   /// Sends one JSON text (`JSON.stringify(message)`) to the worker. Returns `null` when it was
   /// written at once, else the call id its `settled` notice carries. Throws
   /// `ERR_IPC_CHANNEL_CLOSED` when no worker is connected.
-  #[napi(ts_args_type = "json: string | undefined")]
+  #[napi(
+    ts_args_type = "json: string | undefined",
+    ts_return_type = "number | null"
+  )]
   pub fn send(&self, env: Env, json: Option<String>) -> Result<Option<CallId>> {
     let json = message_text(&env, json)?;
     let call = self.next_call();
@@ -115,7 +121,10 @@ impl NativeSupervisor {
 
   /// Sends `{ tethered: 'request', id, body }` around one JSON text; the `settled` notice
   /// carries the JSON text of the result, or the error.
-  #[napi(ts_args_type = "json: string | undefined, options?: { timeout?: number }")]
+  #[napi(
+    ts_args_type = "json: string | undefined, options?: { timeout?: number }",
+    ts_return_type = "number"
+  )]
   pub fn request(
     &self,
     env: Env,
