@@ -10,8 +10,9 @@
 //!   caller's thread, when nothing is queued before it — up to 256 KiB, the rest of a larger
 //!   message queues for the channel's writer task, as does anything sent while bytes are
 //!   queued, so the order is the order of the calls; `request()` registers its id and writes
-//!   the same way. (Through the writer task alone, a message cost two more thread hops, and
-//!   a 1 MiB `send()` took 2.1 ms of JavaScript's time instead of 0.8 ms.) Each worker's reader task hands messages and request answers to the listener
+//!   the same way. (Routing every message through the driver and writer tasks cost two
+//!   thread hops per message; writing all of a large message on the caller's thread kept
+//!   JavaScript waiting while the kernel copied it.) Each worker's reader task hands messages and request answers to the listener
 //!   itself, and tells the machine that the worker is alive only when that matters to it (a
 //!   ping awaits its pong, or the restart count is to be reset). A message thus crosses one
 //!   socket and one thread hop back to JavaScript, and busy traffic does not wake the driver.
