@@ -76,6 +76,9 @@ test('request(): answered, failed by the worker, timed out', { timeout: 30_000 }
   await sup.start()
   assert.deepEqual(await sup.request({ op: 'echo', value: { a: [1, 2] } }), { a: [1, 2] })
   assert.equal(await sup.request({ op: 'echo' }), undefined, 'a result of undefined')
+  const ordered = await sup.request({ op: 'echo', value: { z: 1, a: { y: 2, b: 3 } } })
+  assert.deepEqual(Object.keys(ordered), ['z', 'a'], 'keys keep their order')
+  assert.deepEqual(Object.keys(ordered.a), ['y', 'b'])
   const answers = await Promise.all([1, 2, 3].map((value) => sup.request({ op: 'echo', value })))
   assert.deepEqual(answers, [1, 2, 3], 'concurrent requests are matched by id')
 

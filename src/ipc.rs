@@ -208,8 +208,19 @@ mod tests {
     assert!(!bytes.contains(&b'\n'));
     assert_eq!(
       String::from_utf8(bytes).unwrap(),
-      "{\"n\":[1,2.5,null],\"text\":\"line one\\nline two\"}"
+      "{\"text\":\"line one\\nline two\",\"n\":[1,2.5,null]}"
     );
+  }
+
+  #[test]
+  fn a_result_keeps_the_order_of_its_keys() {
+    let line = br#"{"tethered":"response","id":1,"result":{"z":1,"a":{"y":2,"b":3}}}"#;
+    let value = serde_json::from_slice(line).unwrap();
+    let Incoming::Response { outcome, .. } = classify(value) else {
+      panic!("not a response")
+    };
+    let result = outcome.unwrap().unwrap().to_string();
+    assert_eq!(result, r#"{"z":1,"a":{"y":2,"b":3}}"#);
   }
 
   #[test]
