@@ -8,10 +8,15 @@
 //! decoded once per complete message.
 //!
 //! On top of the framing sit the messages tethered itself exchanges with a worker (health checks,
-//! the request/response envelope, shutdown) and Node's own `NODE_*` messages; [`classify`] tells
-//! them apart from the user's messages.
+//! the request/response envelope, shutdown) and Node's own `NODE_*` messages; the decoder tells
+//! them apart from the user's messages. It builds only the few top-level fields that decide
+//! this: the rest of a message is checked and passed on as the text it arrived as, which
+//! JavaScript parses anyway — building it here too would cost a copy of every large message.
 
-use serde_json::{json, Value};
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{json, Map, Value};
 
 use crate::error::Error;
 
@@ -19,11 +24,11 @@ use crate::error::Error;
 /// does not pin its size in memory for the life of the channel.
 const RETAINED_CAPACITY: usize = 1 << 20;
 
-/// One message as received: its value, and its JSON text exactly as the worker wrote it (passed
-/// on as it is, so nothing of it — not even the order of object keys — changes on the way).
+/// One message as received: what it is, and its JSON text exactly as the worker wrote it
+/// (passed on as it is, so nothing of it — not even the order of object keys — changes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
-  pub value: Value,
+  pub incoming: Incoming,
   pub json: String,
 }
 
@@ -69,14 +74,7 @@ impl Decoder {
       if line.iter().all(u8::is_ascii_whitespace) {
         continue;
       }
-      let malformed = |reason: String| Error::MalformedMessage { reason };
-      let parsed = serde_json::from_slice(line)
-        .map_err(|e| malformed(e.to_string()))
-        .and_then(|value| {
-          // Valid JSON is valid UTF-8, so this only copies.
-          let json = String::from_utf8(line.to_vec()).map_err(|e| malformed(e.to_string()))?;
-          Ok(Received { value, json })
-        });
+      let parsed = parse_line(line);
       self.release_if_empty();
       return Some(parsed);
     }
@@ -136,15 +134,113 @@ pub enum Incoming {
   /// One of Node's own messages (`cmd: 'NODE_…'`, e.g. handle passing); ignored.
   NodeInternal,
   /// Anything else: emitted to the user as 'message'.
-  User(Value),
+  User,
 }
 
-/// Sorts a decoded message. Only a well-formed envelope (`id` a positive integer) is taken as a
-/// response; anything less is the user's own message and reaches them untouched.
-pub fn classify(message: Value) -> Incoming {
-  let Value::Object(mut fields) = message else {
-    return Incoming::User(message);
-  };
+/// Checks that `line` is one JSON value and sorts it.
+fn parse_line(line: &[u8]) -> Result<Received, Error> {
+  let malformed = |reason: String| Error::MalformedMessage { reason };
+  let Envelope(fields) = serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
+  // serde_json skips the strings it does not build without checking their UTF-8: done here.
+  let json = String::from_utf8(line.to_vec()).map_err(|e| malformed(e.to_string()))?;
+  let incoming = fields.map_or(Incoming::User, classify);
+  Ok(Received { incoming, json })
+}
+
+/// The top-level fields [`classify`] looks at; the others are never built.
+const ENVELOPE_KEYS: [&str; 6] = ["cmd", "type", "tethered", "id", "result", "error"];
+
+/// A message seen only as far as sorting needs: the [`ENVELOPE_KEYS`] of an object (`None` for
+/// anything but an object). Duplicate keys: the last one wins, as in `JSON.parse`.
+struct Envelope(Option<Map<String, Value>>);
+
+impl<'de> Deserialize<'de> for Envelope {
+  fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    deserializer.deserialize_any(EnvelopeVisitor)
+  }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+  type Value = Envelope;
+
+  fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    f.write_str("a JSON value")
+  }
+
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+    let mut fields = Map::new();
+    while let Some(EnvelopeKey(key)) = map.next_key()? {
+      match key {
+        Some(key) => {
+          fields.insert(key.to_string(), map.next_value()?);
+        }
+        None => {
+          map.next_value::<IgnoredAny>()?;
+        }
+      }
+    }
+    Ok(Envelope(Some(fields)))
+  }
+
+  fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Envelope, A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(Envelope(None))
+  }
+
+  fn visit_bool<E: de::Error>(self, _: bool) -> Result<Envelope, E> {
+    Ok(Envelope(None))
+  }
+
+  fn visit_i64<E: de::Error>(self, _: i64) -> Result<Envelope, E> {
+    Ok(Envelope(None))
+  }
+
+  fn visit_u64<E: de::Error>(self, _: u64) -> Result<Envelope, E> {
+    Ok(Envelope(None))
+  }
+
+  fn visit_f64<E: de::Error>(self, _: f64) -> Result<Envelope, E> {
+    Ok(Envelope(None))
+  }
+
+  fn visit_str<E: de::Error>(self, _: &str) -> Result<Envelope, E> {
+    Ok(Envelope(None))
+  }
+
+  fn visit_unit<E: de::Error>(self) -> Result<Envelope, E> {
+    Ok(Envelope(None))
+  }
+}
+
+/// A top-level key: which of the [`ENVELOPE_KEYS`] it is, if any (read without allocating).
+struct EnvelopeKey(Option<&'static str>);
+
+impl<'de> Deserialize<'de> for EnvelopeKey {
+  fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    deserializer.deserialize_str(EnvelopeKeyVisitor)
+  }
+}
+
+struct EnvelopeKeyVisitor;
+
+impl Visitor<'_> for EnvelopeKeyVisitor {
+  type Value = EnvelopeKey;
+
+  fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    f.write_str("a key")
+  }
+
+  fn visit_str<E: de::Error>(self, key: &str) -> Result<EnvelopeKey, E> {
+    Ok(EnvelopeKey(ENVELOPE_KEYS.into_iter().find(|&k| k == key)))
+  }
+}
+
+/// Sorts a message by its envelope fields. Only a well-formed envelope (`id` a positive
+/// integer) is taken as a response; anything less is the user's own message and reaches them
+/// untouched.
+fn classify(mut fields: Map<String, Value>) -> Incoming {
   if is_node_internal(fields.get("cmd")) {
     return Incoming::NodeInternal;
   }
@@ -164,7 +260,7 @@ pub fn classify(message: Value) -> Incoming {
       };
       Incoming::Response { id, outcome }
     }
-    _ => Incoming::User(Value::Object(fields)),
+    _ => Incoming::User,
   }
 }
 
@@ -192,8 +288,20 @@ mod tests {
     std::iter::from_fn(|| decoder.next_message()).collect()
   }
 
+  fn value(received: &Received) -> Value {
+    serde_json::from_str(&received.json).unwrap()
+  }
+
   fn values(items: Vec<Result<Received, Error>>) -> Vec<Value> {
-    items.into_iter().map(|item| item.unwrap().value).collect()
+    items
+      .iter()
+      .map(|item| value(item.as_ref().unwrap()))
+      .collect()
+  }
+
+  /// How the decoder sorts `message`.
+  fn incoming(message: Value) -> Incoming {
+    parse_line(message.to_string().as_bytes()).unwrap().incoming
   }
 
   /// The bytes a writer puts on the wire for `message`.
@@ -215,8 +323,7 @@ mod tests {
   #[test]
   fn a_result_keeps_the_order_of_its_keys() {
     let line = br#"{"tethered":"response","id":1,"result":{"z":1,"a":{"y":2,"b":3}}}"#;
-    let value = serde_json::from_slice(line).unwrap();
-    let Incoming::Response { outcome, .. } = classify(value) else {
+    let Incoming::Response { outcome, .. } = parse_line(line).unwrap().incoming else {
       panic!("not a response")
     };
     let result = outcome.unwrap().unwrap().to_string();
@@ -294,7 +401,7 @@ mod tests {
     for _ in 0..10_000 {
       decoder.feed(b"{\"small\":true}\n{\"sm");
       assert_eq!(
-        decoder.next_message().unwrap().unwrap().value["small"],
+        value(&decoder.next_message().unwrap().unwrap())["small"],
         true
       );
       assert!(decoder.next_message().is_none());
@@ -313,7 +420,7 @@ mod tests {
     decoder.feed(b"{\"ok\":1}\n{not json}\n\xff\xfe\n\"fine\"\n");
     let got = drain(&mut decoder);
     assert_eq!(got.len(), 4);
-    assert_eq!(got[0].as_ref().unwrap().value, json!({ "ok": 1 }));
+    assert_eq!(value(got[0].as_ref().unwrap()), json!({ "ok": 1 }));
     for bad in &got[1..3] {
       let err = bad.as_ref().unwrap_err();
       assert_eq!(err.code(), "ERR_IPC_MALFORMED_MESSAGE");
@@ -335,7 +442,7 @@ mod tests {
     assert_eq!(decoder.next_message(), None);
     decoder.feed(b"\n");
     let received = decoder.next_message().unwrap().unwrap();
-    assert_eq!(received.value, json!({ "a": 1 }));
+    assert_eq!(value(&received), json!({ "a": 1 }));
   }
 
   #[test]
@@ -345,7 +452,8 @@ mod tests {
     decoder.feed(format!("{line}\n").as_bytes());
     let received = decoder.next_message().unwrap().unwrap();
     assert_eq!(received.json, line);
-    assert_eq!(received.value["a"][1], "é");
+    assert_eq!(value(&received)["a"][1], "é");
+    assert_eq!(received.incoming, Incoming::User);
   }
 
   #[test]
@@ -361,13 +469,13 @@ mod tests {
 
   #[test]
   fn pongs_and_node_internals_are_not_user_messages() {
-    assert_eq!(classify(json!({ "type": "pong" })), Incoming::Pong);
+    assert_eq!(incoming(json!({ "type": "pong" })), Incoming::Pong);
     assert_eq!(
-      classify(json!({ "type": "pong", "pid": 3 })),
+      incoming(json!({ "type": "pong", "pid": 3 })),
       Incoming::Pong
     );
     assert_eq!(
-      classify(json!({ "cmd": "NODE_HANDLE", "type": "net.Socket" })),
+      incoming(json!({ "cmd": "NODE_HANDLE", "type": "net.Socket" })),
       Incoming::NodeInternal
     );
     for user in [
@@ -379,35 +487,35 @@ mod tests {
       json!(null),
       json!([{ "type": "pong" }]),
     ] {
-      assert_eq!(classify(user.clone()), Incoming::User(user));
+      assert_eq!(incoming(user.clone()), Incoming::User);
     }
   }
 
   #[test]
   fn responses_carry_a_result_or_an_error() {
     assert_eq!(
-      classify(json!({ "tethered": "response", "id": 3, "result": { "ok": true } })),
+      incoming(json!({ "tethered": "response", "id": 3, "result": { "ok": true } })),
       Incoming::Response {
         id: 3,
         outcome: Ok(Some(json!({ "ok": true })))
       }
     );
     assert_eq!(
-      classify(json!({ "tethered": "response", "id": 4 })),
+      incoming(json!({ "tethered": "response", "id": 4 })),
       Incoming::Response {
         id: 4,
         outcome: Ok(None)
       }
     );
     assert_eq!(
-      classify(json!({ "tethered": "response", "id": 5, "result": null, "error": null })),
+      incoming(json!({ "tethered": "response", "id": 5, "result": null, "error": null })),
       Incoming::Response {
         id: 5,
         outcome: Ok(Some(Value::Null))
       }
     );
     let Incoming::Response { id, outcome } =
-      classify(json!({ "tethered": "response", "id": 6, "error": { "message": "bad jpeg" } }))
+      incoming(json!({ "tethered": "response", "id": 6, "error": { "message": "bad jpeg" } }))
     else {
       panic!("not a response")
     };
@@ -415,18 +523,49 @@ mod tests {
     assert_eq!(id, 6);
     assert_eq!(err.code(), "ERR_WORKER_REQUEST_FAILED");
     assert_eq!(err.to_string(), "bad jpeg");
-    let Incoming::Response { outcome, .. } = classify(json!({
+    let Incoming::Response { outcome, .. } = incoming(json!({
       "tethered": "response", "id": 7, "error": { "message": "gone", "code": "ENOENT" }
     })) else {
       panic!("not a response")
     };
     assert_eq!(outcome.unwrap_err().code(), "ENOENT");
     let Incoming::Response { outcome, .. } =
-      classify(json!({ "tethered": "response", "id": 8, "error": "oops" }))
+      incoming(json!({ "tethered": "response", "id": 8, "error": "oops" }))
     else {
       panic!("not a response")
     };
     assert_eq!(outcome.unwrap_err().to_string(), "\"oops\"");
+  }
+
+  #[test]
+  fn only_top_level_keys_count_however_they_are_spelled() {
+    let sort = |line: &[u8]| parse_line(line).map(|r| r.incoming);
+    assert_eq!(sort(br#"{"t\u0079pe":"pong"}"#), Ok(Incoming::Pong));
+    assert_eq!(
+      sort(br#"{"type":"ping","type":"pong"}"#),
+      Ok(Incoming::Pong)
+    );
+    assert_eq!(
+      sort(br#"{"type":"pong","type":"ping"}"#),
+      Ok(Incoming::User)
+    );
+    assert_eq!(sort(br#"{"echo":{"type":"pong"}}"#), Ok(Incoming::User));
+    assert_eq!(sort(br#"[{"type":"pong"}]"#), Ok(Incoming::User));
+    for user in [
+      &br#""pong""#[..],
+      b"12.5",
+      b"-3",
+      b"true",
+      b"null",
+      b"[]",
+      b"{}",
+    ] {
+      assert_eq!(sort(user), Ok(Incoming::User));
+    }
+    // Skipped values are still checked: invalid UTF-8 in a string nobody builds is an error.
+    let err = sort(b"{\"skipped\":\"\xff\"}").unwrap_err();
+    assert_eq!(err.code(), "ERR_IPC_MALFORMED_MESSAGE");
+    assert!(sort(br#"{"skipped":[1,}"#).is_err());
   }
 
   #[test]
@@ -439,7 +578,7 @@ mod tests {
       json!({ "tethered": "response", "id": "1", "result": 1 }),
       json!({ "tethered": "request", "id": 1, "body": 1 }),
     ] {
-      assert_eq!(classify(user.clone()), Incoming::User(user));
+      assert_eq!(incoming(user.clone()), Incoming::User);
     }
   }
 }

@@ -831,15 +831,15 @@ impl WorkerWatch {
     let mut any = false;
     while let Some(message) = decoder.next_message() {
       any = true;
-      let Received { value, json } = match message {
+      let Received { incoming, json } = match message {
         Ok(received) => received,
         Err(malformed) => {
           notices.push(Notice::Event(Event::Error(malformed)));
           continue;
         }
       };
-      match ipc::classify(value) {
-        Incoming::User(_) => notices.push(Notice::Message(json)),
+      match incoming {
+        Incoming::User => notices.push(Notice::Message(json)),
         Incoming::Response { id, outcome } => {
           // An answer after its timeout finds nothing: the caller was already told.
           if let Some(request) = self.connection.lock().requests.remove(&id) {
