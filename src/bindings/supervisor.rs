@@ -14,8 +14,9 @@
 //!   `send()`/`request()` fail at once with `ERR_IPC_CHANNEL_CLOSED`, and only `start()`, which
 //!   brings the callback, leaves rest. Holding no callback at rest also lets an unused
 //!   supervisor be garbage-collected (its driver then ends).
-//! - Calls return an id; their outcome is a `settled` notice in line with the events, so a
-//!   `start()` resolves after its 'spawn' event and getters agree with what was delivered.
+//! - A call that does not finish at once returns an id; its outcome is a `settled` notice in
+//!   line with the events, so a `start()` resolves after its 'spawn' event. Getters read the
+//!   state as of the last delivered batch, so they agree with the events JavaScript has seen.
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, Weak};
