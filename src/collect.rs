@@ -72,7 +72,8 @@ pub async fn run(
     Some(_) => StdioMode::Pipe,
     None => StdioMode::Ignore,
   };
-  let child = launch::launch(&plan.launch, [stdin_mode, StdioMode::Pipe, StdioMode::Pipe]).await?;
+  let stdio = [stdin_mode, StdioMode::Pipe, StdioMode::Pipe];
+  let child = launch::launch(&plan.launch, stdio, Vec::new()).await?;
   let pid = child.pid;
   let mut stdout = Vec::new();
   let mut stderr = Vec::new();

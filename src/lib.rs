@@ -2,16 +2,19 @@
 //!
 //! One module per concern: `options` (argument validation), `signals` (names and numbers),
 //! `launch` (starting a process group), `collect` (pipes, limits, timeouts, kill escalation),
-//! `error` (the one error type) and `bindings` (the napi glue, the only JS-facing code).
+//! `ipc` (Node's IPC wire format and tethered's messages on it), `supervisor` (keeping a worker
+//! alive), `error` (the one error type) and `bindings` (the napi glue, the only JS-facing code).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod collect;
 pub mod error;
+pub mod ipc;
 pub mod launch;
 pub mod launcher;
 pub mod options;
 pub mod signals;
+pub mod supervisor;
 
 // napi-derive registers nothing in test builds, so the glue would look unused there.
 #[cfg(not(test))]

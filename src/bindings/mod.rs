@@ -1,0 +1,167 @@
+//! The napi glue, and the only place that touches JavaScript values: arguments are turned
+//! into [`Value`]s for `options`, results and [`Error`](TetheredError)s are turned into JS
+//! objects here. One file per entry point: `collect` (`spawnCollect`, `runProcess`) and
+//! `supervisor` (`NativeSupervisor`); this one holds what they share.
+
+mod collect;
+mod supervisor;
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsValue, ValueType};
+
+use crate::error::{Error as TetheredError, JsKind};
+use crate::launch::ExitStatus;
+use crate::options::Value;
+use crate::signals;
+
+/// How deep option objects are read (`options.env.NAME` is depth 2).
+const OPTION_DEPTH: u8 = 2;
+
+fn exit_fields(obj: &mut Object, status: ExitStatus, code_key: &str) -> Result<()> {
+  match status {
+    ExitStatus::Code(code) => {
+      obj.set(code_key, code)?;
+      obj.set("signal", Null)?;
+    }
+    ExitStatus::Signal(signo) => {
+      obj.set(code_key, Null)?;
+      obj.set("signal", signals::name_of(signo))?;
+    }
+  }
+  Ok(())
+}
+
+/// Builds the JS error object for `error`, with every field Node users look for.
+fn js_error<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>> {
+  let message = error.to_string();
+  let base = napi::Error::new(Status::GenericFailure, message.clone());
+  let raw = match error.js_kind() {
+    JsKind::TypeError => JsTypeError::from(base).into_unknown(*env),
+    JsKind::RangeError => JsRangeError::from(base).into_unknown(*env),
+    JsKind::Error | JsKind::AbortError => JsError::from(base).into_unknown(*env),
+  };
+  let mut obj = raw.coerce_to_object()?;
+  obj.set("code", error.code())?;
+  if error.js_kind() == JsKind::AbortError {
+    obj.set("name", "AbortError")?;
+  }
+  match error {
+    TetheredError::Spawn {
+      errno,
+      command,
+      args,
+    } => {
+      obj.set("errno", -errno)?;
+      obj.set("syscall", format!("spawn {command}"))?;
+      obj.set("path", command.as_str())?;
+      obj.set("spawnargs", args.clone())?;
+    }
+    TetheredError::MaxBuffer { stream, .. } => {
+      obj.set("stream", stream.as_str())?;
+    }
+    _ => {}
+  }
+  Ok(obj)
+}
+
+/// An `Err` that rejects a promise (or, returned from a synchronous call, throws) with `obj`.
+fn reject_with(obj: Result<Object>) -> napi::Error {
+  match obj {
+    Ok(obj) => napi::Error::from(obj.to_unknown()),
+    Err(e) => e,
+  }
+}
+
+/// An `Err` that rejects a promise with the JS error object for `error`.
+fn reject(env: &Env, error: &TetheredError) -> napi::Error {
+  reject_with(js_error(env, error))
+}
+
+/// An `Err` that throws the JS error object for `error` from a synchronous call.
+fn throw(env: &Env, error: &TetheredError) -> napi::Error {
+  reject(env, error)
+}
+
+/// Reads a JS value into the option parser's view of it, `depth` levels of objects deep.
+fn to_value(env: &Env, value: Option<Unknown>, depth: u8) -> Result<Value> {
+  let Some(value) = value else {
+    return Ok(Value::Undefined);
+  };
+  Ok(match value.get_type()? {
+    ValueType::Undefined => Value::Undefined,
+    ValueType::Null => Value::Null,
+    ValueType::Boolean => Value::Bool(value.coerce_to_bool()?),
+    ValueType::Number => Value::Number(value.coerce_to_number()?.get_double()?),
+    ValueType::String => Value::String(value.coerce_to_string()?.into_utf8()?.into_owned()?),
+    ValueType::Function => Value::Other("function".into()),
+    ValueType::Symbol => Value::Other("type symbol".into()),
+    ValueType::BigInt => Value::Other("type bigint".into()),
+    ValueType::Object => object_to_value(env, value, depth)?,
+    _ => Value::Other("an unknown value".into()),
+  })
+}
+
+fn object_to_value(env: &Env, value: Unknown, depth: u8) -> Result<Value> {
+  if value.is_array()? {
+    // SAFETY: the value was just checked to be an array.
+    let array = unsafe { value.cast::<Array>() }?;
+    let mut items = Vec::with_capacity(array.len() as usize);
+    for i in 0..array.len() {
+      items.push(to_value(
+        env,
+        array.get::<Unknown>(i)?,
+        depth.saturating_sub(1),
+      )?);
+    }
+    return Ok(Value::Array(items));
+  }
+  let object = value.coerce_to_object()?;
+  let class = class_name(&object)?;
+  if value.is_typedarray()? {
+    if class == "Uint8Array" || class == "Buffer" {
+      // SAFETY: the value was just checked to be a Uint8Array (a Buffer is one).
+      let bytes = unsafe { value.cast::<Uint8Array>() }?;
+      return Ok(Value::Bytes(bytes.to_vec()));
+    }
+    return Ok(Value::Other(format!("an instance of {class}")));
+  }
+  let global = env.get_global()?;
+  let abort_signal: Function<(), ()> = global.get_named_property("AbortSignal")?;
+  if object.instanceof(abort_signal)? {
+    let aborted: bool = object.get_named_property("aborted")?;
+    return Ok(Value::AbortSignal { aborted });
+  }
+  // Only plain objects (and null-prototype ones) are option bags; class instances such as an
+  // AbortController or a Map are shown by their class in errors.
+  if depth == 0 || !(class.is_empty() || class == "Object") {
+    let shown = if class.is_empty() { "Object" } else { &class };
+    return Ok(Value::Other(format!("an instance of {shown}")));
+  }
+  let keys = object.get_property_names()?;
+  // SAFETY: napi_get_property_names returns an array.
+  let keys = unsafe { keys.to_unknown().cast::<Array>() }?;
+  let mut entries = Vec::with_capacity(keys.len() as usize);
+  for i in 0..keys.len() {
+    let Some(key) = keys.get::<Unknown>(i)? else {
+      continue;
+    };
+    // Read by the JS key itself: a key with a NUL byte must reach the option parser intact.
+    let item: Unknown = object.get_property(key)?;
+    let name = key.coerce_to_string()?.into_utf8()?.into_owned()?;
+    entries.push((name, to_value(env, Some(item), depth - 1)?));
+  }
+  Ok(Value::Object(entries))
+}
+
+/// `value.constructor.name`, or "" when there is none (e.g. `Object.create(null)`).
+fn class_name(object: &Object) -> Result<String> {
+  let constructor: Unknown = object.get_named_property("constructor")?;
+  if constructor.get_type()? != ValueType::Function {
+    return Ok(String::new());
+  }
+  let name: Unknown = constructor.coerce_to_object()?.get_named_property("name")?;
+  if name.get_type()? != ValueType::String {
+    return Ok(String::new());
+  }
+  name.coerce_to_string()?.into_utf8()?.into_owned()
+}
