@@ -60,6 +60,9 @@ pub enum Error {
   Aborted,
   /// The run passed its `timeout`; the group was killed.
   Timeout { after: std::time::Duration },
+  /// A read or write on one of the child's pipes failed (e.g. `EPIPE`); shaped like Node's
+  /// system errors (`write EPIPE`).
+  Io { errno: i32, syscall: &'static str },
 }
 
 impl Error {
@@ -73,6 +76,7 @@ impl Error {
       Error::MaxBuffer { .. } => "ERR_MAX_BUFFER".into(),
       Error::Aborted => "ABORT_ERR".into(),
       Error::Timeout { .. } => "ERR_TIMEOUT".into(),
+      Error::Io { errno, .. } => errno_name(*errno),
     }
   }
 
@@ -152,11 +156,22 @@ impl fmt::Display for Error {
         "Timed out after {} ms; the process group was killed",
         after.as_millis()
       ),
+      Error::Io { errno, syscall } => write!(f, "{syscall} {}", errno_name(*errno)),
     }
   }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+  /// A failed pipe operation; an error without an OS code counts as `EIO`.
+  pub fn io(error: &std::io::Error, syscall: &'static str) -> Self {
+    Error::Io {
+      errno: error.raw_os_error().unwrap_or(libc::EIO),
+      syscall,
+    }
+  }
+}
 
 /// `ENOENT` for 2, as Node names errno values; `E<number>` for values nix does not know.
 pub fn errno_name(errno: i32) -> String {
@@ -195,6 +210,13 @@ mod tests {
     assert_eq!(err.to_string(), "spawn nope ENOENT");
     assert_eq!(err.code(), "ENOENT");
     assert_eq!(err.js_kind(), JsKind::Error);
+  }
+
+  #[test]
+  fn pipe_errors_read_like_nodes() {
+    let err = Error::io(&std::io::Error::from_raw_os_error(libc::EPIPE), "write");
+    assert_eq!(err.to_string(), "write EPIPE");
+    assert_eq!(err.code(), "EPIPE");
   }
 
   #[test]

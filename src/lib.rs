@@ -1,16 +1,19 @@
 //! tethered: `child_process` for production servers.
 //!
 //! One module per concern: `options` (argument validation), `signals` (names and numbers),
-//! `launch` (starting a process group), `collect` (pipes, limits, timeouts, kill escalation),
-//! `error` (the one error type) and `bindings` (the napi glue, the only JS-facing code).
+//! `launch` (starting a process group), `kill` (the kill escalation every early end shares),
+//! `collect` (pipes, limits, timeouts), `stream` (pipes read and written on demand), `error`
+//! (the one error type) and `bindings` (the napi glue, the only JS-facing code).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod collect;
 pub mod error;
+pub mod kill;
 pub mod launch;
 pub mod options;
 pub mod signals;
+pub mod stream;
 
 // napi-derive registers nothing in test builds, so the glue would look unused there.
 #[cfg(not(test))]

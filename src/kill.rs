@@ -1,0 +1,109 @@
+//! Ending a process group on purpose, the same way for every caller (timeout, maxBuffer, abort):
+//! `killSignal` to the whole group at once, SIGKILL to the group when `forceKillAfter` has passed
+//! and the leader is still there, and — once the leader is reaped — SIGKILL at the same deadline
+//! for whatever is left of the group (descendants that ignored the first signal), without making
+//! the caller wait for it.
+//!
+//! The [`Killer`] only keeps the clock; the caller's select loop owns the waiting, so it can be
+//! driven alongside pipes, timers and the reaper.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::time::{sleep_until, Instant};
+
+use crate::launch::{self, ProcessGroup};
+use crate::options::KillPolicy;
+
+/// A deadline far enough away to stand for "never" in a `select!` timer.
+pub fn never() -> Instant {
+  Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// The kill escalation of one process group.
+#[derive(Debug)]
+pub struct Killer {
+  policy: KillPolicy,
+  begun: bool,
+  /// When SIGKILL is due; `None` before `begin` and after the SIGKILL was sent.
+  force_at: Option<Instant>,
+}
+
+impl Killer {
+  pub fn new(policy: KillPolicy) -> Self {
+    Killer {
+      policy,
+      begun: false,
+      force_at: None,
+    }
+  }
+
+  /// Sends the kill signal to the group and starts the grace period. Only the first call does
+  /// anything; it returns whether this call was that first one.
+  pub fn begin(&mut self, group: &ProcessGroup) -> bool {
+    if self.begun {
+      return false;
+    }
+    self.begun = true;
+    group.signal_group(self.policy.signal);
+    if self.policy.signal != Signal::SIGKILL {
+      self.force_at = Some(Instant::now() + self.policy.force_after);
+    }
+    true
+  }
+
+  pub fn begun(&self) -> bool {
+    self.begun
+  }
+
+  /// When the SIGKILL is due: the deadline for the caller's timer, far away when none is.
+  pub fn force_deadline(&self) -> Instant {
+    self.force_at.unwrap_or_else(never)
+  }
+
+  /// Whether a SIGKILL is still to be sent (guard for the caller's timer branch).
+  pub fn force_pending(&self) -> bool {
+    self.force_at.is_some()
+  }
+
+  /// The grace period is over: SIGKILL the group.
+  pub fn force(&mut self, group: &ProcessGroup) {
+    self.force_at = None;
+    group.signal_group(Signal::SIGKILL);
+  }
+
+  /// The leader was reaped, but its group may not be empty: whatever ignored the kill signal gets
+  /// SIGKILL when the grace period ends, in the background. Call from inside the runtime.
+  pub fn finish_after_reap(self, pgid: i32) {
+    let Some(at) = self.force_at else {
+      return;
+    };
+    if !launch::group_exists(pgid) {
+      return;
+    }
+    tokio::spawn(async move {
+      sleep_until(at).await;
+      launch::signal_group(pgid, Signal::SIGKILL);
+    });
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn policy(signal: Signal) -> KillPolicy {
+    KillPolicy {
+      signal,
+      force_after: Duration::from_millis(50),
+    }
+  }
+
+  #[test]
+  fn nothing_is_pending_before_begin() {
+    let killer = Killer::new(policy(Signal::SIGTERM));
+    assert!(!killer.begun());
+    assert!(!killer.force_pending());
+    assert!(killer.force_deadline() > Instant::now() + Duration::from_secs(3600));
+  }
+}

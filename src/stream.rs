@@ -1,0 +1,560 @@
+//! Streaming: a started child whose pipes are read and written on demand, for output too big
+//! to collect.
+//!
+//! Why it looks like this: backpressure has to reach the child, so nothing here reads a pipe on
+//! its own. Each [`StreamChild::read`] is one read asked for by the consumer (the JS stream's
+//! `_read`), and between two of them the pipe simply fills up (1 MiB, see `launch`) until the
+//! child's `write` blocks. Memory therefore stays at one read per stream in flight, whatever the
+//! child writes. A read is as large as the pipe, so a fast consumer crosses into JavaScript once
+//! per megabyte rather than once per 64 KiB.
+//!
+//! Reads and writes also have a non-blocking variant ([`StreamChild::try_read`],
+//! [`StreamChild::try_write`]) for the JavaScript thread: when the pipe already has data (or
+//! room), nothing needs to wait, and the round trip through the runtime is skipped — the same
+//! thing libuv does when it reads a readable pipe on the event-loop thread.
+//!
+//! Closing is a separate concern from reading: each pipe sits in a [`Slot`] that can be closed at
+//! any time (the consumer destroyed its stream, the child exited and stdin is closed for the
+//! user). A pending read or write on a closed slot returns at once, and the fd is closed as soon
+//! as the last user lets go of it — not when JavaScript garbage-collects the child.
+//!
+//! [`StreamChild::exited`] waits for the leader and runs everything that ends a child early
+//! (timeout, abort, the kill escalation of [`Killer`]). When the leader is reaped it closes stdin
+//! and lets go of the pidfd.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::net::unix::pipe;
+use tokio::sync::{oneshot, watch};
+use tokio::time::{sleep_until, Instant};
+
+use crate::collect::Ending;
+use crate::error::Error;
+use crate::kill::{self, Killer};
+use crate::launch::{self, ExitStatus, ProcessGroup, StdioMode};
+use crate::options::{KillPolicy, StreamPlan};
+
+/// The most one read returns: the size the pipes are widened to.
+pub const MAX_READ: usize = 1 << 20;
+
+/// A read that filled less than this share of its buffer is moved to a buffer of its own size,
+/// so a small chunk does not pin a megabyte while the consumer holds it.
+const SHRINK_BELOW_DIVISOR: usize = 4;
+
+/// Which output pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+  Stdout,
+  Stderr,
+}
+
+/// What a non-blocking read found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryRead {
+  Data(Vec<u8>),
+  /// End of the stream (or the stream was closed by the consumer).
+  Eof,
+  /// Nothing to read right now.
+  Empty,
+}
+
+/// How a streaming child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+  pub status: ExitStatus,
+  /// Set when tethered ended it (timeout or abort).
+  pub ended_by: Option<Ending>,
+}
+
+/// One end of a pipe that can be closed while someone is using it.
+struct Slot<T> {
+  pipe: Mutex<Option<Arc<T>>>,
+  closed: watch::Sender<bool>,
+}
+
+impl<T> Slot<T> {
+  fn new(pipe: Option<T>) -> Self {
+    let closed = pipe.is_none();
+    Slot {
+      pipe: Mutex::new(pipe.map(Arc::new)),
+      closed: watch::Sender::new(closed),
+    }
+  }
+
+  /// The pipe and a way to learn that it was closed meanwhile; `None` once closed.
+  fn get(&self) -> Option<(Arc<T>, watch::Receiver<bool>)> {
+    let pipe = lock(&self.pipe);
+    // Subscribed under the lock `close` takes, so a close cannot slip in unseen.
+    pipe.as_ref().map(|p| (p.clone(), self.closed.subscribe()))
+  }
+
+  /// Lets go of the pipe and wakes whoever waits on it; the fd closes with the last user.
+  fn close(&self) {
+    let pipe = lock(&self.pipe).take();
+    self.closed.send_replace(true);
+    drop(pipe);
+  }
+}
+
+/// A poisoned lock only means a panic elsewhere; the data (an `Option`) is still consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+  mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resolves once the slot behind `closed` was closed.
+async fn closed(closed: &mut watch::Receiver<bool>) {
+  // An error means the slot itself is gone, which closes it too.
+  let _ = closed.wait_for(|closed| *closed).await;
+}
+
+/// A started child, streamed.
+pub struct StreamChild {
+  pid: u32,
+  /// `None` once the leader was reaped (which also closes the pidfd).
+  process: Mutex<Option<Arc<ProcessGroup>>>,
+  stdin: Slot<pipe::Sender>,
+  stdout: Slot<pipe::Receiver>,
+  stderr: Slot<pipe::Receiver>,
+  kill: KillPolicy,
+  timeout: Option<Duration>,
+  waited: AtomicBool,
+}
+
+impl StreamChild {
+  /// Starts the plan's command. Must run inside the tokio runtime (the pipes register with it).
+  pub fn start(plan: &StreamPlan) -> Result<Self, Error> {
+    let child = launch::launch(&plan.launch, plan.stdio)?;
+    debug_assert_eq!(child.stdin.is_some(), plan.stdio[0] == StdioMode::Pipe);
+    Ok(StreamChild {
+      pid: child.pid,
+      process: Mutex::new(Some(Arc::new(child.process))),
+      stdin: Slot::new(child.stdin),
+      stdout: Slot::new(child.stdout),
+      stderr: Slot::new(child.stderr),
+      kill: plan.kill,
+      timeout: plan.timeout,
+      waited: AtomicBool::new(false),
+    })
+  }
+
+  pub fn pid(&self) -> u32 {
+    self.pid
+  }
+
+  fn output(&self, which: Output) -> &Slot<pipe::Receiver> {
+    match which {
+      Output::Stdout => &self.stdout,
+      Output::Stderr => &self.stderr,
+    }
+  }
+
+  /// Reads at most `max` bytes (capped at [`MAX_READ`]) once some are there. `None` at EOF or
+  /// when the stream was closed; EOF closes the read end.
+  pub async fn read(&self, which: Output, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let slot = self.output(which);
+    let Some((pipe, mut closed_rx)) = slot.get() else {
+      return Ok(None);
+    };
+    let mut buf = Vec::with_capacity(max.clamp(1, MAX_READ));
+    loop {
+      tokio::select! {
+        biased;
+        () = closed(&mut closed_rx) => return Ok(None),
+        ready = pipe.readable() => ready?,
+      }
+      match pipe.try_read_buf(&mut buf) {
+        Ok(0) => {
+          drop(pipe);
+          slot.close();
+          return Ok(None);
+        }
+        Ok(_) => return Ok(Some(fit(buf))),
+        Err(e) if retry(&e) => continue,
+        Err(e) => {
+          drop(pipe);
+          slot.close();
+          return Err(e);
+        }
+      }
+    }
+  }
+
+  /// A read that never waits: what the pipe holds right now, up to `max` bytes.
+  pub fn try_read(&self, which: Output, max: usize) -> io::Result<TryRead> {
+    let slot = self.output(which);
+    let Some((pipe, _)) = slot.get() else {
+      return Ok(TryRead::Eof);
+    };
+    let mut buf = Vec::with_capacity(max.clamp(1, MAX_READ));
+    loop {
+      match read_into(pipe.as_raw_fd(), &mut buf) {
+        Ok(0) => {
+          drop(pipe);
+          slot.close();
+          return Ok(TryRead::Eof);
+        }
+        Ok(_) => return Ok(TryRead::Data(fit(buf))),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(TryRead::Empty),
+        Err(e) => {
+          drop(pipe);
+          slot.close();
+          return Err(e);
+        }
+      }
+    }
+  }
+
+  /// Writes all of `data` to stdin, waiting for room as needed. `EPIPE` when the child closed
+  /// its end or stdin was closed meanwhile.
+  pub async fn write(&self, data: &[u8]) -> io::Result<()> {
+    let Some((pipe, mut closed_rx)) = self.stdin.get() else {
+      return Err(io::Error::from_raw_os_error(libc::EPIPE));
+    };
+    let mut rest = data;
+    while !rest.is_empty() {
+      tokio::select! {
+        biased;
+        () = closed(&mut closed_rx) => return Err(io::Error::from_raw_os_error(libc::EPIPE)),
+        ready = pipe.writable() => ready?,
+      }
+      match pipe.try_write(rest) {
+        Ok(n) => rest = &rest[n..],
+        Err(e) if retry(&e) => {}
+        Err(e) => return Err(e),
+      }
+    }
+    Ok(())
+  }
+
+  /// A write that never waits: how many bytes of `data` the pipe took right now (maybe 0).
+  pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+    let Some((pipe, _)) = self.stdin.get() else {
+      return Err(io::Error::from_raw_os_error(libc::EPIPE));
+    };
+    let mut written = 0;
+    while written < data.len() {
+      match write_from(pipe.as_raw_fd(), &data[written..]) {
+        Ok(n) => written += n,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+        Err(e) => return Err(e),
+      }
+    }
+    Ok(written)
+  }
+
+  /// Closes stdin: the child reads EOF. A write in progress fails with `EPIPE`.
+  pub fn close_stdin(&self) {
+    self.stdin.close();
+  }
+
+  /// Closes tethered's read end of an output pipe: a pending read returns `None`, and the child
+  /// gets `EPIPE` (or SIGPIPE) the next time it writes there. Nothing is signalled.
+  pub fn close_output(&self, which: Output) {
+    self.output(which).close();
+  }
+
+  /// Sends `signal` to the child's process group. False when nothing was left to signal.
+  pub fn kill(&self, signal: Signal) -> bool {
+    match lock(&self.process).as_ref() {
+      Some(group) => group.signal_group(signal),
+      // The leader is gone; descendants still in its group can be signalled by its id.
+      None => launch::signal_group(self.pid as i32, signal),
+    }
+  }
+
+  /// Waits for the leader, ending it on timeout or when `abort` fires, and reaps it. Then closes
+  /// stdin. Call once: a second call returns `None` at once.
+  pub async fn exited(&self, abort: Option<oneshot::Receiver<()>>) -> Option<Exit> {
+    if self.waited.swap(true, Ordering::SeqCst) {
+      return None;
+    }
+    let group = lock(&self.process).clone()?;
+    let mut killer = Killer::new(self.kill);
+    let (status, ended_by) = self.reap(&group, &mut killer, abort).await;
+    lock(&self.process).take();
+    drop(group);
+    self.stdin.close();
+    killer.finish_after_reap(self.pid as i32);
+    Some(Exit { status, ended_by })
+  }
+
+  /// The select loop of [`exited`](Self::exited): the reaper, the timeout, the abort signal and
+  /// the SIGKILL deadline, until the leader is reaped.
+  async fn reap(
+    &self,
+    group: &ProcessGroup,
+    killer: &mut Killer,
+    abort: Option<oneshot::Receiver<()>>,
+  ) -> (ExitStatus, Option<Ending>) {
+    let mut ended_by = None;
+    let timeout_at = self
+      .timeout
+      .and_then(|t| Instant::now().checked_add(t))
+      .unwrap_or_else(kill::never);
+    let mut abort_done = abort.is_none();
+    let mut abort = std::pin::pin!(async {
+      match abort {
+        Some(rx) => rx.await.is_ok(),
+        None => false,
+      }
+    });
+    let mut wait = std::pin::pin!(group.wait());
+    loop {
+      tokio::select! {
+        exit = &mut wait => return (exit.unwrap_or(ExitStatus::Code(-1)), ended_by),
+        fired = &mut abort, if !abort_done => {
+          abort_done = true;
+          if fired && ended_by.is_none() {
+            ended_by = Some(Ending::Aborted);
+            killer.begin(group);
+          }
+        }
+        () = sleep_until(timeout_at), if ended_by.is_none() => {
+          ended_by = Some(Ending::Timeout(self.timeout.unwrap_or_default()));
+          killer.begin(group);
+        }
+        () = sleep_until(killer.force_deadline()), if killer.force_pending() => killer.force(group),
+      }
+    }
+  }
+}
+
+fn retry(e: &io::Error) -> bool {
+  matches!(
+    e.kind(),
+    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+  )
+}
+
+/// A read that filled little of its buffer gets a buffer of its own size.
+fn fit(mut buf: Vec<u8>) -> Vec<u8> {
+  if buf.len() < buf.capacity() / SHRINK_BELOW_DIVISOR {
+    buf.shrink_to_fit();
+  }
+  buf
+}
+
+/// One `read(2)` into the spare capacity of `buf`.
+fn read_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+  let spare = buf.spare_capacity_mut();
+  // SAFETY: the pointer and length describe `buf`'s spare capacity, which is writable memory we
+  // own for the whole call; read(2) writes at most that many bytes.
+  let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+  if n < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  let n = n as usize;
+  // SAFETY: read(2) initialised the first `n` bytes of the spare capacity.
+  unsafe { buf.set_len(buf.len() + n) };
+  Ok(n)
+}
+
+/// One `write(2)` of `data`.
+fn write_from(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+  // SAFETY: `data` is a live slice for the whole call and write(2) only reads it.
+  let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+  if n < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::options::{parse_stream, Value};
+
+  fn plan(command: &str, args: &[&str], options: Vec<(&str, Value)>) -> StreamPlan {
+    let args = Value::Array(args.iter().map(|a| Value::String(a.to_string())).collect());
+    let options = Value::Object(
+      options
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    );
+    parse_stream(
+      &Value::String(command.into()),
+      &args,
+      &options,
+      std::env::vars(),
+    )
+    .unwrap()
+  }
+
+  /// Processes of group `pgid` that are not zombies, from /proc.
+  fn living_members(pgid: i32) -> usize {
+    std::fs::read_dir("/proc")
+      .unwrap()
+      .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+      .filter(|stat| {
+        // pid (comm) state ppid pgrp ...; comm may hold spaces, so split after the last ')'.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 1..]
+          .split_whitespace()
+          .collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+      })
+      .count()
+  }
+
+  async fn read_all(child: &StreamChild, which: Output) -> Vec<u8> {
+    let mut all = Vec::new();
+    while let Some(chunk) = child.read(which, MAX_READ).await.unwrap() {
+      all.extend_from_slice(&chunk);
+    }
+    all
+  }
+
+  #[tokio::test]
+  async fn reads_stdout_and_stderr_to_eof() {
+    let child = StreamChild::start(&plan(
+      "sh",
+      &["-c", "printf out; printf err >&2; exit 3"],
+      vec![],
+    ))
+    .unwrap();
+    let (out, err, exit) = tokio::join!(
+      read_all(&child, Output::Stdout),
+      read_all(&child, Output::Stderr),
+      child.exited(None)
+    );
+    assert_eq!(out, b"out");
+    assert_eq!(err, b"err");
+    let exit = exit.unwrap();
+    assert_eq!(exit.status, ExitStatus::Code(3));
+    assert_eq!(exit.ended_by, None);
+    assert!(child.exited(None).await.is_none(), "exited runs once");
+  }
+
+  #[tokio::test]
+  async fn stdin_round_trips_and_closes_with_eof() {
+    let child = StreamChild::start(&plan("cat", &[], vec![])).unwrap();
+    let data = vec![7u8; 3 * MAX_READ + 5];
+    let write = async {
+      child.write(&data).await.unwrap();
+      child.close_stdin();
+    };
+    let (_, out) = tokio::join!(write, read_all(&child, Output::Stdout));
+    assert_eq!(out, data);
+    assert_eq!(
+      child.exited(None).await.unwrap().status,
+      ExitStatus::Code(0)
+    );
+    assert_eq!(
+      child.write(b"late").await.unwrap_err().raw_os_error(),
+      Some(libc::EPIPE)
+    );
+  }
+
+  #[tokio::test]
+  async fn a_child_that_is_not_read_blocks_and_a_read_resumes_it() {
+    let child = StreamChild::start(&plan("head", &["-c", "4000000", "/dev/zero"], vec![])).unwrap();
+    let mut exited = std::pin::pin!(child.exited(None));
+    // Nothing reads: the child fills the pipe and blocks in write(2); it does not exit.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut exited).await;
+    assert!(early.is_err(), "the child should be blocked on a full pipe");
+    let (out, exit) = tokio::join!(read_all(&child, Output::Stdout), exited);
+    assert_eq!(out.len(), 4_000_000);
+    assert_eq!(exit.unwrap().status, ExitStatus::Code(0));
+  }
+
+  #[tokio::test]
+  async fn try_read_sees_data_empty_and_eof() {
+    let child = StreamChild::start(&plan("sh", &["-c", "printf hi; read x"], vec![])).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+      match child.try_read(Output::Stdout, 16).unwrap() {
+        TryRead::Data(d) => got.extend(d),
+        TryRead::Empty => tokio::time::sleep(Duration::from_millis(5)).await,
+        TryRead::Eof => panic!("early EOF"),
+      }
+    }
+    assert_eq!(got, b"hi");
+    assert_eq!(child.try_read(Output::Stdout, 16).unwrap(), TryRead::Empty);
+    assert_eq!(child.try_write(b"\n").unwrap(), 1);
+    child.exited(None).await.unwrap();
+    assert_eq!(child.try_read(Output::Stdout, 16).unwrap(), TryRead::Eof);
+  }
+
+  #[tokio::test]
+  async fn closing_an_output_ends_a_pending_read_and_the_writer_gets_sigpipe() {
+    let child = StreamChild::start(&plan("sh", &["-c", "sleep 0.2; exec yes"], vec![])).unwrap();
+    let pending = child.read(Output::Stdout, MAX_READ);
+    let close = async {
+      tokio::time::sleep(Duration::from_millis(50)).await;
+      child.close_output(Output::Stdout);
+    };
+    let (read, ()) = tokio::join!(pending, close);
+    assert_eq!(read.unwrap(), None);
+    let exit = child.exited(None).await.unwrap();
+    assert_eq!(exit.status, ExitStatus::Signal(libc::SIGPIPE));
+  }
+
+  #[tokio::test]
+  async fn timeout_kills_the_group_and_escalates() {
+    let child = StreamChild::start(&plan(
+      "sh",
+      &["-c", "trap '' TERM; sleep 30 & wait; sleep 30"],
+      vec![
+        ("timeout", Value::Number(100.0)),
+        ("forceKillAfter", Value::Number(100.0)),
+      ],
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let exit = child.exited(None).await.unwrap();
+    assert_eq!(exit.status, ExitStatus::Signal(libc::SIGKILL));
+    assert_eq!(
+      exit.ended_by,
+      Some(Ending::Timeout(Duration::from_millis(100)))
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Orphaned members may linger as zombies (this machine's init does not reap them), so count
+    // the living ones.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(living_members(child.pid() as i32), 0);
+  }
+
+  #[tokio::test]
+  async fn abort_kills_the_group() {
+    let child = StreamChild::start(&plan("sleep", &["30"], vec![])).unwrap();
+    let (tx, rx) = oneshot::channel();
+    tx.send(()).unwrap();
+    let exit = child.exited(Some(rx)).await.unwrap();
+    assert_eq!(exit.status, ExitStatus::Signal(libc::SIGTERM));
+    assert_eq!(exit.ended_by, Some(Ending::Aborted));
+    assert!(!child.kill(Signal::SIGTERM), "nothing left to signal");
+  }
+
+  #[tokio::test]
+  async fn ignored_and_inherited_streams_have_no_pipe() {
+    let child = StreamChild::start(&plan(
+      "true",
+      &[],
+      vec![("stdio", Value::String("ignore".into()))],
+    ))
+    .unwrap();
+    assert_eq!(child.read(Output::Stdout, 10).await.unwrap(), None);
+    assert_eq!(
+      child.try_write(b"x").unwrap_err().raw_os_error(),
+      Some(libc::EPIPE)
+    );
+    child.exited(None).await.unwrap();
+  }
+
+  #[test]
+  fn small_reads_get_small_buffers() {
+    let mut buf = Vec::with_capacity(MAX_READ);
+    buf.extend_from_slice(b"abc");
+    assert!(fit(buf).capacity() < MAX_READ);
+    let mut buf = Vec::with_capacity(1024);
+    buf.resize(600, 0);
+    assert_eq!(fit(buf).capacity(), 1024);
+  }
+}
