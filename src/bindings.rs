@@ -1,5 +1,8 @@
 //! The napi glue, and the only place that touches JavaScript values: arguments are turned
 //! into [`Value`]s for `options`, results and [`Error`]s are turned into JS objects here.
+//! `spawnCollect`/`runProcess` live in this file, the streaming `spawn` in `bindings/stream.rs`.
+
+mod stream;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
@@ -256,6 +259,10 @@ fn js_error<'env>(
     }
     TetheredError::MaxBuffer { stream, .. } => {
       obj.set("stream", stream.as_str())?;
+    }
+    TetheredError::Io { errno, syscall } => {
+      obj.set("errno", -errno)?;
+      obj.set("syscall", *syscall)?;
     }
     _ => {}
   }

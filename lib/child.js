@@ -1,0 +1,174 @@
+'use strict'
+// The streaming Child: Node streams over the pull-based native child (src/bindings/stream.rs).
+//
+// Backpressure: the native side never reads a pipe on its own. `_read()` asks for one chunk (up
+// to 1 MiB, the pipe's size); until the consumer wants more, the pipe fills and the child's
+// write blocks. Memory stays at about one chunk per stream, whatever the child writes.
+//
+// Documented behaviour:
+// - `exited` resolves `{ exitCode, signal, timedOut }` once the leader is reaped, for every way a
+//   started process ends (exit code, signal, timeout). It rejects in two cases only: the command
+//   could not start (Node's spawn error shape: code, errno, syscall, path, spawnargs), and the
+//   AbortSignal fired (AbortError, code ABORT_ERR, after the group was killed and the leader
+//   reaped; it carries exitCode/signal/pid when a process had started). `exited` is marked as
+//   handled, so a program that never looks at it gets no unhandled rejection.
+// - The same error is emitted as 'error' on the Child, but only when the Child has 'error'
+//   listeners: nothing is thrown at a program that only awaits `exited`.
+// - When the command could not start: `pid` is undefined, stdout/stderr end at once (empty),
+//   stdin is destroyed without an error.
+// - Destroying stdout or stderr closes tethered's end of that pipe and sends no signal. The child
+//   sees EPIPE (or dies of SIGPIPE, its default) the next time it writes to that stream, as in a
+//   shell pipeline. To stop the child, call `kill()`.
+// - When the leader exits, stdin is closed (and destroyed without an error, as Node does).
+//   A write the child did not take because it exited fails with EPIPE as an 'error' on stdin.
+// - Destroying stdin closes it: the child reads EOF.
+const { EventEmitter } = require('node:events')
+const { Readable, Writable } = require('node:stream')
+
+// The most one read returns; larger requests are capped natively at the pipe's size.
+const READ_SIZE = 1 << 20
+// Chunks read in a row on the JS thread before yielding to the event loop (setImmediate), so a
+// child that writes as fast as we read cannot starve timers and other I/O.
+const SYNC_READS_IN_A_ROW = 4
+
+class ChildReadable extends Readable {
+  #native
+  #fd
+  #inARow = 0
+
+  constructor(native, fd) {
+    super()
+    this.#native = native
+    this.#fd = fd
+  }
+
+  _read() {
+    if (this.#inARow >= SYNC_READS_IN_A_ROW) {
+      this.#inARow = 0
+      setImmediate(() => this.#pull())
+    } else {
+      this.#pull()
+    }
+  }
+
+  // One chunk: read now when the pipe has data, otherwise wait natively until it has.
+  #pull() {
+    if (this.destroyed) return
+    let chunk
+    try {
+      chunk = this.#native.tryRead(this.#fd, READ_SIZE)
+    } catch (err) {
+      this.destroy(err)
+      return
+    }
+    if (chunk === undefined) {
+      this.#inARow = 0
+      this.#native.waitReadable(this.#fd).then(
+        () => this.#pull(),
+        (err) => this.destroy(err),
+      )
+      return
+    }
+    this.#inARow++
+    this.push(chunk)
+  }
+
+  _destroy(err, callback) {
+    this.#native.closeOutput(this.#fd)
+    callback(err)
+  }
+}
+
+class ChildWritable extends Writable {
+  #native
+
+  constructor(native) {
+    super()
+    this.#native = native
+  }
+
+  _write(chunk, _encoding, callback) {
+    this.#send(chunk, callback)
+  }
+
+  _writev(chunks, callback) {
+    this.#send(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback)
+  }
+
+  // What fits into the pipe now is written on the JS thread; the rest waits natively for room.
+  #send(buffer, callback) {
+    let written
+    try {
+      written = this.#native.tryWrite(buffer)
+    } catch (err) {
+      callback(err)
+      return
+    }
+    if (written === buffer.length) {
+      callback()
+      return
+    }
+    this.#native.write(buffer.subarray(written)).then(() => callback(), callback)
+  }
+
+  _final(callback) {
+    this.#native.closeStdin()
+    callback()
+  }
+
+  _destroy(err, callback) {
+    this.#native.closeStdin()
+    callback(err)
+  }
+}
+
+class Child extends EventEmitter {
+  #native
+
+  constructor(native) {
+    super()
+    this.#native = native
+    const [stdin, stdout, stderr] = native.piped
+    this.pid = native.pid ?? undefined
+    this.exitCode = null
+    this.signalCode = null
+    this.stdin = stdin ? new ChildWritable(native) : null
+    this.stdout = stdout ? new ChildReadable(native, 1) : null
+    this.stderr = stderr ? new ChildReadable(native, 2) : null
+    this.exited = native.wait().then(
+      (exit) => {
+        this.exitCode = exit.exitCode
+        this.signalCode = exit.signal
+        this.#closeStdin()
+        this.emit('exit', exit.exitCode, exit.signal)
+        return exit
+      },
+      (err) => {
+        if (err.code === 'ABORT_ERR') {
+          this.exitCode = err.exitCode ?? null
+          this.signalCode = err.signal ?? null
+        }
+        this.#closeStdin()
+        if (this.listenerCount('error') > 0) this.emit('error', err)
+        if (this.pid !== undefined) this.emit('exit', this.exitCode, this.signalCode)
+        throw err
+      },
+    )
+    // Handled here so that a program that never awaits `exited` gets no unhandled rejection;
+    // whoever awaits it still sees the rejection.
+    this.exited.catch(() => {})
+    if (this.pid !== undefined) process.nextTick(() => this.emit('spawn'))
+  }
+
+  // Sends `signal` (default 'SIGTERM') to the child's whole process group; whether it was
+  // delivered. An unknown signal throws a TypeError.
+  kill(signal) {
+    return this.#native.kill(signal)
+  }
+
+  #closeStdin() {
+    if (this.stdin && !this.stdin.destroyed) this.stdin.destroy()
+  }
+}
+
+module.exports = { Child }
