@@ -10,7 +10,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -117,10 +117,10 @@ pub fn launch(spec: &LaunchSpec, stdio: [StdioMode; 3]) -> Result<Launched, Erro
   if let Some(cwd) = &spec.cwd {
     command.current_dir(cwd);
   }
-  let [stdin, stdout, stderr] = stdio.map(|mode| match mode {
+  let [stdin, stdout, stderr] = [0, 1, 2].map(|fd| match stdio[fd as usize] {
     StdioMode::Pipe => Stdio::piped(),
     StdioMode::Ignore => Stdio::null(),
-    StdioMode::Inherit => Stdio::inherit(),
+    StdioMode::Inherit => inherit(fd),
   });
   command.stdin(stdin).stdout(stdout).stderr(stderr);
 
@@ -149,6 +149,19 @@ pub fn launch(spec: &LaunchSpec, stdio: [StdioMode; 3]) -> Result<Launched, Erro
     stderr: stderr.map(read_end).transpose().map_err(to_io)?,
     process: ProcessGroup { pid, pidfd },
   })
+}
+
+/// The parent's own fd 0, 1 or 2 for the child. Node marks its stdio close-on-exec, so plain
+/// inheritance would leave the child without them: a duplicate is handed over instead, which
+/// the spawn places at the same number with close-on-exec cleared (as libuv does).
+fn inherit(fd: RawFd) -> Stdio {
+  // SAFETY: the fd is only borrowed for the duplication, during which it stays open (0-2 are
+  // never closed by this crate); a closed fd makes the duplication fail, nothing worse.
+  let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+  match borrowed.try_clone_to_owned() {
+    Ok(owned) => Stdio::from(owned),
+    Err(_) => Stdio::inherit(),
+  }
 }
 
 fn read_end(fd: OwnedFd) -> io::Result<pipe::Receiver> {
