@@ -79,3 +79,10 @@ test('after a normal exit the abort listener is gone and aborting changes nothin
   assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
   controller.abort()
 })
+
+test('a command that cannot start leaves no abort listener behind', async () => {
+  const controller = new AbortController()
+  const child = spawn('tethered-no-such-command', [], { signal: controller.signal })
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
+  await assert.rejects(child.exited, { code: 'ENOENT' })
+})

@@ -58,11 +58,19 @@ pub fn spawn_stream(
       piped,
     });
   }
-  // Launching registers the pipes with the runtime, so it happens inside it.
-  let child = within_runtime_if_available(|| StreamChild::start(&plan)).map(Arc::new);
-  let abort = match (&child, plan.abort_signal, options) {
-    (Ok(_), Some(false), Some(options)) => Some(AbortListener::attach(env, options)?),
+  // Listening first: nothing can fail after the launch, so no started child is ever dropped.
+  let abort = match (plan.abort_signal, options) {
+    (Some(false), Some(options)) => Some(AbortListener::attach(env, options)?),
     _ => None,
+  };
+  // Launching registers the reaper with the runtime, so it happens inside it.
+  let child = within_runtime_if_available(|| StreamChild::start(&plan)).map(Arc::new);
+  let abort = match (abort, &child) {
+    (Some((listener, _)), Err(_)) => {
+      listener.detach(env)?;
+      None
+    }
+    (abort, _) => abort,
   };
   Ok(NativeChild {
     child,
