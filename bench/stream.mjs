@@ -1,7 +1,10 @@
 // Streaming throughput: `head -c 1073741824 /dev/zero` streamed to a counting consumer, tethered's
 // spawn() against child_process.spawn, in one run.
 //
-//   node bench/stream.mjs [--runs 5] [--bytes 1073741824]
+//   node bench/stream.mjs [--runs 7] [--bytes 1073741824]
+//
+// On a shared machine the numbers move with the other load: compare the two in one run (they
+// alternate), look at the medians, and at the Node CPU time per GiB, which moves less.
 //
 // Each measurement runs in a fresh Node process (so one run's heap does not inflate the next
 // run's RSS), alternating the two implementations. Peak RSS growth is the kernel's high-water
@@ -45,6 +48,7 @@ async function measure(impl, bytes) {
   const sampler = setInterval(() => {
     sampledPeak = Math.max(sampledPeak, rssKiB('VmRSS'))
   }, 20)
+  const cpuBefore = process.cpuUsage()
   const start = process.hrtime.bigint()
   const child = spawn('head', ['-c', String(bytes), '/dev/zero'], { stdio: ['ignore', 'pipe', 'inherit'] })
   let count = 0
@@ -58,6 +62,7 @@ async function measure(impl, bytes) {
     child.stdout.on('error', reject)
   })
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  const cpu = process.cpuUsage(cpuBefore)
   clearInterval(sampler)
   if (count !== bytes) throw new Error(`${impl}: counted ${count} of ${bytes} bytes`)
   const peak = peakResettable ? rssKiB('VmHWM') : Math.max(sampledPeak, rssKiB('VmRSS'))
@@ -66,6 +71,8 @@ async function measure(impl, bytes) {
     mbPerSec: bytes / 1e6 / seconds,
     rssGrowthMiB: (peak - before) / 1024,
     avgChunkKiB: bytes / chunks / 1024,
+    // CPU time of this Node process (all threads) per GiB: less sensitive to a busy machine.
+    cpuSecPerGiB: (cpu.user + cpu.system) / 1e6 / (bytes / (1024 * MiB)),
   }
 }
 
@@ -73,7 +80,7 @@ if (args[0] === '--worker') {
   const result = await measure(args[1], Number(args[2]))
   process.stdout.write(JSON.stringify(result))
 } else {
-  const runs = Number(option('runs', 5))
+  const runs = Number(option('runs', 7))
   const bytes = Number(option('bytes', 1024 * MiB))
   const self = fileURLToPath(import.meta.url)
   const results = { child_process: [], tethered: [] }
@@ -97,9 +104,11 @@ if (args[0] === '--worker') {
     const speed = stats(results[impl].map((r) => r.mbPerSec))
     const rss = stats(results[impl].map((r) => r.rssGrowthMiB))
     const chunk = stats(results[impl].map((r) => r.avgChunkKiB))
+    const cpu = stats(results[impl].map((r) => r.cpuSecPerGiB))
     summary[impl] = { speed, rss }
     console.log(
-      `${impl.padEnd(14)} ${fmt(speed)} MB/s   peak RSS growth ${fmt(rss, 1)} MiB   avg chunk ${chunk.median.toFixed(0)} KiB`,
+      `${impl.padEnd(14)} ${fmt(speed)} MB/s   peak RSS growth ${fmt(rss, 1)} MiB   ` +
+        `Node CPU ${fmt(cpu, 2)} s/GiB   avg chunk ${chunk.median.toFixed(0)} KiB`,
     )
   }
   const ratio = summary.tethered.speed.median / summary.child_process.speed.median

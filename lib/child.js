@@ -1,11 +1,14 @@
 'use strict'
 // The streaming Child: Node streams over the pull-based native child (src/bindings/stream.rs).
 //
-// Backpressure: the native side never reads a pipe on its own. `_read()` asks for one chunk (up
-// to 1 MiB, the pipe's size); until the consumer wants more, the pipe fills and the child's
-// write blocks. Memory stays at about one chunk per stream, whatever the child writes.
+// Backpressure: the native side never reads a pipe on its own. `_read()` asks for one chunk:
+// when the pipe holds data, it is read right here on the JS thread, straight into a new
+// JS-owned Buffer of the size available (up to 1 MiB, the pipe's size); when the pipe is empty,
+// the native side waits for it (off the JS thread) and `_read` tries again. Until the consumer
+// wants more, nothing is read, the pipe fills and the child's write blocks: memory stays at about
+// one chunk per stream, whatever the child writes.
 //
-// Documented behaviour:
+// Documented behaviour (the types in child.d.ts say the same to users):
 // - `exited` resolves `{ exitCode, signal, timedOut }` once the leader is reaped, for every way a
 //   started process ends (exit code, signal, timeout). It rejects in two cases only: the command
 //   could not start (Node's spawn error shape: code, errno, syscall, path, spawnargs), and the
@@ -24,6 +27,7 @@
 // - Destroying stdin closes it: the child reads EOF.
 const { EventEmitter } = require('node:events')
 const { Readable, Writable } = require('node:stream')
+const binding = require('../binding.js')
 
 // The most one read returns; larger requests are capped natively at the pipe's size.
 const READ_SIZE = 1 << 20
@@ -171,4 +175,10 @@ class Child extends EventEmitter {
   }
 }
 
-module.exports = { Child }
+// Not a Promise API: an invalid argument throws here, synchronously. A command that cannot start
+// is reported through `exited`.
+function spawn(command, args, options) {
+  return new Child(binding.spawnStream(command, args, options))
+}
+
+module.exports = { Child, spawn }

@@ -1,0 +1,103 @@
+// Types of the streaming spawn() (lib/child.js). index.d.ts re-exports them:
+//   export { spawn, Child, StreamOptions, ExitInfo, StdioMode } from './lib/child'
+import type { EventEmitter } from 'node:events'
+import type { Readable, Writable } from 'node:stream'
+
+export type StdioMode = 'pipe' | 'ignore' | 'inherit'
+
+export interface StreamOptions {
+  cwd?: string
+  /** Merged over process.env unless `extendEnv` is false; `undefined` unsets a variable. */
+  env?: Record<string, string | undefined>
+  /** @default true */
+  extendEnv?: boolean
+  /** ms; 0 = none. A stream has no timeout unless one is given. @default 0 */
+  timeout?: number
+  /** Sent to the child's whole process group on timeout or abort. @default 'SIGTERM' */
+  killSignal?: NodeJS.Signals | number
+  /** ms from killSignal to SIGKILL of the group, when anything is left. @default 2000 */
+  forceKillAfter?: number
+  /** Abort = kill the group; `exited` then rejects with an AbortError (code 'ABORT_ERR'). */
+  signal?: AbortSignal
+  /** @default true */
+  killOnParentExit?: boolean
+  /**
+   * stdin, stdout, stderr: 'pipe' gives a stream, 'ignore' connects /dev/null, 'inherit' this
+   * process's own fd. One mode for all three, or an array of up to three (missing = 'pipe').
+   * @default 'pipe'
+   */
+  stdio?: StdioMode | [StdioMode?, StdioMode?, StdioMode?]
+}
+
+/** How the leader of the child's process group ended. */
+export interface ExitInfo {
+  /** The exit code, or null when a signal ended it. */
+  exitCode: number | null
+  /** The signal that ended it, or null. */
+  signal: NodeJS.Signals | null
+  /** Whether `timeout` passed and tethered killed the group. */
+  timedOut: boolean
+}
+
+/**
+ * A started (or failed) streaming child.
+ *
+ * Backpressure: the pipes are read only when `stdout`/`stderr` want data, up to 1 MiB per read;
+ * a consumer that stops reading leaves the child blocked in its write, and memory bounded.
+ *
+ * Destroying `stdout`/`stderr` closes tethered's end of that pipe and signals nothing: the child
+ * gets EPIPE (or dies of SIGPIPE, its default) the next time it writes there, as in a shell
+ * pipeline. Call `kill()` to stop it. An output stream ends when every process holding the pipe
+ * closed it: a descendant that keeps it open keeps the stream open.
+ *
+ * Output nobody reads stays in its pipe (the child blocks once the pipe is full) and the pipe is
+ * closed when the stream ends, is destroyed, or the Child is garbage-collected.
+ *
+ * When the leader exits, `stdin` is closed and destroyed (without an error), so an untouched
+ * stdin holds no fd. A write the child did not take fails with EPIPE as an 'error' on `stdin`.
+ *
+ * Events: 'spawn' (started), 'exit' (exitCode, signal) when the leader was reaped, and 'error'
+ * with the error `exited` rejects with — emitted only when the Child has 'error' listeners.
+ */
+export declare class Child extends EventEmitter {
+  /** The child's pid, also its process group id; undefined when it could not start. */
+  readonly pid: number | undefined
+  /** null unless stdio[0] is 'pipe'. */
+  readonly stdin: Writable | null
+  /** null unless stdio[1] is 'pipe'. Chunks are Buffers; `setEncoding` works as in Node. */
+  readonly stdout: Readable | null
+  /** null unless stdio[2] is 'pipe'. */
+  readonly stderr: Readable | null
+  /**
+   * Settles once the leader is reaped, and resolves for every way a started process ends (exit
+   * code, signal, timeout). Rejects only when the command could not start — an Error with
+   * Node's spawn-error fields (code such as 'ENOENT', errno, syscall 'spawn <command>', path,
+   * spawnargs) — or when `options.signal` aborted it — an AbortError (code 'ABORT_ERR') carrying
+   * `exitCode`, `signal` and `pid`, after the group was killed and the leader reaped. The
+   * rejection is marked handled: a program that never awaits `exited` gets no unhandled
+   * rejection.
+   */
+  readonly exited: Promise<ExitInfo>
+  /** Set when the leader was reaped. */
+  readonly exitCode: number | null
+  /** Set when the leader was reaped. */
+  readonly signalCode: NodeJS.Signals | null
+  /**
+   * Sends `signal` to the child's whole process group (no escalation); whether it was delivered
+   * (false once nothing is left). An unknown signal throws a TypeError.
+   * @default 'SIGTERM'
+   */
+  kill(signal?: NodeJS.Signals | number): boolean
+
+  on(event: 'spawn', listener: () => void): this
+  on(event: 'exit', listener: (exitCode: number | null, signal: NodeJS.Signals | null) => void): this
+  on(event: 'error', listener: (err: Error) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+/**
+ * Starts `command` with streaming stdio. Invalid arguments throw synchronously (TypeError /
+ * RangeError with Node's codes); a command that cannot start is reported through `exited`.
+ */
+export declare function spawn(command: string, args?: readonly string[], options?: StreamOptions): Child
+export declare function spawn(command: string, options?: StreamOptions): Child
