@@ -91,6 +91,53 @@ impl Killer {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::launch::{ExitStatus, StdioMode};
+  use crate::options::{parse_stream, Value};
+
+  fn start(script: &str) -> launch::Launched {
+    let args = Value::Array(vec![
+      Value::String("-c".into()),
+      Value::String(script.into()),
+    ]);
+    let plan = parse_stream(
+      &Value::String("sh".into()),
+      &args,
+      &Value::Undefined,
+      std::env::vars(),
+    )
+    .unwrap();
+    launch::launch(&plan.launch, [StdioMode::Ignore; 3]).unwrap()
+  }
+
+  #[tokio::test]
+  async fn begin_signals_once_and_force_kills_after_the_grace_period() {
+    let child = start("trap '' TERM; sleep 30");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut killer = Killer::new(policy(Signal::SIGTERM));
+    assert!(killer.begin(&child.process));
+    assert!(!killer.begin(&child.process), "only the first call counts");
+    assert!(killer.force_pending());
+    sleep_until(killer.force_deadline()).await;
+    killer.force(&child.process);
+    assert!(!killer.force_pending());
+    assert_eq!(
+      child.process.wait().await.unwrap(),
+      ExitStatus::Signal(libc::SIGKILL)
+    );
+  }
+
+  #[tokio::test]
+  async fn sigkill_needs_no_grace_period() {
+    let child = start("sleep 30");
+    let mut killer = Killer::new(policy(Signal::SIGKILL));
+    assert!(killer.begin(&child.process));
+    assert!(!killer.force_pending());
+    assert_eq!(
+      child.process.wait().await.unwrap(),
+      ExitStatus::Signal(libc::SIGKILL)
+    );
+    killer.finish_after_reap(child.pid as i32);
+  }
 
   fn policy(signal: Signal) -> KillPolicy {
     KillPolicy {

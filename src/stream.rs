@@ -2,26 +2,29 @@
 //! to collect.
 //!
 //! Why it looks like this: backpressure has to reach the child, so nothing here reads a pipe on
-//! its own. Each [`StreamChild::read`] is one read asked for by the consumer (the JS stream's
-//! `_read`), and between two of them the pipe simply fills up (1 MiB, see `launch`) until the
-//! child's `write` blocks. Memory therefore stays at one read per stream in flight, whatever the
-//! child writes. A read is as large as the pipe, so a fast consumer crosses into JavaScript once
-//! per megabyte rather than once per 64 KiB.
+//! its own. Every read is asked for by the consumer (the JS stream's `_read`), and between two of
+//! them the pipe simply fills up (1 MiB, see `launch`) until the child's `write` blocks. Memory
+//! therefore stays at one read per stream in flight, whatever the child writes.
 //!
-//! Reading is split in three so that the bytes can land directly in memory the consumer owns,
-//! on the consumer's thread: [`StreamChild::poll_output`] says how much the pipe holds
-//! (`FIONREAD`, or EOF), [`StreamChild::read_now`] reads that into the caller's buffer without
-//! waiting, and only when the pipe is empty does [`StreamChild::readable`] wait for it in the
-//! runtime. For Node this means a chunk is one JS-owned Buffer filled by `read(2)` on the
-//! event-loop thread — what libuv does for `child_process`, with reads of up to 1 MiB instead
-//! of 64 KiB — and a runtime round trip only when the consumer is faster than the child.
-//! [`StreamChild::read`] puts the three together for Rust callers. Writes have the same shape:
+//! Reading is split in three so that the bytes land directly in memory the consumer owns, on the
+//! consumer's thread: [`StreamChild::poll_output`] says how much the pipe holds (`FIONREAD`, or
+//! EOF), [`StreamChild::read_now`] reads that into the caller's buffer without waiting, and only
+//! when the pipe is empty does [`StreamChild::readable`] wait for it in the runtime. For Node this
+//! means a chunk is one JS-owned Buffer filled by `read(2)` on the event-loop thread — what libuv
+//! does for `child_process`, with reads of up to 1 MiB instead of 64 KiB — and a round trip
+//! through the runtime only when the consumer is faster than the child. [`StreamChild::read`]
+//! puts the three together for Rust callers. Writes have the same shape:
 //! [`StreamChild::try_write`] takes what fits now, [`StreamChild::write`] waits for room.
+//!
+//! The pipes are registered with the runtime's poller only while something waits on them. A
+//! registered pipe that is read or written elsewhere still wakes the poller on every write the
+//! child makes (the registration is edge-triggered, and a pipe signals an edge per write):
+//! hundreds of thousands of useless thread wake-ups per gigabyte.
 //!
 //! Closing is a separate concern from reading: each pipe sits in a [`Slot`] that can be closed at
 //! any time (the consumer destroyed its stream, the child exited and stdin is closed for the
-//! user). A pending read or write on a closed slot returns at once, and the fd is closed as soon
-//! as the last user lets go of it — not when JavaScript garbage-collects the child.
+//! user). A pending wait on a closed slot returns at once, and the fd is closed as soon as the
+//! last user lets go of it — not when JavaScript garbage-collects the child.
 //!
 //! [`StreamChild::exited`] waits for the leader and runs everything that ends a child early
 //! (timeout, abort, the kill escalation of [`Killer`]). When the leader is reaped it closes stdin
@@ -76,32 +79,32 @@ pub struct Exit {
 }
 
 /// One end of a pipe that can be closed while someone is using it.
-struct Slot<T> {
-  pipe: Mutex<Option<Arc<T>>>,
+struct Slot {
+  fd: Mutex<Option<Arc<OwnedFd>>>,
   closed: watch::Sender<bool>,
 }
 
-impl<T> Slot<T> {
-  fn new(pipe: Option<T>) -> Self {
-    let closed = pipe.is_none();
+impl Slot {
+  fn new(fd: Option<OwnedFd>) -> Self {
+    let closed = fd.is_none();
     Slot {
-      pipe: Mutex::new(pipe.map(Arc::new)),
+      fd: Mutex::new(fd.map(Arc::new)),
       closed: watch::Sender::new(closed),
     }
   }
 
   /// The pipe and a way to learn that it was closed meanwhile; `None` once closed.
-  fn get(&self) -> Option<(Arc<T>, watch::Receiver<bool>)> {
-    let pipe = lock(&self.pipe);
+  fn get(&self) -> Option<(Arc<OwnedFd>, watch::Receiver<bool>)> {
+    let fd = lock(&self.fd);
     // Subscribed under the lock `close` takes, so a close cannot slip in unseen.
-    pipe.as_ref().map(|p| (p.clone(), self.closed.subscribe()))
+    fd.as_ref().map(|fd| (fd.clone(), self.closed.subscribe()))
   }
 
   /// Lets go of the pipe and wakes whoever waits on it; the fd closes with the last user.
   fn close(&self) {
-    let pipe = lock(&self.pipe).take();
+    let fd = lock(&self.fd).take();
     self.closed.send_replace(true);
-    drop(pipe);
+    drop(fd);
   }
 }
 
@@ -121,9 +124,9 @@ pub struct StreamChild {
   pid: u32,
   /// `None` once the leader was reaped (which also closes the pidfd).
   process: Mutex<Option<Arc<ProcessGroup>>>,
-  stdin: Slot<OwnedFd>,
-  stdout: Slot<OwnedFd>,
-  stderr: Slot<OwnedFd>,
+  stdin: Slot,
+  stdout: Slot,
+  stderr: Slot,
   kill: KillPolicy,
   timeout: Option<Duration>,
   waited: AtomicBool,
@@ -147,7 +150,10 @@ impl StreamChild {
     let (stdin, stdout, stderr) = match (stdin, stdout, stderr) {
       (Ok(i), Ok(o), Ok(e)) => (i, o, e),
       (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-        child.process.signal_group(Signal::SIGKILL);
+        // Not handed out, so ended here, and reaped in the background.
+        let group = child.process;
+        group.signal_group(Signal::SIGKILL);
+        tokio::spawn(async move { group.wait().await });
         return Err(spawn_error(e));
       }
     };
@@ -167,7 +173,7 @@ impl StreamChild {
     self.pid
   }
 
-  fn output(&self, which: Output) -> &Slot<OwnedFd> {
+  fn output(&self, which: Output) -> &Slot {
     match which {
       Output::Stdout => &self.stdout,
       Output::Stderr => &self.stderr,
@@ -654,6 +660,30 @@ mod tests {
     assert_eq!(exit.status, ExitStatus::Signal(libc::SIGTERM));
     assert_eq!(exit.ended_by, Some(Ending::Aborted));
     assert!(!child.kill(Signal::SIGTERM), "nothing left to signal");
+  }
+
+  #[tokio::test]
+  async fn inherit_hands_over_our_fd_even_when_it_is_close_on_exec() {
+    // Node marks its fds 0-2 close-on-exec; do the same to our stderr.
+    // SAFETY: fcntl on fd 2, which stays open; only its close-on-exec flag changes.
+    unsafe { libc::fcntl(2, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let child = StreamChild::start(&plan(
+      "sh",
+      &["-c", "[ -e /proc/self/fd/2 ]"],
+      vec![(
+        "stdio",
+        Value::Array(vec![
+          Value::String("ignore".into()),
+          Value::String("ignore".into()),
+          Value::String("inherit".into()),
+        ]),
+      )],
+    ))
+    .unwrap();
+    assert_eq!(
+      child.exited(None).await.unwrap().status,
+      ExitStatus::Code(0)
+    );
   }
 
   #[tokio::test]
