@@ -56,6 +56,9 @@ export interface ExitInfo {
  * When the leader exits, `stdin` is closed and destroyed (without an error), so an untouched
  * stdin holds no fd. A write the child did not take fails with EPIPE as an 'error' on `stdin`.
  *
+ * When the command could not start, `pid` is undefined, `stdout`/`stderr` end empty and `stdin`
+ * is already destroyed (writes fail through their callbacks, never as an 'error' event).
+ *
  * Events: 'spawn' (started), 'exit' (exitCode, signal) when the leader was reaped, and 'error'
  * with the error `exited` rejects with — emitted only when the Child has 'error' listeners.
  */

@@ -18,7 +18,7 @@
 // - The same error is emitted as 'error' on the Child, but only when the Child has 'error'
 //   listeners: nothing is thrown at a program that only awaits `exited`.
 // - When the command could not start: `pid` is undefined, stdout/stderr end at once (empty),
-//   stdin is destroyed without an error.
+//   stdin is already destroyed (without an error) when spawn() returns.
 // - Destroying stdout or stderr closes tethered's end of that pipe and sends no signal. The child
 //   sees EPIPE (or dies of SIGPIPE, its default) the next time it writes to that stream, as in a
 //   shell pipeline. To stop the child, call `kill()`.
@@ -161,7 +161,13 @@ class Child extends EventEmitter {
     // Handled here so that a program that never awaits `exited` gets no unhandled rejection;
     // whoever awaits it still sees the rejection.
     this.exited.catch(() => {})
-    if (this.pid !== undefined) process.nextTick(() => this.emit('spawn'))
+    if (this.pid !== undefined) {
+      process.nextTick(() => this.emit('spawn'))
+    } else {
+      // Nothing will read stdin: writes fail through their callbacks (ERR_STREAM_DESTROYED),
+      // never as an 'error' event that would crash a program which only awaits `exited`.
+      this.#closeStdin()
+    }
   }
 
   // Sends `signal` (default 'SIGTERM') to the child's whole process group; whether it was
