@@ -33,7 +33,7 @@ pub struct NativeChild {
   piped: [bool; 3],
 }
 
-/// Starts `command` for streaming (internal: `spawn()` in index.js wraps it). Throws for invalid
+/// Starts `command` for streaming (internal: `spawn()` in lib/child.js wraps it). Throws for invalid
 /// arguments only.
 #[napi]
 pub fn spawn_stream(
