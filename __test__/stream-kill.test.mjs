@@ -2,7 +2,7 @@
 // forceKillAfter when the kill signal is ignored), the streams end, `exited` says why.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { getEventListeners } from 'node:events'
+import { getEventListeners, once } from 'node:events'
 import { spawn } from 'tethered'
 import { eventually, livingMembers, tracker } from './fixtures/stream-helpers.mjs'
 
@@ -83,6 +83,16 @@ test('after a normal exit the abort listener is gone and aborting changes nothin
 test('a command that cannot start leaves no abort listener behind', async () => {
   const controller = new AbortController()
   const child = spawn('tethered-no-such-command', [], { signal: controller.signal })
-  assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
   await assert.rejects(child.exited, { code: 'ENOENT' })
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
+})
+
+test('options in place of args: the AbortSignal is still listened to', async (t) => {
+  const { start, cleanup } = tracker()
+  t.after(cleanup)
+  const controller = new AbortController()
+  const child = start('cat', { signal: controller.signal, stdio: ['pipe', 'ignore', 'ignore'] })
+  await once(child, 'spawn')
+  controller.abort()
+  await assert.rejects(child.exited, { name: 'AbortError', signal: 'SIGTERM' })
 })

@@ -1,29 +1,22 @@
-// Types of the streaming spawn() (lib/child.js). index.d.ts re-exports them:
-//   export { spawn, Child, StreamOptions, ExitInfo, StdioMode } from './lib/child'
+// Types of the streaming spawn() (lib/child.js); index.d.ts re-exports them.
 import type { EventEmitter } from 'node:events'
 import type { Readable, Writable } from 'node:stream'
+import type { SignalName, SpawnOptions } from '../index'
 
 export type StdioMode = 'pipe' | 'ignore' | 'inherit'
 
-export interface StreamOptions {
-  cwd?: string
-  /** Merged over process.env unless `extendEnv` is false; `undefined` unsets a variable. */
-  env?: Record<string, string | undefined>
-  /** @default true */
-  extendEnv?: boolean
-  /** ms; 0 = none. A stream has no timeout unless one is given. @default 0 */
-  timeout?: number
-  /** Sent to the child's whole process group on timeout or abort. @default 'SIGTERM' */
-  killSignal?: NodeJS.Signals | number
-  /** ms from killSignal to SIGKILL of the group, when anything is left. @default 2000 */
-  forceKillAfter?: number
-  /** Abort = kill the group; `exited` then rejects with an AbortError (code 'ABORT_ERR'). */
-  signal?: AbortSignal
-  /** @default true */
-  killOnParentExit?: boolean
+/** `SpawnOptions` plus `stdio`. Unlike the collecting calls, a stream has no default timeout. */
+export interface StreamOptions extends SpawnOptions {
   /**
-   * stdin, stdout, stderr: 'pipe' gives a stream, 'ignore' connects /dev/null, 'inherit' this
-   * process's own fd. One mode for all three, or an array of up to three (missing = 'pipe').
+   * Milliseconds before the child's whole process group is killed with `killSignal`;
+   * `0` means none. `exited` then resolves with `timedOut: true`.
+   * @default 0
+   */
+  timeout?: number
+  /**
+   * stdin, stdout, stderr: `'pipe'` gives a stream, `'ignore'` connects /dev/null, `'inherit'`
+   * this process's own fd. One mode for all three, or an array of up to three (missing or
+   * `null` = `'pipe'`).
    * @default 'pipe'
    */
   stdio?: StdioMode | [StdioMode?, StdioMode?, StdioMode?]
@@ -34,7 +27,7 @@ export interface ExitInfo {
   /** The exit code, or null when a signal ended it. */
   exitCode: number | null
   /** The signal that ended it, or null. */
-  signal: NodeJS.Signals | null
+  signal: SignalName | null
   /** Whether `timeout` passed and tethered killed the group. */
   timedOut: boolean
 }
@@ -59,11 +52,15 @@ export interface ExitInfo {
  * When the command could not start, `pid` is undefined, `stdout`/`stderr` end empty and `stdin`
  * is already destroyed (writes fail through their callbacks, never as an 'error' event).
  *
+ * The launcher starts the process asynchronously (well under a millisecond): `pid` is set when
+ * 'spawn' is emitted. Everything works before that — reads and writes wait for it, `kill()` is
+ * queued and sent as soon as it runs.
+ *
  * Events: 'spawn' (started), 'exit' (exitCode, signal) when the leader was reaped, and 'error'
  * with the error `exited` rejects with — emitted only when the Child has 'error' listeners.
  */
 export declare class Child extends EventEmitter {
-  /** The child's pid, also its process group id; undefined when it could not start. */
+  /** The child's pid, also its process group id: set with 'spawn'; undefined before, and when it could not start. */
   readonly pid: number | undefined
   /** null unless stdio[0] is 'pipe'. */
   readonly stdin: Writable | null
@@ -75,25 +72,26 @@ export declare class Child extends EventEmitter {
    * Settles once the leader is reaped, and resolves for every way a started process ends (exit
    * code, signal, timeout). Rejects only when the command could not start — an Error with
    * Node's spawn-error fields (code such as 'ENOENT', errno, syscall 'spawn <command>', path,
-   * spawnargs) — or when `options.signal` aborted it — an AbortError (code 'ABORT_ERR') carrying
-   * `exitCode`, `signal` and `pid`, after the group was killed and the leader reaped. The
-   * rejection is marked handled: a program that never awaits `exited` gets no unhandled
-   * rejection.
+   * spawnargs) — when `options.signal` aborted it — an AbortError (code 'ABORT_ERR') carrying
+   * `exitCode`, `signal` and `pid`, after the group was killed and the leader reaped — and with
+   * `ERR_LAUNCHER_EXITED` if the launcher died while the process ran. The rejection is marked
+   * handled: a program that never awaits `exited` gets no unhandled rejection.
    */
   readonly exited: Promise<ExitInfo>
   /** Set when the leader was reaped. */
   readonly exitCode: number | null
   /** Set when the leader was reaped. */
-  readonly signalCode: NodeJS.Signals | null
+  readonly signalCode: SignalName | null
   /**
-   * Sends `signal` to the child's whole process group (no escalation); whether it was delivered
-   * (false once nothing is left). An unknown signal throws a TypeError.
+   * Sends `signal` to the child's whole process group (no escalation); whether it was delivered:
+   * false once the leader was reaped or when it never started; before 'spawn' the signal is
+   * queued and `true`. An unknown signal throws a TypeError.
    * @default 'SIGTERM'
    */
-  kill(signal?: NodeJS.Signals | number): boolean
+  kill(signal?: SignalName | number): boolean
 
   on(event: 'spawn', listener: () => void): this
-  on(event: 'exit', listener: (exitCode: number | null, signal: NodeJS.Signals | null) => void): this
+  on(event: 'exit', listener: (exitCode: number | null, signal: SignalName | null) => void): this
   on(event: 'error', listener: (err: Error) => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }

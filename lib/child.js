@@ -17,8 +17,10 @@
 //   handled, so a program that never looks at it gets no unhandled rejection.
 // - The same error is emitted as 'error' on the Child, but only when the Child has 'error'
 //   listeners: nothing is thrown at a program that only awaits `exited`.
-// - When the command could not start: `pid` is undefined, stdout/stderr end at once (empty),
-//   stdin is already destroyed (without an error) when spawn() returns.
+// - The launcher starts the process asynchronously: `pid` is set, and 'spawn' emitted, once it
+//   runs. Everything works before that: reads wait, writes wait, kill() is queued.
+// - When the command could not start: `pid` stays undefined, stdout/stderr end (empty), stdin is
+//   destroyed without an error (a write to it fails through its callback only).
 // - Destroying stdout or stderr closes tethered's end of that pipe and sends no signal. The child
 //   sees EPIPE (or dies of SIGPIPE, its default) the next time it writes to that stream, as in a
 //   shell pipeline. To stop the child, call `kill()`.
@@ -99,20 +101,30 @@ class ChildWritable extends Writable {
     this.#send(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback)
   }
 
-  // What fits into the pipe now is written on the JS thread; the rest waits natively for room.
+  // What fits into the pipe now is written on the JS thread; the rest waits natively for room
+  // (and, right after spawn(), for the launcher to start the child).
   #send(buffer, callback) {
+    const failed = (err) => {
+      if (err.syscall === 'write') {
+        callback(err)
+      } else {
+        // The child never started: that is `exited`'s to report. The stream just goes away.
+        this.destroy()
+        callback()
+      }
+    }
     let written
     try {
       written = this.#native.tryWrite(buffer)
     } catch (err) {
-      callback(err)
+      failed(err)
       return
     }
     if (written === buffer.length) {
       callback()
       return
     }
-    this.#native.write(buffer.subarray(written)).then(() => callback(), callback)
+    this.#native.write(buffer.subarray(written)).then(() => callback(), failed)
   }
 
   _final(callback) {
@@ -133,12 +145,22 @@ class Child extends EventEmitter {
     super()
     this.#native = native
     const [stdin, stdout, stderr] = native.piped
-    this.pid = native.pid ?? undefined
+    // Set with the 'spawn' event: the launcher starts the process asynchronously.
+    this.pid = undefined
     this.exitCode = null
     this.signalCode = null
     this.stdin = stdin ? new ChildWritable(native) : null
     this.stdout = stdout ? new ChildReadable(native, 1) : null
     this.stderr = stderr ? new ChildReadable(native, 2) : null
+    native.started().then(
+      (pid) => {
+        this.pid = pid
+        this.emit('spawn')
+      },
+      // Nothing will read stdin: writes fail through their callbacks, never as an 'error'
+      // event that would crash a program which only awaits `exited`.
+      () => this.#closeStdin(),
+    )
     this.exited = native.wait().then(
       (exit) => {
         this.exitCode = exit.exitCode
@@ -161,17 +183,11 @@ class Child extends EventEmitter {
     // Handled here so that a program that never awaits `exited` gets no unhandled rejection;
     // whoever awaits it still sees the rejection.
     this.exited.catch(() => {})
-    if (this.pid !== undefined) {
-      process.nextTick(() => this.emit('spawn'))
-    } else {
-      // Nothing will read stdin: writes fail through their callbacks (ERR_STREAM_DESTROYED),
-      // never as an 'error' event that would crash a program which only awaits `exited`.
-      this.#closeStdin()
-    }
   }
 
   // Sends `signal` (default 'SIGTERM') to the child's whole process group; whether it was
-  // delivered. An unknown signal throws a TypeError.
+  // delivered (before the 'spawn' event it is queued, sent once the process started, and true).
+  // An unknown signal throws a TypeError.
   kill(signal) {
     return this.#native.kill(signal)
   }

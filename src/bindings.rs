@@ -55,6 +55,7 @@ fn start_collect<'env>(
   options: Option<Unknown<'env>>,
   shape: ResultShape,
 ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+  let (args, options) = shift_options(args, options)?;
   let command = to_value(env, Some(command), 0)?;
   let args = to_value(env, args, 1)?;
   let options_value = to_value(env, options, OPTION_DEPTH)?;
@@ -85,6 +86,26 @@ fn start_collect<'env>(
 
 /// `EventTarget.prototype.addEventListener` / `removeEventListener`.
 type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
+
+/// `fn(command, options)` is accepted as `fn(command, [], options)`, as Node and execa do.
+fn shift_options<'env>(
+  args: Option<Unknown<'env>>,
+  options: Option<Unknown<'env>>,
+) -> Result<(Option<Unknown<'env>>, Option<Unknown<'env>>)> {
+  let is_nullish = |v: &Option<Unknown>| -> Result<bool> {
+    Ok(match v {
+      None => true,
+      Some(v) => matches!(v.get_type()?, ValueType::Undefined | ValueType::Null),
+    })
+  };
+  if let Some(candidate) = &args {
+    if candidate.get_type()? == ValueType::Object && !candidate.is_array()? && is_nullish(&options)?
+    {
+      return Ok((None, args));
+    }
+  }
+  Ok((args, options))
+}
 
 /// The listener an `options.signal` gets for the life of one call.
 struct AbortListener {
@@ -176,25 +197,25 @@ fn process_result<'env>(
   let outcome = match outcome {
     Ok(outcome) => outcome,
     Err(error) => {
+      // Not found is 127 and not executable 126, as a shell reports them; a run that never
+      // got a process otherwise (aborted first, launcher gone) has no code.
       let (code, stderr) = match &error {
         TetheredError::Spawn { errno, .. } => (
-          if *errno == libc::EACCES || *errno == libc::ENOEXEC {
+          Some(if *errno == libc::EACCES || *errno == libc::ENOEXEC {
             126
           } else {
             127
-          },
+          }),
           format!("Failed to spawn: {error} ({})", errno_description(*errno)),
         ),
-        _ => (-1, String::new()),
+        _ => (None, String::new()),
       };
-      let aborted = error == TetheredError::Aborted;
       obj.set("stdout", output(env, Vec::new(), encoding)?)?;
       obj.set("stderr", output(env, stderr.into_bytes(), encoding)?)?;
       obj.set("ok", false)?;
-      if aborted {
-        obj.set("code", Null)?;
-      } else {
-        obj.set("code", code)?;
+      match code {
+        Some(code) => obj.set("code", code)?,
+        None => obj.set("code", Null)?,
       }
       obj.set("signal", Null)?;
       obj.set("timedOut", false)?;
@@ -325,35 +346,53 @@ fn object_to_value(env: &Env, value: Unknown, depth: u8) -> Result<Value> {
     }
     return Ok(Value::Array(items));
   }
+  let object = value.coerce_to_object()?;
+  let class = class_name(&object)?;
   if value.is_typedarray()? {
-    let object = value.coerce_to_object()?;
-    let constructor: Object = object.get_named_property("constructor")?;
-    let name: String = constructor.get_named_property("name")?;
-    if name == "Uint8Array" || value.is_buffer()? {
+    if class == "Uint8Array" || class == "Buffer" {
       // SAFETY: the value was just checked to be a Uint8Array (a Buffer is one).
       let bytes = unsafe { value.cast::<Uint8Array>() }?;
       return Ok(Value::Bytes(bytes.to_vec()));
     }
-    return Ok(Value::Other(format!("an instance of {name}")));
+    return Ok(Value::Other(format!("an instance of {class}")));
   }
-  let object = value.coerce_to_object()?;
   let global = env.get_global()?;
   let abort_signal: Function<(), ()> = global.get_named_property("AbortSignal")?;
   if object.instanceof(abort_signal)? {
     let aborted: bool = object.get_named_property("aborted")?;
     return Ok(Value::AbortSignal { aborted });
   }
-  if depth == 0 {
-    let constructor: Option<Object> = object.get("constructor").ok().flatten();
-    let name = constructor
-      .and_then(|c| c.get::<String>("name").ok().flatten())
-      .unwrap_or_else(|| "Object".into());
-    return Ok(Value::Other(format!("an instance of {name}")));
+  // Only plain objects (and null-prototype ones) are option bags; class instances such as an
+  // AbortController or a Map are shown by their class in errors.
+  if depth == 0 || !(class.is_empty() || class == "Object") {
+    let shown = if class.is_empty() { "Object" } else { &class };
+    return Ok(Value::Other(format!("an instance of {shown}")));
   }
-  let mut entries = Vec::new();
-  for key in Object::keys(&object)? {
-    let item: Unknown = object.get_named_property(&key)?;
-    entries.push((key, to_value(env, Some(item), depth - 1)?));
+  let keys = object.get_property_names()?;
+  // SAFETY: napi_get_property_names returns an array.
+  let keys = unsafe { keys.to_unknown().cast::<Array>() }?;
+  let mut entries = Vec::with_capacity(keys.len() as usize);
+  for i in 0..keys.len() {
+    let Some(key) = keys.get::<Unknown>(i)? else {
+      continue;
+    };
+    // Read by the JS key itself: a key with a NUL byte must reach the option parser intact.
+    let item: Unknown = object.get_property(key)?;
+    let name = key.coerce_to_string()?.into_utf8()?.into_owned()?;
+    entries.push((name, to_value(env, Some(item), depth - 1)?));
   }
   Ok(Value::Object(entries))
+}
+
+/// `value.constructor.name`, or "" when there is none (e.g. `Object.create(null)`).
+fn class_name(object: &Object) -> Result<String> {
+  let constructor: Unknown = object.get_named_property("constructor")?;
+  if constructor.get_type()? != ValueType::Function {
+    return Ok(String::new());
+  }
+  let name: Unknown = constructor.coerce_to_object()?.get_named_property("name")?;
+  if name.get_type()? != ValueType::String {
+    return Ok(String::new());
+  }
+  name.coerce_to_string()?.into_utf8()?.into_owned()
 }

@@ -70,7 +70,7 @@ pub async fn run(
     Some(_) => StdioMode::Pipe,
     None => StdioMode::Ignore,
   };
-  let child = launch::launch(&plan.launch, [stdin_mode, StdioMode::Pipe, StdioMode::Pipe])?;
+  let child = launch::launch(&plan.launch, [stdin_mode, StdioMode::Pipe, StdioMode::Pipe]).await?;
   let pid = child.pid;
   let mut stdout = Vec::new();
   let mut stderr = Vec::new();
@@ -128,7 +128,7 @@ pub async fn run(
           }
         }
         exit = &mut wait, if reaped.is_none() => {
-          reaped = Some(exit.unwrap_or(ExitStatus::Code(-1)));
+          reaped = Some(exit?);
           drain_until = TokioInstant::now() + DRAIN_AFTER_EXIT;
         }
         () = sleep_until(timeout_at), if reaped.is_none() && ended_by.is_none() => {
@@ -141,7 +141,6 @@ pub async fn run(
       }
     }
     status = reaped.expect("loop ends only after the leader was reaped");
-    killer.finish_after_reap(pid as i32);
   }
   if let Some(limit) = plan.max_buffer {
     stdout.truncate(limit);

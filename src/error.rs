@@ -58,6 +58,8 @@ pub enum Error {
   MaxBuffer { stream: StreamName, limit: usize },
   /// The run was cancelled through its AbortSignal; the group was killed.
   Aborted,
+  /// The launcher helper process could not be started or died mid-call.
+  LauncherExited { detail: String },
   /// The run passed its `timeout`; the group was killed.
   Timeout { after: std::time::Duration },
   /// A read or write on one of the child's pipes failed (e.g. `EPIPE`); shaped like Node's
@@ -77,6 +79,7 @@ impl Error {
       Error::Aborted => "ABORT_ERR".into(),
       Error::Timeout { .. } => "ERR_TIMEOUT".into(),
       Error::Io { errno, .. } => errno_name(*errno),
+      Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
     }
   }
 
@@ -151,6 +154,9 @@ impl fmt::Display for Error {
         )
       }
       Error::Aborted => write!(f, "The operation was aborted"),
+      Error::LauncherExited { detail } => {
+        write!(f, "The tethered launcher process exited: {detail}")
+      }
       Error::Timeout { after } => write!(
         f,
         "Timed out after {} ms; the process group was killed",

@@ -1,8 +1,7 @@
 //! Ending a process group on purpose, the same way for every caller (timeout, maxBuffer, abort):
-//! `killSignal` to the whole group at once, SIGKILL to the group when `forceKillAfter` has passed
-//! and the leader is still there, and — once the leader is reaped — SIGKILL at the same deadline
-//! for whatever is left of the group (descendants that ignored the first signal), without making
-//! the caller wait for it.
+//! `killSignal` to the whole group at once, and SIGKILL to the group when `forceKillAfter` has
+//! passed and the leader is still there. What is left of a signalled group once its leader died
+//! is SIGKILLed by the launcher (see `ProcessGroup::signal_group`).
 //!
 //! The [`Killer`] only keeps the clock; the caller's select loop owns the waiting, so it can be
 //! driven alongside pipes, timers and the reaper.
@@ -10,9 +9,9 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
-use crate::launch::{self, ProcessGroup};
+use crate::launch::ProcessGroup;
 use crate::options::KillPolicy;
 
 /// A deadline far enough away to stand for "never" in a `select!` timer.
@@ -71,30 +70,18 @@ impl Killer {
     self.force_at = None;
     group.signal_group(Signal::SIGKILL);
   }
-
-  /// The leader was reaped, but its group may not be empty: whatever ignored the kill signal gets
-  /// SIGKILL when the grace period ends, in the background. Call from inside the runtime.
-  pub fn finish_after_reap(self, pgid: i32) {
-    let Some(at) = self.force_at else {
-      return;
-    };
-    if !launch::group_exists(pgid) {
-      return;
-    }
-    tokio::spawn(async move {
-      sleep_until(at).await;
-      launch::signal_group(pgid, Signal::SIGKILL);
-    });
-  }
 }
 
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::launch::{ExitStatus, StdioMode};
+  use crate::launch::{self, ExitStatus, StdioMode};
   use crate::options::{parse_stream, Value};
+  use crate::test_support::block_on;
+  use tokio::time::sleep_until;
 
-  fn start(script: &str) -> launch::Launched {
+  async fn start(script: &str) -> launch::Launched {
+    crate::test_support::launcher_in_place();
     let args = Value::Array(vec![
       Value::String("-c".into()),
       Value::String(script.into()),
@@ -106,37 +93,42 @@ mod tests {
       std::env::vars(),
     )
     .unwrap();
-    launch::launch(&plan.launch, [StdioMode::Ignore; 3]).unwrap()
+    launch::launch(&plan.launch, [StdioMode::Ignore; 3])
+      .await
+      .unwrap_or_else(|e| panic!("{e}"))
   }
 
-  #[tokio::test]
-  async fn begin_signals_once_and_force_kills_after_the_grace_period() {
-    let child = start("trap '' TERM; sleep 30");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut killer = Killer::new(policy(Signal::SIGTERM));
-    assert!(killer.begin(&child.process));
-    assert!(!killer.begin(&child.process), "only the first call counts");
-    assert!(killer.force_pending());
-    sleep_until(killer.force_deadline()).await;
-    killer.force(&child.process);
-    assert!(!killer.force_pending());
-    assert_eq!(
-      child.process.wait().await.unwrap(),
-      ExitStatus::Signal(libc::SIGKILL)
-    );
+  #[test]
+  fn begin_signals_once_and_force_kills_after_the_grace_period() {
+    block_on(async {
+      let child = start("trap '' TERM; sleep 30").await;
+      tokio::time::sleep(Duration::from_millis(50)).await;
+      let mut killer = Killer::new(policy(Signal::SIGTERM));
+      assert!(killer.begin(&child.process));
+      assert!(!killer.begin(&child.process), "only the first call counts");
+      assert!(killer.force_pending());
+      sleep_until(killer.force_deadline()).await;
+      killer.force(&child.process);
+      assert!(!killer.force_pending());
+      assert_eq!(
+        child.process.wait().await.unwrap(),
+        ExitStatus::Signal(libc::SIGKILL)
+      );
+    })
   }
 
-  #[tokio::test]
-  async fn sigkill_needs_no_grace_period() {
-    let child = start("sleep 30");
-    let mut killer = Killer::new(policy(Signal::SIGKILL));
-    assert!(killer.begin(&child.process));
-    assert!(!killer.force_pending());
-    assert_eq!(
-      child.process.wait().await.unwrap(),
-      ExitStatus::Signal(libc::SIGKILL)
-    );
-    killer.finish_after_reap(child.pid as i32);
+  #[test]
+  fn sigkill_needs_no_grace_period() {
+    block_on(async {
+      let child = start("sleep 30").await;
+      let mut killer = Killer::new(policy(Signal::SIGKILL));
+      assert!(killer.begin(&child.process));
+      assert!(!killer.force_pending());
+      assert_eq!(
+        child.process.wait().await.unwrap(),
+        ExitStatus::Signal(libc::SIGKILL)
+      );
+    })
   }
 
   fn policy(signal: Signal) -> KillPolicy {

@@ -1,28 +1,25 @@
 //! Launching: a spawn request goes in, a child handle comes out.
 //!
-//! Why it looks like this: Node's own `child_process` forks the whole Node process, whose cost
-//! grows with the memory it holds (Buffers are copied page-table by page-table). Rust's
-//! `Command` uses `posix_spawn` (a `CLONE_VM | CLONE_VFORK` clone) as long as it needs no
-//! `pre_exec` hook and the program is given as a path, so the command is resolved here against
-//! the child's own `PATH` first, as libuv does. The child leads a new process group, so a kill
-//! reaches everything it started. Exit is observed through a pidfd, not SIGCHLD: libuv owns
-//! the SIGCHLD handler of a Node process and does not chain to others.
+//! Every child is started by this process's launcher (`crate::launcher`), never by forking
+//! Node: a fork of Node costs time in proportion to the memory it holds, and only a fork lets
+//! a child be given a parent-death signal. Here the addon prepares what the child gets — the
+//! resolved program, argv, the full environment, and the fds for 0, 1, 2 (pipe ends, /dev/null
+//! or this process's own stdio) — and the launcher forks, puts the child in a new process group
+//! (or, for a daemon, a new session), execs it, reaps it and reports its exit. The command is
+//! resolved here against the child's own `PATH`, as libuv does.
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
-use tokio::io::unix::AsyncFd;
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
 use tokio::net::unix::pipe;
 
 use crate::error::Error;
+use crate::launcher::client::{self, LaunchedChild, SpawnFailure, SpawnRequest};
 use crate::options::LaunchSpec;
 
 /// Pipes are widened to this size: fewer wake-ups per megabyte read (1 MiB is the
@@ -55,129 +52,129 @@ pub struct Launched {
 
 /// The child as leader of its process group.
 pub struct ProcessGroup {
-  pid: Pid,
-  pidfd: AsyncFd<OwnedFd>,
+  child: LaunchedChild,
 }
 
 impl ProcessGroup {
   pub fn pid(&self) -> u32 {
-    self.pid.as_raw() as u32
+    self.child.pid
   }
 
-  /// Waits for the leader to exit and reaps it. Cancel-safe: dropping the future reaps nothing.
-  pub async fn wait(&self) -> io::Result<ExitStatus> {
-    loop {
-      let mut ready = self.pidfd.readable().await?;
-      match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Code(code)),
-        Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(ExitStatus::Signal(signal as i32)),
-        Ok(_) => ready.clear_ready(),
-        Err(nix::errno::Errno::EINTR) => {}
-        Err(errno) => return Err(errno.into()),
-      }
-    }
+  /// Waits until the leader was reaped. Cancel-safe. Fails only if the launcher died first.
+  pub async fn wait(&self) -> Result<ExitStatus, Error> {
+    self.child.wait().await
   }
 
-  /// Sends `signal` to every process of the group. False when nothing was left to signal.
+  /// Sends `signal` to every process of the group, and SIGKILL to whatever of the group is
+  /// left when the leader dies. False when the leader was already reaped.
   pub fn signal_group(&self, signal: Signal) -> bool {
-    signal_group(self.pid.as_raw(), signal)
+    self.child.signal_group(signal as i32)
   }
 }
 
-/// `killpg`, ignoring a group that is already gone.
-pub fn signal_group(pgid: i32, signal: Signal) -> bool {
-  killpg(Pid::from_raw(pgid), signal).is_ok()
+/// The parent's and the child's ends of one standard stream.
+enum StdioEnd {
+  ToChild(pipe::Sender),
+  FromChild(pipe::Receiver),
+  None,
 }
 
-/// Whether any process of the group is still there (dead-but-unreaped members count).
-pub fn group_exists(pgid: i32) -> bool {
-  killpg(Pid::from_raw(pgid), None).is_ok()
-}
-
-/// Starts `spec` with the given stdio. Errors are Node-shaped spawn errors.
-pub fn launch(spec: &LaunchSpec, stdio: [StdioMode; 3]) -> Result<Launched, Error> {
+/// Starts `spec` with the given stdio. Errors are Node-shaped spawn errors, or
+/// `ERR_LAUNCHER_EXITED` when the launcher is unavailable.
+pub async fn launch(spec: &LaunchSpec, stdio: [StdioMode; 3]) -> Result<Launched, Error> {
   let spawn_error = |errno: i32| Error::Spawn {
     errno,
     command: spec.command.clone(),
     args: spec.args.clone(),
   };
+  let to_spawn_error = |e: io::Error| spawn_error(e.raw_os_error().unwrap_or(libc::EIO));
   let program = resolve_program(
     &spec.command,
     spec.path_var(),
     spec.cwd.as_deref().map(Path::new),
   )
   .map_err(spawn_error)?;
-  let mut command = Command::new(program);
-  command
-    .arg0(&spec.command)
-    .args(&spec.args)
-    .env_clear()
-    .envs(spec.env.iter().map(|(k, v)| (k, v)))
-    .process_group(0);
-  if let Some(cwd) = &spec.cwd {
-    command.current_dir(cwd);
-  }
-  let [stdin, stdout, stderr] = [0, 1, 2].map(|fd| match stdio[fd as usize] {
-    StdioMode::Pipe => Stdio::piped(),
-    StdioMode::Ignore => Stdio::null(),
-    StdioMode::Inherit => inherit(fd),
-  });
-  command.stdin(stdin).stdout(stdout).stderr(stderr);
 
-  let mut child = command
-    .spawn()
-    .map_err(|e| spawn_error(e.raw_os_error().unwrap_or(libc::EIO)))?;
-  let pid = Pid::from_raw(child.id() as i32);
-  let pidfd = open_pidfd(pid)
-    .and_then(|fd| {
-      // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the fd stays open and the same
-      // for its whole life.
-      unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
-    })
-    .map_err(|e| spawn_error(e.raw_os_error().unwrap_or(libc::EIO)))?;
-  let stdin = child.stdin.take().map(OwnedFd::from);
-  let stdout = child.stdout.take().map(OwnedFd::from);
-  let stderr = child.stderr.take().map(OwnedFd::from);
-  let to_io = |e: io::Error| spawn_error(e.raw_os_error().unwrap_or(libc::EIO));
+  let mut ours = Vec::with_capacity(3);
+  let mut theirs = Vec::with_capacity(3);
+  for (fd, mode) in stdio.into_iter().enumerate() {
+    let (our_end, their_end) = stdio_ends(fd, mode).map_err(to_spawn_error)?;
+    ours.push(our_end);
+    theirs.push(their_end);
+  }
+  let [stdin, stdout, stderr]: [StdioEnd; 3] = ours.try_into().ok().expect("three streams");
+
+  let mut argv = Vec::with_capacity(spec.args.len() + 1);
+  argv.push(spec.command.as_bytes().to_vec());
+  argv.extend(spec.args.iter().map(|a| a.as_bytes().to_vec()));
+  let request = SpawnRequest {
+    program: program.as_os_str().as_bytes().to_vec(),
+    argv,
+    envp: spec
+      .env
+      .iter()
+      .map(|(k, v)| format!("{k}={v}").into_bytes())
+      .collect(),
+    cwd: spec.cwd.as_ref().map(|c| c.as_bytes().to_vec()),
+    detached: !spec.kill_on_parent_exit,
+    fds: theirs,
+  };
+  let child = client::spawn(request)
+    .await
+    .map_err(|failure| match failure {
+      SpawnFailure::Errno(errno) => spawn_error(errno),
+      SpawnFailure::Launcher(error) => error,
+    })?;
   Ok(Launched {
-    pid: pid.as_raw() as u32,
-    stdin: stdin
-      .map(pipe::Sender::from_owned_fd)
-      .transpose()
-      .map_err(to_io)?,
-    stdout: stdout.map(read_end).transpose().map_err(to_io)?,
-    stderr: stderr.map(read_end).transpose().map_err(to_io)?,
-    process: ProcessGroup { pid, pidfd },
+    pid: child.pid,
+    stdin: match stdin {
+      StdioEnd::ToChild(sender) => Some(sender),
+      _ => None,
+    },
+    stdout: match stdout {
+      StdioEnd::FromChild(receiver) => Some(receiver),
+      _ => None,
+    },
+    stderr: match stderr {
+      StdioEnd::FromChild(receiver) => Some(receiver),
+      _ => None,
+    },
+    process: ProcessGroup { child },
   })
 }
 
-/// The parent's own fd 0, 1 or 2 for the child. Node marks its stdio close-on-exec, so plain
-/// inheritance would leave the child without them: a duplicate is handed over instead, which
-/// the spawn places at the same number with close-on-exec cleared (as libuv does).
-fn inherit(fd: RawFd) -> Stdio {
-  // SAFETY: the fd is only borrowed for the duplication, during which it stays open (0-2 are
-  // never closed by this crate); a closed fd makes the duplication fail, nothing worse.
-  let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-  match borrowed.try_clone_to_owned() {
-    Ok(owned) => Stdio::from(owned),
-    Err(_) => Stdio::inherit(),
+/// This process's end (if any) and the child's fd for standard stream `fd`.
+fn stdio_ends(fd: usize, mode: StdioMode) -> io::Result<(StdioEnd, OwnedFd)> {
+  match mode {
+    StdioMode::Pipe => {
+      let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+      if fd == 0 {
+        Ok((StdioEnd::ToChild(pipe::Sender::from_owned_fd(write)?), read))
+      } else {
+        // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
+        unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        Ok((
+          StdioEnd::FromChild(pipe::Receiver::from_owned_fd(read)?),
+          write,
+        ))
+      }
+    }
+    StdioMode::Ignore => {
+      let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+      Ok((StdioEnd::None, null.into()))
+    }
+    StdioMode::Inherit => {
+      let own = match fd {
+        0 => io::stdin().as_fd().try_clone_to_owned()?,
+        1 => io::stdout().as_fd().try_clone_to_owned()?,
+        _ => io::stderr().as_fd().try_clone_to_owned()?,
+      };
+      Ok((StdioEnd::None, own))
+    }
   }
-}
-
-fn read_end(fd: OwnedFd) -> io::Result<pipe::Receiver> {
-  // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
-  unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-  pipe::Receiver::from_owned_fd(fd)
-}
-
-fn open_pidfd(pid: Pid) -> io::Result<OwnedFd> {
-  // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-  let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-  if fd < 0 {
-    return Err(io::Error::last_os_error());
-  }
-  // SAFETY: the kernel just returned this fd to us and nothing else owns it.
-  Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Finds the file `command` names, the way `execvp` would in the child: a name with a slash is

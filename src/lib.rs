@@ -11,9 +11,12 @@ pub mod collect;
 pub mod error;
 pub mod kill;
 pub mod launch;
+pub mod launcher;
 pub mod options;
 pub mod signals;
 pub mod stream;
+#[cfg(test)]
+mod test_support;
 
 // napi-derive registers nothing in test builds, so the glue would look unused there.
 #[cfg(not(test))]

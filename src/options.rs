@@ -145,7 +145,6 @@ pub fn parse_collect(
   options: &Value,
   parent_env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<CollectPlan, Error> {
-  let (args, options) = shift_options(args, options);
   let base = parse_spawn_options(command, args, options, parent_env)?;
   let max_buffer = match options.get("maxBuffer") {
     Value::Undefined => Some(DEFAULT_MAX_BUFFER),
@@ -557,19 +556,6 @@ mod tests {
     ]))
     .unwrap();
     assert_eq!(plan.launch.env, vec![("FOO".into(), "1".into())]);
-  }
-
-  #[test]
-  fn options_may_take_the_place_of_args() {
-    let plan = parse_collect(
-      &s("true"),
-      &obj(&[("timeout", Value::Number(5.0))]),
-      &Value::Undefined,
-      vec![],
-    )
-    .unwrap();
-    assert!(plan.launch.args.is_empty());
-    assert_eq!(plan.timeout, Some(Duration::from_millis(5)));
   }
 
   #[test]

@@ -85,11 +85,24 @@ struct Slot {
 }
 
 impl Slot {
-  fn new(fd: Option<OwnedFd>) -> Self {
-    let closed = fd.is_none();
+  /// A slot for a pipe that does not exist yet (the child is starting).
+  fn new() -> Self {
     Slot {
-      fd: Mutex::new(fd.map(Arc::new)),
-      closed: watch::Sender::new(closed),
+      fd: Mutex::new(None),
+      closed: watch::Sender::new(false),
+    }
+  }
+
+  /// Puts the pipe in place once the child started; `None` (no pipe) closes the slot. A slot
+  /// closed meanwhile stays closed, and the fd is closed at once.
+  fn install(&self, fd: Option<OwnedFd>) {
+    let mut slot = lock(&self.fd);
+    match fd {
+      Some(fd) if !*self.closed.borrow() => *slot = Some(Arc::new(fd)),
+      _ => {
+        drop(slot);
+        self.close();
+      }
     }
   }
 
@@ -119,11 +132,16 @@ async fn closed(closed: &mut watch::Receiver<bool>) {
   let _ = closed.wait_for(|closed| *closed).await;
 }
 
-/// A started child, streamed.
+/// A streamed child, from the moment it is asked for: the launcher starts it asynchronously, and
+/// every operation here works before that too (reads find nothing yet, writes wait, a kill is
+/// sent once it started, closing a pipe closes it as soon as it exists).
 pub struct StreamChild {
-  pid: u32,
-  /// `None` once the leader was reaped (which also closes the pidfd).
+  /// `None` while starting; then the pid, or why it could not start.
+  started: watch::Sender<Option<Result<u32, Error>>>,
+  /// The leader, from its start until it was reaped.
   process: Mutex<Option<Arc<ProcessGroup>>>,
+  /// Signals asked for while the child was starting, sent once it started.
+  early_signals: Mutex<Vec<Signal>>,
   stdin: Slot,
   stdout: Slot,
   stderr: Slot,
@@ -133,16 +151,42 @@ pub struct StreamChild {
 }
 
 impl StreamChild {
-  /// Starts the plan's command. Must run inside the tokio runtime (launching registers the
-  /// reaper with it).
-  pub fn start(plan: &StreamPlan) -> Result<Self, Error> {
-    let child = launch::launch(&plan.launch, plan.stdio)?;
-    debug_assert_eq!(child.stdin.is_some(), plan.stdio[0] == StdioMode::Pipe);
-    let spawn_error = |e: io::Error| Error::Spawn {
-      errno: e.raw_os_error().unwrap_or(libc::EIO),
-      command: plan.launch.command.clone(),
-      args: plan.launch.args.clone(),
+  /// A child that is not started yet: call [`start`](Self::start) once.
+  pub fn new(plan: &StreamPlan) -> Self {
+    StreamChild {
+      started: watch::Sender::new(None),
+      process: Mutex::new(None),
+      early_signals: Mutex::new(Vec::new()),
+      stdin: Slot::new(),
+      stdout: Slot::new(),
+      stderr: Slot::new(),
+      kill: plan.kill,
+      timeout: plan.timeout,
+      waited: AtomicBool::new(false),
+    }
+  }
+
+  /// A child that will never start, for `error` (e.g. an AbortSignal that had already fired).
+  pub fn failed(plan: &StreamPlan, error: Error) -> Self {
+    let child = StreamChild::new(plan);
+    child.fail(error);
+    child
+  }
+
+  fn fail(&self, error: Error) {
+    for slot in [&self.stdin, &self.stdout, &self.stderr] {
+      slot.close();
+    }
+    self.started.send_replace(Some(Err(error)));
+  }
+
+  /// Starts the plan's command through the launcher. Runs inside the tokio runtime.
+  pub async fn start(&self, plan: &StreamPlan) {
+    let child = match launch::launch(&plan.launch, plan.stdio).await {
+      Ok(child) => child,
+      Err(error) => return self.fail(error),
     };
+    debug_assert_eq!(child.stdin.is_some(), plan.stdio[0] == StdioMode::Pipe);
     // The pipes leave the runtime's poller (see `wait_for`), staying non-blocking.
     let stdin = child
       .stdin
@@ -153,27 +197,54 @@ impl StreamChild {
     let (stdin, stdout, stderr) = match (stdin, stdout, stderr) {
       (Ok(i), Ok(o), Ok(e)) => (i, o, e),
       (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-        // Not handed out, so ended here, and reaped in the background.
-        let group = child.process;
-        group.signal_group(Signal::SIGKILL);
-        tokio::spawn(async move { group.wait().await });
-        return Err(spawn_error(e));
+        // Not handed out, so ended here; the launcher reaps it.
+        child.process.signal_group(Signal::SIGKILL);
+        return self.fail(Error::Spawn {
+          errno: e.raw_os_error().unwrap_or(libc::EIO),
+          command: plan.launch.command.clone(),
+          args: plan.launch.args.clone(),
+        });
       }
     };
-    Ok(StreamChild {
-      pid: child.pid,
-      process: Mutex::new(Some(Arc::new(child.process))),
-      stdin: Slot::new(stdin),
-      stdout: Slot::new(stdout),
-      stderr: Slot::new(stderr),
-      kill: plan.kill,
-      timeout: plan.timeout,
-      waited: AtomicBool::new(false),
-    })
+    self.stdin.install(stdin);
+    self.stdout.install(stdout);
+    self.stderr.install(stderr);
+    let group = Arc::new(child.process);
+    *lock(&self.process) = Some(group.clone());
+    // Published under the lock `kill` queues with, so no early signal is left behind.
+    let mut early = lock(&self.early_signals);
+    for signal in early.drain(..) {
+      group.signal_group(signal);
+    }
+    self.started.send_replace(Some(Ok(child.pid)));
   }
 
-  pub fn pid(&self) -> u32 {
-    self.pid
+  /// The pid (also the process group id) once started.
+  pub fn pid(&self) -> Option<u32> {
+    self.started.borrow().as_ref()?.as_ref().ok().copied()
+  }
+
+  /// Why the child could not start, once that is known.
+  pub fn start_error(&self) -> Option<Error> {
+    self.started.borrow().as_ref()?.as_ref().err().cloned()
+  }
+
+  fn is_starting(&self) -> bool {
+    self.started.borrow().is_none()
+  }
+
+  /// Resolves once the child started (its pid) or could not (why).
+  pub async fn started(&self) -> Result<u32, Error> {
+    let mut started = self.started.subscribe();
+    let outcome = started
+      .wait_for(Option::is_some)
+      .await
+      .map(|outcome| outcome.clone());
+    match outcome {
+      Ok(Some(outcome)) => outcome,
+      // The sender lives in `self`, so neither can happen while we borrow it.
+      _ => unreachable!("the start outcome is kept with the child"),
+    }
   }
 
   fn output(&self, which: Output) -> &Slot {
@@ -183,8 +254,12 @@ impl StreamChild {
     }
   }
 
-  /// What an output pipe holds right now, without reading it. EOF closes the read end.
+  /// What an output pipe holds right now, without reading it (`Empty` while the child is
+  /// starting, `Eof` if it could not start). EOF closes the read end.
   pub fn poll_output(&self, which: Output) -> io::Result<Pending> {
+    if self.is_starting() {
+      return Ok(Pending::Empty);
+    }
     let slot = self.output(which);
     let Some((pipe, _)) = slot.get() else {
       return Ok(Pending::Eof);
@@ -203,6 +278,9 @@ impl StreamChild {
   /// [`poll_output`](Self::poll_output) reported data, on the thread that will use the bytes:
   /// the caller owns the memory.
   pub fn read_now(&self, which: Output, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    if self.is_starting() {
+      return Err(io::ErrorKind::WouldBlock.into());
+    }
     let slot = self.output(which);
     let Some((pipe, _)) = slot.get() else {
       return Ok(0);
@@ -224,7 +302,14 @@ impl StreamChild {
   /// Waits until [`poll_output`](Self::poll_output) would not say `Empty`: data, EOF, or the
   /// stream closed meanwhile.
   pub async fn readable(&self, which: Output) -> io::Result<()> {
-    let Some((pipe, mut closed_rx)) = self.output(which).get() else {
+    let slot = self.output(which);
+    let mut closed_rx = slot.closed.subscribe();
+    tokio::select! {
+      biased;
+      () = closed(&mut closed_rx) => return Ok(()),
+      _ = self.started() => {}
+    }
+    let Some((pipe, mut closed_rx)) = slot.get() else {
       return Ok(());
     };
     let fd = pipe.as_raw_fd();
@@ -259,9 +344,16 @@ impl StreamChild {
     }
   }
 
-  /// Writes all of `data` to stdin, waiting for room as needed. `EPIPE` when the child closed
-  /// its end or stdin was closed meanwhile.
+  /// Writes all of `data` to stdin, waiting for the start and for room as needed. `EPIPE` when
+  /// the child closed its end, stdin was closed meanwhile, or the child could not start (see
+  /// [`start_error`](Self::start_error)).
   pub async fn write(&self, data: &[u8]) -> io::Result<()> {
+    let mut closed_rx = self.stdin.closed.subscribe();
+    tokio::select! {
+      biased;
+      () = closed(&mut closed_rx) => return Err(io::Error::from_raw_os_error(libc::EPIPE)),
+      _ = self.started() => {}
+    }
     let Some((pipe, mut closed_rx)) = self.stdin.get() else {
       return Err(io::Error::from_raw_os_error(libc::EPIPE));
     };
@@ -294,8 +386,12 @@ impl StreamChild {
     Ok(())
   }
 
-  /// A write that never waits: how many bytes of `data` the pipe took right now (maybe 0).
+  /// A write that never waits: how many bytes of `data` the pipe took right now (maybe 0, and 0
+  /// while the child is starting).
   pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+    if self.is_starting() && !*self.stdin.closed.borrow() {
+      return Ok(0);
+    }
     let Some((pipe, _)) = self.stdin.get() else {
       return Err(io::Error::from_raw_os_error(libc::EPIPE));
     };
@@ -322,29 +418,42 @@ impl StreamChild {
     self.output(which).close();
   }
 
-  /// Sends `signal` to the child's process group. False when nothing was left to signal.
+  /// Sends `signal` to the child's process group. While the child is starting the signal is
+  /// queued and sent as soon as it started (true). False once the leader was reaped, or when it
+  /// never started.
   pub fn kill(&self, signal: Signal) -> bool {
-    match lock(&self.process).as_ref() {
-      Some(group) => group.signal_group(signal),
-      // The leader is gone; descendants still in its group can be signalled by its id.
-      None => launch::signal_group(self.pid as i32, signal),
+    let mut early = lock(&self.early_signals);
+    if let Some(group) = lock(&self.process).as_ref() {
+      return group.signal_group(signal);
     }
+    if self.is_starting() {
+      early.push(signal);
+      return true;
+    }
+    false
   }
 
-  /// Waits for the leader, ending it on timeout or when `abort` fires, and reaps it. Then closes
-  /// stdin. Call once: a second call returns `None` at once.
-  pub async fn exited(&self, abort: Option<oneshot::Receiver<()>>) -> Option<Exit> {
+  /// Waits for the start, then for the leader, ending it on timeout or when `abort` fires, until
+  /// it is reaped; then closes stdin. `Err` when it could not start or the launcher died. Call
+  /// once: a second call returns `None` at once.
+  pub async fn exited(&self, abort: Option<oneshot::Receiver<()>>) -> Option<Result<Exit, Error>> {
     if self.waited.swap(true, Ordering::SeqCst) {
       return None;
     }
-    let group = lock(&self.process).clone()?;
+    Some(self.run_to_exit(abort).await)
+  }
+
+  async fn run_to_exit(&self, abort: Option<oneshot::Receiver<()>>) -> Result<Exit, Error> {
+    self.started().await?;
+    let group = lock(&self.process)
+      .clone()
+      .expect("a started child has its process until exited() ends");
     let mut killer = Killer::new(self.kill);
-    let (status, ended_by) = self.reap(&group, &mut killer, abort).await;
+    let reaped = self.reap(&group, &mut killer, abort).await;
     lock(&self.process).take();
-    drop(group);
     self.stdin.close();
-    killer.finish_after_reap(self.pid as i32);
-    Some(Exit { status, ended_by })
+    let (status, ended_by) = reaped?;
+    Ok(Exit { status, ended_by })
   }
 
   /// The select loop of [`exited`](Self::exited): the reaper, the timeout, the abort signal and
@@ -354,7 +463,7 @@ impl StreamChild {
     group: &ProcessGroup,
     killer: &mut Killer,
     abort: Option<oneshot::Receiver<()>>,
-  ) -> (ExitStatus, Option<Ending>) {
+  ) -> Result<(ExitStatus, Option<Ending>), Error> {
     let mut ended_by = None;
     let timeout_at = self
       .timeout
@@ -370,7 +479,7 @@ impl StreamChild {
     let mut wait = std::pin::pin!(group.wait());
     loop {
       tokio::select! {
-        exit = &mut wait => return (exit.unwrap_or(ExitStatus::Code(-1)), ended_by),
+        exit = &mut wait => return Ok((exit?, ended_by)),
         fired = &mut abort, if !abort_done => {
           abort_done = true;
           if fired && ended_by.is_none() {
@@ -473,6 +582,7 @@ fn write_from(fd: RawFd, data: &[u8]) -> io::Result<usize> {
 mod tests {
   use super::*;
   use crate::options::{parse_stream, Value};
+  use crate::test_support::{block_on, launcher_in_place, living_members};
 
   fn plan(command: &str, args: &[&str], options: Vec<(&str, Value)>) -> StreamPlan {
     let args = Value::Array(args.iter().map(|a| Value::String(a.to_string())).collect());
@@ -491,19 +601,12 @@ mod tests {
     .unwrap()
   }
 
-  /// Processes of group `pgid` that are not zombies, from /proc.
-  fn living_members(pgid: i32) -> usize {
-    std::fs::read_dir("/proc")
-      .unwrap()
-      .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
-      .filter(|stat| {
-        // pid (comm) state ppid pgrp ...; comm may hold spaces, so split after the last ')'.
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 1..]
-          .split_whitespace()
-          .collect();
-        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-      })
-      .count()
+  async fn start(plan: StreamPlan) -> StreamChild {
+    launcher_in_place();
+    let child = StreamChild::new(&plan);
+    child.start(&plan).await;
+    assert!(child.start_error().is_none(), "{:?}", child.start_error());
+    child
   }
 
   async fn read_all(child: &StreamChild, which: Output) -> Vec<u8> {
@@ -514,189 +617,263 @@ mod tests {
     all
   }
 
-  #[tokio::test]
-  async fn reads_stdout_and_stderr_to_eof() {
-    let child = StreamChild::start(&plan(
-      "sh",
-      &["-c", "printf out; printf err >&2; exit 3"],
-      vec![],
-    ))
-    .unwrap();
-    let (out, err, exit) = tokio::join!(
-      read_all(&child, Output::Stdout),
-      read_all(&child, Output::Stderr),
-      child.exited(None)
-    );
-    assert_eq!(out, b"out");
-    assert_eq!(err, b"err");
-    let exit = exit.unwrap();
-    assert_eq!(exit.status, ExitStatus::Code(3));
-    assert_eq!(exit.ended_by, None);
-    assert!(child.exited(None).await.is_none(), "exited runs once");
+  #[test]
+  fn reads_stdout_and_stderr_to_eof() {
+    block_on(async {
+      let child = start(plan(
+        "sh",
+        &["-c", "printf out; printf err >&2; exit 3"],
+        vec![],
+      ))
+      .await;
+      let (out, err, exit) = tokio::join!(
+        read_all(&child, Output::Stdout),
+        read_all(&child, Output::Stderr),
+        child.exited(None)
+      );
+      assert_eq!(out, b"out");
+      assert_eq!(err, b"err");
+      let exit = exit.unwrap().unwrap();
+      assert_eq!(exit.status, ExitStatus::Code(3));
+      assert_eq!(exit.ended_by, None);
+      assert!(child.exited(None).await.is_none(), "exited runs once");
+    })
   }
 
-  #[tokio::test]
-  async fn stdin_round_trips_and_closes_with_eof() {
-    let child = StreamChild::start(&plan("cat", &[], vec![])).unwrap();
-    let data = vec![7u8; 3 * MAX_READ + 5];
-    let write = async {
-      child.write(&data).await.unwrap();
-      child.close_stdin();
-    };
-    let (_, out) = tokio::join!(write, read_all(&child, Output::Stdout));
-    assert_eq!(out, data);
-    assert_eq!(
-      child.exited(None).await.unwrap().status,
-      ExitStatus::Code(0)
-    );
-    assert_eq!(
-      child.write(b"late").await.unwrap_err().raw_os_error(),
-      Some(libc::EPIPE)
-    );
+  #[test]
+  fn stdin_round_trips_and_closes_with_eof() {
+    block_on(async {
+      let child = start(plan("cat", &[], vec![])).await;
+      let data = vec![7u8; 3 * MAX_READ + 5];
+      let write = async {
+        child.write(&data).await.unwrap();
+        child.close_stdin();
+      };
+      let (_, out) = tokio::join!(write, read_all(&child, Output::Stdout));
+      assert_eq!(out, data);
+      assert_eq!(
+        child.exited(None).await.unwrap().unwrap().status,
+        ExitStatus::Code(0)
+      );
+      assert_eq!(
+        child.write(b"late").await.unwrap_err().raw_os_error(),
+        Some(libc::EPIPE)
+      );
+    })
   }
 
-  #[tokio::test]
-  async fn a_child_that_is_not_read_blocks_and_a_read_resumes_it() {
-    let child = StreamChild::start(&plan("head", &["-c", "4000000", "/dev/zero"], vec![])).unwrap();
-    let mut exited = std::pin::pin!(child.exited(None));
-    // Nothing reads: the child fills the pipe and blocks in write(2); it does not exit.
-    let early = tokio::time::timeout(Duration::from_millis(300), &mut exited).await;
-    assert!(early.is_err(), "the child should be blocked on a full pipe");
-    let (out, exit) = tokio::join!(read_all(&child, Output::Stdout), exited);
-    assert_eq!(out.len(), 4_000_000);
-    assert_eq!(exit.unwrap().status, ExitStatus::Code(0));
+  #[test]
+  fn a_child_that_is_not_read_blocks_and_a_read_resumes_it() {
+    block_on(async {
+      let child = start(plan("head", &["-c", "4000000", "/dev/zero"], vec![])).await;
+      let mut exited = std::pin::pin!(child.exited(None));
+      // Nothing reads: the child fills the pipe and blocks in write(2); it does not exit.
+      let early = tokio::time::timeout(Duration::from_millis(300), &mut exited).await;
+      assert!(early.is_err(), "the child should be blocked on a full pipe");
+      let (out, exit) = tokio::join!(read_all(&child, Output::Stdout), exited);
+      assert_eq!(out.len(), 4_000_000);
+      assert_eq!(exit.unwrap().unwrap().status, ExitStatus::Code(0));
+    })
   }
 
-  #[tokio::test]
-  async fn poll_and_read_now_see_data_empty_and_eof() {
-    let child = StreamChild::start(&plan("sh", &["-c", "printf hi; read x"], vec![])).unwrap();
-    child.readable(Output::Stdout).await.unwrap();
-    assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Data(2));
-    let mut buf = [MaybeUninit::new(0u8); 16];
-    assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 2);
-    assert_eq!(
-      // SAFETY: read_now initialised the first two bytes (and all were initialised anyway).
-      unsafe { [buf[0].assume_init(), buf[1].assume_init()] },
-      *b"hi"
-    );
-    assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Empty);
-    assert_eq!(
-      child.read_now(Output::Stdout, &mut buf).unwrap_err().kind(),
-      io::ErrorKind::WouldBlock
-    );
-    assert_eq!(child.try_write(b"\n").unwrap(), 1);
-    child.exited(None).await.unwrap();
-    child.readable(Output::Stdout).await.unwrap();
-    assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Eof);
-    assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 0);
+  #[test]
+  fn poll_and_read_now_see_data_empty_and_eof() {
+    block_on(async {
+      let child = start(plan("sh", &["-c", "printf hi; read x"], vec![])).await;
+      child.readable(Output::Stdout).await.unwrap();
+      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Data(2));
+      let mut buf = [MaybeUninit::new(0u8); 16];
+      assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 2);
+      assert_eq!(
+        // SAFETY: read_now initialised the first two bytes (and all were initialised anyway).
+        unsafe { [buf[0].assume_init(), buf[1].assume_init()] },
+        *b"hi"
+      );
+      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Empty);
+      assert_eq!(
+        child.read_now(Output::Stdout, &mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+      );
+      assert_eq!(child.try_write(b"\n").unwrap(), 1);
+      child.exited(None).await.unwrap().unwrap();
+      child.readable(Output::Stdout).await.unwrap();
+      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Eof);
+      assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 0);
+    })
   }
 
-  #[tokio::test]
-  async fn readable_does_not_spin_on_stale_readiness() {
-    let child = StreamChild::start(&plan(
-      "sh",
-      &["-c", "printf a; sleep 0.3; printf b"],
-      vec![],
-    ))
-    .unwrap();
-    let mut buf = [MaybeUninit::new(0u8); 4];
-    child.readable(Output::Stdout).await.unwrap();
-    assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 1);
-    // Read behind the runtime's back: it must notice the pipe is empty again and wait.
-    let started = std::time::Instant::now();
-    child.readable(Output::Stdout).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(100));
-    assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Data(1));
-    child.exited(None).await.unwrap();
+  #[test]
+  fn readable_does_not_spin_on_stale_readiness() {
+    block_on(async {
+      let child = start(plan("sh", &["-c", "printf a; sleep 0.3; printf b"], vec![])).await;
+      let mut buf = [MaybeUninit::new(0u8); 4];
+      child.readable(Output::Stdout).await.unwrap();
+      assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 1);
+      // Read behind the runtime's back: it must notice the pipe is empty again and wait.
+      let started = std::time::Instant::now();
+      child.readable(Output::Stdout).await.unwrap();
+      assert!(started.elapsed() >= Duration::from_millis(100));
+      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Data(1));
+      child.exited(None).await.unwrap().unwrap();
+    })
   }
 
-  #[tokio::test]
-  async fn closing_an_output_ends_a_pending_read_and_the_writer_gets_sigpipe() {
-    let child = StreamChild::start(&plan("sh", &["-c", "sleep 0.2; exec yes"], vec![])).unwrap();
-    let pending = child.read(Output::Stdout, MAX_READ);
-    let close = async {
+  #[test]
+  fn closing_an_output_ends_a_pending_read_and_the_writer_gets_sigpipe() {
+    block_on(async {
+      let child = start(plan("sh", &["-c", "sleep 0.2; exec yes"], vec![])).await;
+      let pending = child.read(Output::Stdout, MAX_READ);
+      let close = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        child.close_output(Output::Stdout);
+      };
+      let (read, ()) = tokio::join!(pending, close);
+      assert_eq!(read.unwrap(), None);
+      let exit = child.exited(None).await.unwrap().unwrap();
+      assert_eq!(exit.status, ExitStatus::Signal(libc::SIGPIPE));
+    })
+  }
+
+  #[test]
+  fn timeout_kills_the_group_and_escalates() {
+    block_on(async {
+      let child = start(plan(
+        "sh",
+        &["-c", "trap '' TERM; sleep 30 & wait; sleep 30"],
+        vec![
+          ("timeout", Value::Number(100.0)),
+          ("forceKillAfter", Value::Number(100.0)),
+        ],
+      ))
+      .await;
+      let started = std::time::Instant::now();
+      let exit = child.exited(None).await.unwrap().unwrap();
+      assert_eq!(exit.status, ExitStatus::Signal(libc::SIGKILL));
+      assert_eq!(
+        exit.ended_by,
+        Some(Ending::Timeout(Duration::from_millis(100)))
+      );
+      assert!(started.elapsed() < Duration::from_secs(10));
+      // Orphaned members may linger as zombies (this machine's init does not reap them), so count
+      // the living ones.
       tokio::time::sleep(Duration::from_millis(50)).await;
+      assert_eq!(living_members(child.pid().unwrap() as i32), 0);
+    })
+  }
+
+  #[test]
+  fn abort_kills_the_group() {
+    block_on(async {
+      let child = start(plan("sleep", &["30"], vec![])).await;
+      let (tx, rx) = oneshot::channel();
+      tx.send(()).unwrap();
+      let exit = child.exited(Some(rx)).await.unwrap().unwrap();
+      assert_eq!(exit.status, ExitStatus::Signal(libc::SIGTERM));
+      assert_eq!(exit.ended_by, Some(Ending::Aborted));
+      assert!(!child.kill(Signal::SIGTERM), "nothing left to signal");
+    })
+  }
+
+  #[test]
+  fn inherit_hands_over_our_fd_even_when_it_is_close_on_exec() {
+    block_on(async {
+      // Node marks its fds 0-2 close-on-exec; do the same to our stderr.
+      // SAFETY: fcntl on fd 2, which stays open; only its close-on-exec flag changes.
+      unsafe { libc::fcntl(2, libc::F_SETFD, libc::FD_CLOEXEC) };
+      let child = start(plan(
+        "sh",
+        &["-c", "[ -e /proc/self/fd/2 ]"],
+        vec![(
+          "stdio",
+          Value::Array(vec![
+            Value::String("ignore".into()),
+            Value::String("ignore".into()),
+            Value::String("inherit".into()),
+          ]),
+        )],
+      ))
+      .await;
+      assert_eq!(
+        child.exited(None).await.unwrap().unwrap().status,
+        ExitStatus::Code(0)
+      );
+    })
+  }
+
+  #[test]
+  fn everything_works_before_the_start_completes() {
+    block_on(async {
+      launcher_in_place();
+      // A write waits for the start; a kill is queued and sent once started.
+      let cat = plan("cat", &[], vec![]);
+      let child = StreamChild::new(&cat);
+      assert_eq!(child.pid(), None);
+      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Empty);
+      assert_eq!(child.try_write(b"early").unwrap(), 0);
+      let write = async {
+        child.write(b"early\n").await.unwrap();
+        child.close_stdin();
+      };
+      let (_, (), out) = tokio::join!(write, child.start(&cat), read_all(&child, Output::Stdout));
+      assert_eq!(out, b"early\n");
+      assert!(child.pid().is_some());
+      child.exited(None).await.unwrap().unwrap();
+
+      let sleep = plan("sleep", &["30"], vec![]);
+      let child = StreamChild::new(&sleep);
+      assert!(child.kill(Signal::SIGKILL), "queued while starting");
+      child.start(&sleep).await;
+      let exit = child.exited(None).await.unwrap().unwrap();
+      assert_eq!(exit.status, ExitStatus::Signal(libc::SIGKILL));
+
+      // An output closed before the start is closed as soon as it exists.
+      let yes = plan("yes", &[], vec![]);
+      let child = StreamChild::new(&yes);
       child.close_output(Output::Stdout);
-    };
-    let (read, ()) = tokio::join!(pending, close);
-    assert_eq!(read.unwrap(), None);
-    let exit = child.exited(None).await.unwrap();
-    assert_eq!(exit.status, ExitStatus::Signal(libc::SIGPIPE));
+      child.start(&yes).await;
+      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Eof);
+      let exit = child.exited(None).await.unwrap().unwrap();
+      assert_eq!(exit.status, ExitStatus::Signal(libc::SIGPIPE));
+    })
   }
 
-  #[tokio::test]
-  async fn timeout_kills_the_group_and_escalates() {
-    let child = StreamChild::start(&plan(
-      "sh",
-      &["-c", "trap '' TERM; sleep 30 & wait; sleep 30"],
-      vec![
-        ("timeout", Value::Number(100.0)),
-        ("forceKillAfter", Value::Number(100.0)),
-      ],
-    ))
-    .unwrap();
-    let started = std::time::Instant::now();
-    let exit = child.exited(None).await.unwrap();
-    assert_eq!(exit.status, ExitStatus::Signal(libc::SIGKILL));
-    assert_eq!(
-      exit.ended_by,
-      Some(Ending::Timeout(Duration::from_millis(100)))
-    );
-    assert!(started.elapsed() < Duration::from_secs(10));
-    // Orphaned members may linger as zombies (this machine's init does not reap them), so count
-    // the living ones.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(living_members(child.pid() as i32), 0);
+  #[test]
+  fn a_command_that_cannot_start_reports_why_everywhere() {
+    block_on(async {
+      launcher_in_place();
+      let missing = plan("tethered-no-such-command", &["x"], vec![]);
+      let child = StreamChild::new(&missing);
+      child.start(&missing).await;
+      let expected = Error::Spawn {
+        errno: libc::ENOENT,
+        command: "tethered-no-such-command".into(),
+        args: vec!["x".into()],
+      };
+      assert_eq!(child.start_error(), Some(expected.clone()));
+      assert_eq!(child.started().await, Err(expected.clone()));
+      assert_eq!(child.pid(), None);
+      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Eof);
+      assert!(child.write(b"x").await.is_err());
+      assert!(!child.kill(Signal::SIGTERM));
+      assert_eq!(child.exited(None).await, Some(Err(expected)));
+    })
   }
 
-  #[tokio::test]
-  async fn abort_kills_the_group() {
-    let child = StreamChild::start(&plan("sleep", &["30"], vec![])).unwrap();
-    let (tx, rx) = oneshot::channel();
-    tx.send(()).unwrap();
-    let exit = child.exited(Some(rx)).await.unwrap();
-    assert_eq!(exit.status, ExitStatus::Signal(libc::SIGTERM));
-    assert_eq!(exit.ended_by, Some(Ending::Aborted));
-    assert!(!child.kill(Signal::SIGTERM), "nothing left to signal");
-  }
-
-  #[tokio::test]
-  async fn inherit_hands_over_our_fd_even_when_it_is_close_on_exec() {
-    // Node marks its fds 0-2 close-on-exec; do the same to our stderr.
-    // SAFETY: fcntl on fd 2, which stays open; only its close-on-exec flag changes.
-    unsafe { libc::fcntl(2, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let child = StreamChild::start(&plan(
-      "sh",
-      &["-c", "[ -e /proc/self/fd/2 ]"],
-      vec![(
-        "stdio",
-        Value::Array(vec![
-          Value::String("ignore".into()),
-          Value::String("ignore".into()),
-          Value::String("inherit".into()),
-        ]),
-      )],
-    ))
-    .unwrap();
-    assert_eq!(
-      child.exited(None).await.unwrap().status,
-      ExitStatus::Code(0)
-    );
-  }
-
-  #[tokio::test]
-  async fn ignored_and_inherited_streams_have_no_pipe() {
-    let child = StreamChild::start(&plan(
-      "true",
-      &[],
-      vec![("stdio", Value::String("ignore".into()))],
-    ))
-    .unwrap();
-    assert_eq!(child.read(Output::Stdout, 10).await.unwrap(), None);
-    assert_eq!(
-      child.try_write(b"x").unwrap_err().raw_os_error(),
-      Some(libc::EPIPE)
-    );
-    child.exited(None).await.unwrap();
+  #[test]
+  fn ignored_and_inherited_streams_have_no_pipe() {
+    block_on(async {
+      let child = start(plan(
+        "true",
+        &[],
+        vec![("stdio", Value::String("ignore".into()))],
+      ))
+      .await;
+      assert_eq!(child.read(Output::Stdout, 10).await.unwrap(), None);
+      assert_eq!(
+        child.try_write(b"x").unwrap_err().raw_os_error(),
+        Some(libc::EPIPE)
+      );
+      child.exited(None).await.unwrap().unwrap();
+    })
   }
 }

@@ -1,9 +1,10 @@
 //! The native half of the streaming `spawn()`: a `NativeChild` object whose methods are the
 //! pull-based pipe operations of [`StreamChild`]. `lib/child.js` builds the Node streams on top.
 //!
-//! Invalid arguments throw synchronously from `spawnStream`. A command that cannot start, or an
-//! AbortSignal that already fired, still gives a `NativeChild`: it has no pid, its outputs are at
-//! EOF, and `wait()` rejects with the error, so the JS side has one path for every failure.
+//! Invalid arguments throw synchronously from `spawnStream`. The launcher starts the child
+//! asynchronously, so a `NativeChild` exists from the call on: `started()` settles with the pid
+//! or the spawn error, every pipe operation works (and waits) before that, and `wait()` rejects
+//! with the spawn error when it did not start — one path for every failure on the JS side.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -15,7 +16,9 @@ use napi::Env;
 use napi_derive::napi;
 use tokio::sync::oneshot;
 
-use super::{exit_fields, js_error, reject, throw, to_value, AbortListener, OPTION_DEPTH};
+use super::{
+  exit_fields, js_error, reject, shift_options, throw, to_value, AbortListener, OPTION_DEPTH,
+};
 use crate::collect::Ending;
 use crate::error::Error as TetheredError;
 use crate::launch::StdioMode;
@@ -26,15 +29,15 @@ use crate::stream::{Exit, Output, Pending, StreamChild, MAX_READ};
 /// A streaming child as JavaScript sees it (internal: use `spawn()`).
 #[napi]
 pub struct NativeChild {
-  child: std::result::Result<Arc<StreamChild>, TetheredError>,
+  child: Arc<StreamChild>,
   /// The `options.signal` listener and what it fires, until `wait()` takes them.
   abort: RefCell<Option<(AbortListener, oneshot::Receiver<()>)>>,
   /// Which of stdin, stdout, stderr are pipes (the JS side makes streams for those).
   piped: [bool; 3],
 }
 
-/// Starts `command` for streaming (internal: `spawn()` in lib/child.js wraps it). Throws for invalid
-/// arguments only.
+/// Starts `command` for streaming (internal: `spawn()` in lib/child.js wraps it). Throws for
+/// invalid arguments only.
 #[napi]
 pub fn spawn_stream(
   env: &Env,
@@ -42,6 +45,7 @@ pub fn spawn_stream(
   args: Option<Unknown>,
   options: Option<Unknown>,
 ) -> Result<NativeChild> {
+  let (args, options) = shift_options(args, options)?;
   let command = to_value(env, Some(command), 0)?;
   let args = to_value(env, args, 1)?;
   let options_value = to_value(env, options, OPTION_DEPTH)?;
@@ -53,25 +57,18 @@ pub fn spawn_stream(
   let piped = plan.stdio.map(|mode| mode == StdioMode::Pipe);
   if plan.abort_signal == Some(true) {
     return Ok(NativeChild {
-      child: Err(TetheredError::Aborted),
+      child: Arc::new(StreamChild::failed(&plan, TetheredError::Aborted)),
       abort: RefCell::new(None),
       piped,
     });
   }
-  // Listening first: nothing can fail after the launch, so no started child is ever dropped.
   let abort = match (plan.abort_signal, options) {
     (Some(false), Some(options)) => Some(AbortListener::attach(env, options)?),
     _ => None,
   };
-  // Launching registers the reaper with the runtime, so it happens inside it.
-  let child = within_runtime_if_available(|| StreamChild::start(&plan)).map(Arc::new);
-  let abort = match (abort, &child) {
-    (Some((listener, _)), Err(_)) => {
-      listener.detach(env)?;
-      None
-    }
-    (abort, _) => abort,
-  };
+  let child = Arc::new(StreamChild::new(&plan));
+  let starting = child.clone();
+  spawn(async move { starting.start(&plan).await });
   Ok(NativeChild {
     child,
     abort: RefCell::new(abort),
@@ -81,10 +78,10 @@ pub fn spawn_stream(
 
 #[napi]
 impl NativeChild {
-  /// The child's pid (also its process group id); null when it did not start.
+  /// The child's pid (also its process group id) once started; null before, or if it did not.
   #[napi(getter)]
   pub fn pid(&self) -> Option<u32> {
-    self.child.as_ref().ok().map(|c| c.pid())
+    self.child.pid()
   }
 
   /// `[stdin, stdout, stderr]`: whether each is a pipe.
@@ -93,33 +90,46 @@ impl NativeChild {
     self.piped.to_vec()
   }
 
+  /// Resolves with the pid once the launcher started the child; rejects with the spawn error
+  /// when it could not.
+  #[napi(ts_return_type = "Promise<number>")]
+  pub fn started<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, u32>> {
+    let child = self.child.clone();
+    let run = async move { Ok(child.started().await) };
+    env.spawn_future_with_callback(run, |env, started| {
+      started.map_err(|e| reject(env, &e, None))
+    })
+  }
+
   /// Settles when the leader is reaped: `{ exitCode, signal, timedOut }`. Rejects with the spawn
-  /// error when the command did not start, and with an AbortError (carrying `exitCode`,
-  /// `signal`, `pid`) when `options.signal` ended it. Call once.
+  /// error when the command did not start, with an AbortError (carrying `exitCode`, `signal`,
+  /// `pid`) when `options.signal` ended it, and with `ERR_LAUNCHER_EXITED` if the launcher died.
+  /// Call once.
   #[napi(
     ts_return_type = "Promise<{ exitCode: number | null; signal: string | null; timedOut: boolean }>"
   )]
   pub fn wait<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-    let child = match &self.child {
-      Ok(child) => child.clone(),
-      Err(error) => {
-        let error = error.clone();
-        return env.spawn_future_with_callback(async { Ok(()) }, move |env, ()| {
-          Err::<Unknown, _>(reject(env, &error, None))
-        });
-      }
-    };
     let (listener, abort) = match self.abort.borrow_mut().take() {
       Some((listener, rx)) => (Some(listener), Some(rx)),
       None => (None, None),
     };
-    let pid = child.pid();
-    let run = async move { Ok(child.exited(abort).await) };
-    env.spawn_future_with_callback(run, move |env, exit| {
+    let child = self.child.clone();
+    let run = async move {
+      let exit = child.exited(abort).await;
+      Ok((exit, child.pid()))
+    };
+    env.spawn_future_with_callback(run, move |env, (exit, pid)| {
       if let Some(listener) = listener {
         listener.detach(env)?;
       }
-      exit_result(env, exit, pid)
+      match exit {
+        None => Err(napi::Error::new(
+          Status::GenericFailure,
+          "wait() was already called",
+        )),
+        Some(Err(error)) => Err(reject(env, &error, None)),
+        Some(Ok(exit)) => exit_result(env, exit, pid.unwrap_or_default()),
+      }
     })
   }
 
@@ -133,9 +143,7 @@ impl NativeChild {
     size: u32,
   ) -> Result<Either3<Unknown<'env>, Null, ()>> {
     let which = output(fd)?;
-    let Ok(child) = &self.child else {
-      return Ok(Either3::B(Null));
-    };
+    let child = &self.child;
     let read_error = |e: std::io::Error| throw(env, &TetheredError::io(&e, "read"));
     let size = (size as usize).clamp(1, MAX_READ);
     loop {
@@ -167,41 +175,41 @@ impl NativeChild {
   #[napi(ts_return_type = "Promise<void>")]
   pub fn wait_readable<'env>(&self, env: &'env Env, fd: u32) -> Result<PromiseRaw<'env, ()>> {
     let which = output(fd)?;
-    let child = self.child.as_ref().ok().cloned();
-    let run = async move {
-      Ok(match child {
-        Some(child) => child.readable(which).await,
-        None => Ok(()),
-      })
-    };
+    let child = self.child.clone();
+    let run = async move { Ok(child.readable(which).await) };
     env.spawn_future_with_callback(run, |env, ready| {
       ready.map_err(|e| reject(env, &TetheredError::io(&e, "read"), None))
     })
   }
 
-  /// Writes all of `data` to stdin; rejects with `EPIPE` when the child's stdin is closed.
+  /// Writes all of `data` to stdin (after the start); rejects with `EPIPE` when the child's
+  /// stdin is closed, and with the spawn error when it did not start.
   #[napi(ts_return_type = "Promise<void>")]
   pub fn write<'env>(&self, env: &'env Env, data: Buffer) -> Result<PromiseRaw<'env, ()>> {
-    let child = self.child.as_ref().ok().cloned();
+    let child = self.child.clone();
     let run = async move {
-      Ok(match child {
-        Some(child) => child.write(&data).await,
-        None => Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
-      })
+      let written = child.write(&data).await;
+      Ok(written.map_err(|e| {
+        child
+          .start_error()
+          .unwrap_or(TetheredError::io(&e, "write"))
+      }))
     };
     env.spawn_future_with_callback(run, |env, written| {
-      written.map_err(|e| reject(env, &TetheredError::io(&e, "write"), None))
+      written.map_err(|e| reject(env, &e, None))
     })
   }
 
-  /// Writes as much of `data` to stdin as fits right now; returns how many bytes that was.
+  /// Writes as much of `data` to stdin as fits right now (nothing while the child is starting);
+  /// returns how many bytes that was. Throws the spawn error when it did not start.
   #[napi]
   pub fn try_write(&self, env: &Env, data: BufferSlice) -> Result<u32> {
-    let written = match &self.child {
-      Ok(child) => child.try_write(&data),
-      Err(_) => Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
-    };
-    written
+    if let Some(error) = self.child.start_error() {
+      return Err(throw(env, &error));
+    }
+    self
+      .child
+      .try_write(&data)
       .map(|n| n as u32)
       .map_err(|e| throw(env, &TetheredError::io(&e, "write")))
   }
@@ -209,32 +217,25 @@ impl NativeChild {
   /// Closes stdin (the child reads EOF).
   #[napi]
   pub fn close_stdin(&self) {
-    if let Ok(child) = &self.child {
-      child.close_stdin();
-    }
+    self.child.close_stdin();
   }
 
   /// Closes tethered's end of fd 1 or 2; a pending read resolves null. Signals nothing.
   #[napi]
   pub fn close_output(&self, fd: u32) -> Result<()> {
-    let which = output(fd)?;
-    if let Ok(child) = &self.child {
-      child.close_output(which);
-    }
+    self.child.close_output(output(fd)?);
     Ok(())
   }
 
-  /// Sends `signal` (default SIGTERM) to the child's process group; whether it was delivered.
+  /// Sends `signal` (default SIGTERM) to the child's process group; whether it was delivered
+  /// (while the child is starting it is queued, and true).
   #[napi(ts_args_type = "signal?: NodeJS.Signals | number")]
   pub fn kill(&self, env: &Env, signal: Option<Unknown>) -> Result<bool> {
     let signal = match to_value(env, signal, 0)? {
       options::Value::Undefined => nix::sys::signal::Signal::SIGTERM,
       value => signals::parse(&value, "signal").map_err(|e| throw(env, &e))?,
     };
-    Ok(match &self.child {
-      Ok(child) => child.kill(signal),
-      Err(_) => false,
-    })
+    Ok(self.child.kill(signal))
   }
 }
 
@@ -267,13 +268,7 @@ fn output(fd: u32) -> Result<Output> {
 }
 
 /// `{ exitCode, signal, timedOut }`, or the AbortError when the AbortSignal ended the child.
-fn exit_result<'env>(env: &'env Env, exit: Option<Exit>, pid: u32) -> Result<Unknown<'env>> {
-  let Some(exit) = exit else {
-    return Err(napi::Error::new(
-      Status::GenericFailure,
-      "wait() was already called",
-    ));
-  };
+fn exit_result<'env>(env: &'env Env, exit: Exit, pid: u32) -> Result<Unknown<'env>> {
   if exit.ended_by == Some(Ending::Aborted) {
     let mut error = js_error(env, &TetheredError::Aborted, None)?;
     exit_fields(&mut error, exit.status, "exitCode")?;

@@ -1,0 +1,451 @@
+//! The addon's side of the launcher: starts it on first use, sends it spawn and signal
+//! requests, and routes its replies to the calls waiting for them.
+//!
+//! The launcher is started by a dedicated thread that lives as long as the process, because
+//! the launcher's parent-death signal fires when the *thread* that started it exits. If the
+//! launcher dies, every call waiting on it fails with `ERR_LAUNCHER_EXITED` (its children die
+//! with it) and the next spawn starts a new one.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
+use tokio::io::Interest;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
+
+use super::protocol::{take_frames, Reply, Request};
+use crate::error::Error;
+use crate::launch::ExitStatus;
+
+/// The launcher binary's file name; it is installed next to the `.node` file.
+pub const LAUNCHER_FILE: &str = "tethered-launcher";
+
+/// What the launcher needs to start one program.
+pub struct SpawnRequest {
+  pub program: Vec<u8>,
+  pub argv: Vec<Vec<u8>>,
+  pub envp: Vec<Vec<u8>>,
+  pub cwd: Option<Vec<u8>>,
+  pub detached: bool,
+  /// Laid out as the child's fds 0, 1, 2, ... in this order.
+  pub fds: Vec<OwnedFd>,
+}
+
+/// Why a spawn did not produce a child.
+pub enum SpawnFailure {
+  /// fork, chdir or exec failed in the launcher with this errno.
+  Errno(i32),
+  /// The launcher could not be started or died.
+  Launcher(Error),
+}
+
+/// A child started by the launcher, until its exit is reported.
+pub struct LaunchedChild {
+  pub pid: u32,
+  id: u64,
+  exit: watch::Receiver<Option<ExitStatus>>,
+  connection: Arc<Connection>,
+}
+
+impl LaunchedChild {
+  /// Resolves once the launcher reaped the leader.
+  pub async fn wait(&self) -> Result<ExitStatus, Error> {
+    let mut exit = self.exit.clone();
+    let status = exit
+      .wait_for(Option::is_some)
+      .await
+      .map_err(|_| launcher_exited("it died while the process was running"))?;
+    Ok(status.expect("waited for Some"))
+  }
+
+  /// Signals the child's group through the launcher, which does so only while the leader is
+  /// unreaped. False when the exit was already reported or the launcher is gone.
+  pub fn signal_group(&self, signo: i32) -> bool {
+    if self.exit.borrow().is_some() || !self.connection.alive.load(Ordering::Acquire) {
+      return false;
+    }
+    self.connection.send(Outgoing {
+      frame: Request::Signal {
+        id: self.id,
+        signo,
+        terminate: true,
+      }
+      .encode(),
+      fds: Vec::new(),
+      written: None,
+    })
+  }
+}
+
+/// Starts `request` through the launcher of this process, starting the launcher if needed.
+/// A request that never reached a launcher (it had just died) is sent again to a new one.
+pub async fn spawn(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
+  static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+  let mut fds = request.fds;
+  loop {
+    let connection = connection().map_err(SpawnFailure::Launcher)?;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let (spawned_tx, spawned_rx) = oneshot::channel();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    connection.pending.lock().unwrap().insert(
+      id,
+      Pending {
+        spawned: Some(spawned_tx),
+        pid: None,
+        exit: exit_tx,
+      },
+    );
+    let frame = Request::Spawn {
+      id,
+      program: request.program.clone(),
+      argv: request.argv.clone(),
+      envp: request.envp.clone(),
+      cwd: request.cwd.clone(),
+      detached: request.detached,
+      fd_count: fds.len() as u32,
+    }
+    .encode();
+    let (done_tx, done_rx) = oneshot::channel();
+    connection.send(Outgoing {
+      frame,
+      fds,
+      written: Some(done_tx),
+    });
+    // The writer hands the fds back when the frame could not be written at all.
+    if let Ok(Err(unsent)) = done_rx.await {
+      connection.pending.lock().unwrap().remove(&id);
+      fds = unsent;
+      continue;
+    }
+    return match spawned_rx.await {
+      Ok(Ok(pid)) => Ok(LaunchedChild {
+        pid: pid as u32,
+        id,
+        exit: exit_rx,
+        connection,
+      }),
+      Ok(Err(errno)) => Err(SpawnFailure::Errno(errno)),
+      Err(_) => Err(SpawnFailure::Launcher(launcher_exited(
+        "it died before the process started",
+      ))),
+    };
+  }
+}
+
+fn launcher_exited(detail: &str) -> Error {
+  Error::LauncherExited {
+    detail: detail.to_string(),
+  }
+}
+
+struct Pending {
+  spawned: Option<oneshot::Sender<Result<i32, i32>>>,
+  /// Known once the launcher reported the child started.
+  pid: Option<i32>,
+  exit: watch::Sender<Option<ExitStatus>>,
+}
+
+struct Outgoing {
+  frame: Vec<u8>,
+  /// Sent with the frame's first byte, then closed here.
+  fds: Vec<OwnedFd>,
+  /// Told whether the frame was written; gets the fds back when nothing of it was.
+  written: Option<oneshot::Sender<Result<(), Vec<OwnedFd>>>>,
+}
+
+struct Connection {
+  outgoing: async_mpsc::UnboundedSender<Outgoing>,
+  pending: Mutex<HashMap<u64, Pending>>,
+  alive: AtomicBool,
+  launcher_pid: u32,
+}
+
+impl Connection {
+  fn send(&self, outgoing: Outgoing) -> bool {
+    self.outgoing.send(outgoing).is_ok()
+  }
+
+  /// Every waiting call learns the launcher is gone: dropping the senders wakes them. The
+  /// leaders died with the launcher (parent-death signal); the rest of their groups are
+  /// killed here. Each group id is still pinned by those members, so it cannot be recycled.
+  fn close(&self) {
+    self.alive.store(false, Ordering::Release);
+    for (_, child) in self.pending.lock().unwrap().drain() {
+      if let Some(pid) = child.pid {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+      }
+    }
+  }
+
+  fn dispatch(&self, reply: Reply) {
+    let mut pending = self.pending.lock().unwrap();
+    match reply {
+      Reply::Spawned { id, pid } => {
+        if let Some(child) = pending.get_mut(&id) {
+          child.pid = Some(pid);
+          if let Some(spawned) = child.spawned.take() {
+            let _ = spawned.send(Ok(pid));
+          }
+        }
+      }
+      Reply::SpawnFailed { id, errno } => {
+        if let Some(spawned) = pending.remove(&id).and_then(|p| p.spawned) {
+          let _ = spawned.send(Err(errno));
+        }
+      }
+      Reply::Exited { id, code, signal } => {
+        if let Some(child) = pending.remove(&id) {
+          let status = if signal > 0 {
+            ExitStatus::Signal(signal)
+          } else {
+            ExitStatus::Code(code)
+          };
+          let _ = child.exit.send(Some(status));
+        }
+      }
+    }
+  }
+}
+
+static CURRENT: Mutex<Option<Arc<Connection>>> = Mutex::new(None);
+
+/// The live connection to this process's launcher, started on first use or after it died.
+/// Must be called inside the tokio runtime.
+fn connection() -> Result<Arc<Connection>, Error> {
+  let mut current = CURRENT.lock().unwrap();
+  if let Some(connection) = current.as_ref() {
+    if connection.alive.load(Ordering::Acquire) {
+      return Ok(connection.clone());
+    }
+  }
+  let (ours, theirs) =
+    StdUnixStream::pair().map_err(|e| launcher_exited(&format!("socketpair failed: {e}")))?;
+  let launcher_pid = start_launcher(theirs.into())?;
+  ours
+    .set_nonblocking(true)
+    .map_err(|e| launcher_exited(&e.to_string()))?;
+  let stream = Arc::new(UnixStream::from_std(ours).map_err(|e| launcher_exited(&e.to_string()))?);
+  let (outgoing, requests) = async_mpsc::unbounded_channel();
+  let connection = Arc::new(Connection {
+    outgoing,
+    pending: Mutex::new(HashMap::new()),
+    alive: AtomicBool::new(true),
+    launcher_pid,
+  });
+  tokio::spawn(write_requests(stream.clone(), requests, connection.clone()));
+  tokio::spawn(read_replies(stream, connection.clone()));
+  *current = Some(connection.clone());
+  Ok(connection)
+}
+
+async fn write_requests(
+  stream: Arc<UnixStream>,
+  mut requests: async_mpsc::UnboundedReceiver<Outgoing>,
+  connection: Arc<Connection>,
+) {
+  while let Some(Outgoing {
+    frame,
+    fds,
+    written,
+  }) = requests.recv().await
+  {
+    match write_frame(&stream, &frame, &fds).await {
+      Ok(()) => {
+        if let Some(written) = written {
+          let _ = written.send(Ok(()));
+        }
+      }
+      Err(failure) => {
+        connection.close();
+        // Nothing of this frame, nor of those queued behind it, reached the launcher: their
+        // callers may send them again to a new one.
+        if let (Some(written), false) = (written, failure.partly_sent) {
+          let _ = written.send(Err(fds));
+        }
+        requests.close();
+        while let Some(queued) = requests.recv().await {
+          if let Some(written) = queued.written {
+            let _ = written.send(Err(queued.fds));
+          }
+        }
+        return;
+      }
+    }
+  }
+}
+
+/// A frame that could not be written; `partly_sent` if the launcher may have seen some of it.
+struct WriteFailure {
+  partly_sent: bool,
+}
+
+async fn write_frame(
+  stream: &UnixStream,
+  frame: &[u8],
+  fds: &[OwnedFd],
+) -> Result<(), WriteFailure> {
+  let raw_fds: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+  let mut sent = 0;
+  let failed = |sent: usize| WriteFailure {
+    partly_sent: sent > 0,
+  };
+  while sent < frame.len() {
+    stream.writable().await.map_err(|_| failed(sent))?;
+    let result = stream.try_io(Interest::WRITABLE, || {
+      let fd = stream.as_raw_fd();
+      let rest = &frame[sent..];
+      let n = if sent == 0 && !raw_fds.is_empty() {
+        let rights = [ControlMessage::ScmRights(&raw_fds)];
+        sendmsg::<()>(
+          fd,
+          &[IoSlice::new(rest)],
+          &rights,
+          MsgFlags::MSG_NOSIGNAL,
+          None,
+        )
+      } else {
+        send(fd, rest, MsgFlags::MSG_NOSIGNAL)
+      };
+      n.map_err(io::Error::from)
+    });
+    match result {
+      Ok(n) => sent += n,
+      Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+      Err(_) => return Err(failed(sent)),
+    }
+  }
+  Ok(())
+}
+
+async fn read_replies(stream: Arc<UnixStream>, connection: Arc<Connection>) {
+  let mut inbox = Vec::new();
+  let mut chunk = vec![0u8; 16 * 1024];
+  loop {
+    if stream.readable().await.is_err() {
+      break;
+    }
+    match stream.try_read(&mut chunk) {
+      Ok(0) => break,
+      Ok(n) => {
+        inbox.extend_from_slice(&chunk[..n]);
+        let Ok(frames) = take_frames(&mut inbox) else {
+          break;
+        };
+        for frame in frames {
+          match Reply::decode(&frame) {
+            Ok(reply) => connection.dispatch(reply),
+            Err(_) => {
+              connection.close();
+              return;
+            }
+          }
+        }
+      }
+      Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+      Err(_) => break,
+    }
+  }
+  connection.close();
+  reap_launcher(connection.launcher_pid);
+}
+
+/// Messages to the thread that owns the launcher processes.
+enum ToStarter {
+  Start(OwnedFd, mpsc::SyncSender<io::Result<u32>>),
+  /// The launcher with this pid closed its socket: it is exiting, so waiting is short.
+  Reap(u32),
+}
+
+fn starter() -> &'static Mutex<mpsc::Sender<ToStarter>> {
+  static STARTER: OnceLock<Mutex<mpsc::Sender<ToStarter>>> = OnceLock::new();
+  STARTER.get_or_init(|| {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+      .name("tethered-launcher-owner".into())
+      .spawn(move || run_starter(rx))
+      .expect("the launcher owner thread starts");
+    Mutex::new(tx)
+  })
+}
+
+/// The long-lived thread that starts launchers (so their parent-death signal is tied to the
+/// process, not to a short-lived thread) and reaps them when they exit.
+fn run_starter(requests: mpsc::Receiver<ToStarter>) {
+  let mut launchers: Vec<Child> = Vec::new();
+  for request in requests {
+    match request {
+      ToStarter::Reap(pid) => {
+        if let Some(i) = launchers.iter().position(|child| child.id() == pid) {
+          let _ = launchers.swap_remove(i).wait();
+        }
+      }
+      ToStarter::Start(socket, reply) => {
+        let started = launcher_path().and_then(|path| {
+          Command::new(path)
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::from(socket))
+            // It never writes to stdout; a copy of Node's stdout would only delay EOF for
+            // whoever reads it. stderr stays, for the launcher's own fatal errors.
+            .stdout(Stdio::null())
+            .spawn()
+        });
+        let _ = reply.send(started.map(|child| {
+          let pid = child.id();
+          launchers.push(child);
+          pid
+        }));
+      }
+    }
+  }
+}
+
+fn start_launcher(socket: OwnedFd) -> Result<u32, Error> {
+  let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+  let sent = starter()
+    .lock()
+    .unwrap()
+    .send(ToStarter::Start(socket, reply_tx));
+  if sent.is_err() {
+    return Err(launcher_exited("the launcher owner thread is gone"));
+  }
+  match reply_rx.recv() {
+    Ok(Ok(pid)) => Ok(pid),
+    Ok(Err(e)) => Err(launcher_exited(&format!(
+      "cannot start {}: {e}",
+      launcher_path().map_or_else(|_| LAUNCHER_FILE.into(), |p| p.display().to_string())
+    ))),
+    Err(_) => Err(launcher_exited("the launcher owner thread is gone")),
+  }
+}
+
+fn reap_launcher(pid: u32) {
+  let _ = starter().lock().unwrap().send(ToStarter::Reap(pid));
+}
+
+/// The launcher binary next to the shared library this code was loaded from.
+fn launcher_path() -> io::Result<PathBuf> {
+  // SAFETY: an all-zero Dl_info is a valid out-parameter for dladdr.
+  let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+  let here = launcher_path as *const libc::c_void;
+  // SAFETY: dladdr only reads the address and fills `info`.
+  let found = unsafe { libc::dladdr(here, &mut info) };
+  if found == 0 || info.dli_fname.is_null() {
+    return Err(io::Error::new(
+      io::ErrorKind::NotFound,
+      "cannot locate the tethered addon file",
+    ));
+  }
+  // SAFETY: dladdr set dli_fname to a NUL-terminated path owned by the dynamic loader.
+  let library = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+  let library = PathBuf::from(std::ffi::OsStr::from_bytes(library.to_bytes()));
+  Ok(library.with_file_name(LAUNCHER_FILE))
+}

@@ -1,0 +1,349 @@
+//! The wire protocol between the addon and its launcher process, shared by both sides.
+//!
+//! A frame is a little-endian `u32` length, then that many bytes: a one-byte tag and the
+//! fields. The file descriptors a `Spawn` lays out in the child travel with the frame's first
+//! byte as one `SCM_RIGHTS` message; `fd_count` says how many to take. Only std is used here,
+//! because the launcher binary includes this file as it is.
+
+use std::io;
+
+/// What the addon asks of the launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+  /// Fork, lay out `fd_count` received fds as the child's fds 0.., exec `program`.
+  Spawn {
+    id: u64,
+    program: Vec<u8>,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+    cwd: Option<Vec<u8>>,
+    /// A deliberate daemon: a new session, no parent-death signal, spared at shutdown.
+    detached: bool,
+    fd_count: u32,
+  },
+  /// Send `signo` to the group of child `id`, if its leader has not been reaped. With
+  /// `terminate`, whatever is left of the group is SIGKILLed when the leader dies.
+  Signal {
+    id: u64,
+    signo: i32,
+    terminate: bool,
+  },
+}
+
+/// What the launcher tells the addon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+  Spawned {
+    id: u64,
+    pid: i32,
+  },
+  SpawnFailed {
+    id: u64,
+    errno: i32,
+  },
+  /// The leader was reaped: `code` ≥ 0 for an exit code, or `signal` > 0.
+  Exited {
+    id: u64,
+    code: i32,
+    signal: i32,
+  },
+}
+
+const SPAWN: u8 = 1;
+const SIGNAL: u8 = 2;
+const SPAWNED: u8 = 3;
+const SPAWN_FAILED: u8 = 4;
+const EXITED: u8 = 5;
+
+/// The largest frame accepted: args and environment are bounded by the kernel's `ARG_MAX`
+/// anyway, so anything bigger is a corrupt stream.
+pub const MAX_FRAME: usize = 64 << 20;
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+  fn new(tag: u8) -> Self {
+    Writer(vec![0, 0, 0, 0, tag])
+  }
+  fn u8(&mut self, v: u8) {
+    self.0.push(v);
+  }
+  fn u32(&mut self, v: u32) {
+    self.0.extend_from_slice(&v.to_le_bytes());
+  }
+  fn i32(&mut self, v: i32) {
+    self.0.extend_from_slice(&v.to_le_bytes());
+  }
+  fn u64(&mut self, v: u64) {
+    self.0.extend_from_slice(&v.to_le_bytes());
+  }
+  fn bytes(&mut self, v: &[u8]) {
+    self.u32(v.len() as u32);
+    self.0.extend_from_slice(v);
+  }
+  fn list(&mut self, items: &[Vec<u8>]) {
+    self.u32(items.len() as u32);
+    for item in items {
+      self.bytes(item);
+    }
+  }
+  fn finish(mut self) -> Vec<u8> {
+    let len = (self.0.len() - 4) as u32;
+    self.0[..4].copy_from_slice(&len.to_le_bytes());
+    self.0
+  }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+fn corrupt() -> io::Error {
+  io::Error::new(io::ErrorKind::InvalidData, "corrupt launcher frame")
+}
+
+impl Reader<'_> {
+  fn take(&mut self, n: usize) -> io::Result<&[u8]> {
+    if self.0.len() < n {
+      return Err(corrupt());
+    }
+    let (head, rest) = self.0.split_at(n);
+    self.0 = rest;
+    Ok(head)
+  }
+  fn u8(&mut self) -> io::Result<u8> {
+    Ok(self.take(1)?[0])
+  }
+  fn u32(&mut self) -> io::Result<u32> {
+    Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+  }
+  fn i32(&mut self) -> io::Result<i32> {
+    Ok(i32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+  }
+  fn u64(&mut self) -> io::Result<u64> {
+    Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+  }
+  fn bytes(&mut self) -> io::Result<Vec<u8>> {
+    let len = self.u32()? as usize;
+    Ok(self.take(len)?.to_vec())
+  }
+  fn list(&mut self) -> io::Result<Vec<Vec<u8>>> {
+    let count = self.u32()? as usize;
+    // Each item is at least its 4-byte length, which bounds a corrupt count.
+    if count > self.0.len() / 4 {
+      return Err(corrupt());
+    }
+    (0..count).map(|_| self.bytes()).collect()
+  }
+}
+
+impl Request {
+  pub fn encode(&self) -> Vec<u8> {
+    match self {
+      Request::Spawn {
+        id,
+        program,
+        argv,
+        envp,
+        cwd,
+        detached,
+        fd_count,
+      } => {
+        let mut w = Writer::new(SPAWN);
+        w.u64(*id);
+        w.bytes(program);
+        w.list(argv);
+        w.list(envp);
+        match cwd {
+          Some(cwd) => {
+            w.u8(1);
+            w.bytes(cwd);
+          }
+          None => w.u8(0),
+        }
+        w.u8(*detached as u8);
+        w.u32(*fd_count);
+        w.finish()
+      }
+      Request::Signal {
+        id,
+        signo,
+        terminate,
+      } => {
+        let mut w = Writer::new(SIGNAL);
+        w.u64(*id);
+        w.i32(*signo);
+        w.u8(*terminate as u8);
+        w.finish()
+      }
+    }
+  }
+
+  /// Decodes one frame body (without its length prefix).
+  pub fn decode(body: &[u8]) -> io::Result<Self> {
+    let mut r = Reader(body);
+    match r.u8()? {
+      SPAWN => Ok(Request::Spawn {
+        id: r.u64()?,
+        program: r.bytes()?,
+        argv: r.list()?,
+        envp: r.list()?,
+        cwd: match r.u8()? {
+          0 => None,
+          _ => Some(r.bytes()?),
+        },
+        detached: r.u8()? != 0,
+        fd_count: r.u32()?,
+      }),
+      SIGNAL => Ok(Request::Signal {
+        id: r.u64()?,
+        signo: r.i32()?,
+        terminate: r.u8()? != 0,
+      }),
+      _ => Err(corrupt()),
+    }
+  }
+}
+
+impl Reply {
+  pub fn encode(&self) -> Vec<u8> {
+    match *self {
+      Reply::Spawned { id, pid } => {
+        let mut w = Writer::new(SPAWNED);
+        w.u64(id);
+        w.i32(pid);
+        w.finish()
+      }
+      Reply::SpawnFailed { id, errno } => {
+        let mut w = Writer::new(SPAWN_FAILED);
+        w.u64(id);
+        w.i32(errno);
+        w.finish()
+      }
+      Reply::Exited { id, code, signal } => {
+        let mut w = Writer::new(EXITED);
+        w.u64(id);
+        w.i32(code);
+        w.i32(signal);
+        w.finish()
+      }
+    }
+  }
+
+  pub fn decode(body: &[u8]) -> io::Result<Self> {
+    let mut r = Reader(body);
+    match r.u8()? {
+      SPAWNED => Ok(Reply::Spawned {
+        id: r.u64()?,
+        pid: r.i32()?,
+      }),
+      SPAWN_FAILED => Ok(Reply::SpawnFailed {
+        id: r.u64()?,
+        errno: r.i32()?,
+      }),
+      EXITED => Ok(Reply::Exited {
+        id: r.u64()?,
+        code: r.i32()?,
+        signal: r.i32()?,
+      }),
+      _ => Err(corrupt()),
+    }
+  }
+}
+
+/// Splits complete frames off the front of `buf`, leaving a partial frame in place.
+pub fn take_frames(buf: &mut Vec<u8>) -> io::Result<Vec<Vec<u8>>> {
+  let mut frames = Vec::new();
+  let mut start = 0;
+  while buf.len() - start >= 4 {
+    let len = u32::from_le_bytes(buf[start..start + 4].try_into().unwrap()) as usize;
+    if len > MAX_FRAME {
+      return Err(corrupt());
+    }
+    if buf.len() - start - 4 < len {
+      break;
+    }
+    frames.push(buf[start + 4..start + 4 + len].to_vec());
+    start += 4 + len;
+  }
+  buf.drain(..start);
+  Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn spawn_request() -> Request {
+    Request::Spawn {
+      id: 7,
+      program: b"/bin/echo".to_vec(),
+      argv: vec![b"echo".to_vec(), "héllo".as_bytes().to_vec(), vec![]],
+      envp: vec![b"A=1".to_vec()],
+      cwd: Some(b"/tmp".to_vec()),
+      detached: false,
+      fd_count: 3,
+    }
+  }
+
+  #[test]
+  fn requests_and_replies_round_trip() {
+    let requests = [
+      spawn_request(),
+      Request::Signal {
+        id: 9,
+        signo: 15,
+        terminate: true,
+      },
+    ];
+    for request in requests {
+      let mut frame = request.encode();
+      let bodies = take_frames(&mut frame).unwrap();
+      assert_eq!(Request::decode(&bodies[0]).unwrap(), request);
+      assert!(frame.is_empty());
+    }
+    for reply in [
+      Reply::Spawned { id: 1, pid: 42 },
+      Reply::SpawnFailed { id: 2, errno: 2 },
+      Reply::Exited {
+        id: 3,
+        code: -1,
+        signal: 9,
+      },
+    ] {
+      let mut frame = reply.encode();
+      let bodies = take_frames(&mut frame).unwrap();
+      assert_eq!(Reply::decode(&bodies[0]).unwrap(), reply);
+    }
+  }
+
+  #[test]
+  fn partial_frames_wait_for_the_rest() {
+    let whole = [
+      spawn_request().encode(),
+      Reply::Spawned { id: 1, pid: 2 }.encode(),
+    ]
+    .concat();
+    let mut buf = Vec::new();
+    let mut decoded = 0;
+    for byte in whole {
+      buf.push(byte);
+      decoded += take_frames(&mut buf).unwrap().len();
+    }
+    assert_eq!(decoded, 2);
+    assert!(buf.is_empty());
+  }
+
+  #[test]
+  fn corrupt_frames_are_errors_not_panics() {
+    assert!(Request::decode(&[]).is_err());
+    assert!(Request::decode(&[SPAWN, 1, 2]).is_err());
+    assert!(Request::decode(&[99]).is_err());
+    let mut huge = vec![0xff, 0xff, 0xff, 0xff];
+    assert!(take_frames(&mut huge).is_err());
+    // A list count far beyond the bytes present.
+    let mut body = vec![SPAWN];
+    body.extend_from_slice(&1u64.to_le_bytes());
+    body.extend_from_slice(&0u32.to_le_bytes());
+    body.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(Request::decode(&body).is_err());
+  }
+}

@@ -1,0 +1,492 @@
+//! The launcher process: one per Node process, started by the addon, tied to it by a socket
+//! and a parent-death signal.
+//!
+//! Why a separate process: forking Node costs time proportional to the memory it holds, and
+//! `PR_SET_PDEATHSIG` (which makes a child die with its parent) can only be set between fork
+//! and exec, which Node's own spawn path never lets us do cheaply. This process is tiny and
+//! single-threaded, so `fork` is cheap and safe here. It:
+//! - forks and execs on request, making each child a process-group leader that dies
+//!   (`PDEATHSIG`) with the launcher, with the fds the addon sent laid out as 0, 1, 2, ...;
+//! - is a child subreaper, so descendants that `setsid()` or double-fork away are reparented
+//!   to it rather than to init;
+//! - reaps and reports exits, and signals groups only while their leader is unreaped (a zombie
+//!   leader pins the group id, so a recycled pid is never hit);
+//! - when the addon's socket closes or the parent dies, kills every group and every remaining
+//!   descendant, except deliberate daemons (`detached`), reaps them and exits.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::CString;
+use std::io::{self, IoSliceMut, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, getpid, getppid, pipe2, ForkResult, Pid};
+
+use super::protocol::{take_frames, Reply, Request};
+
+/// How long shutdown keeps hunting descendants before it gives up and exits.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// The exec report pipe is moved at or above this fd number, clear of any child fd layout.
+const REPORT_FD_FLOOR: RawFd = 64;
+
+/// The signal the launcher asks for when its parent dies.
+const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
+
+struct Tracked {
+  id: u64,
+  terminating: bool,
+  detached: bool,
+}
+
+struct Launcher {
+  socket: UnixStream,
+  parent: Pid,
+  me: Pid,
+  /// Children whose leader is not yet reaped, by pid (= pgid).
+  children: HashMap<i32, Tracked>,
+  by_id: HashMap<u64, i32>,
+  /// Sessions of deliberate daemons, spared at shutdown.
+  daemon_sessions: HashSet<i32>,
+  inbox: Vec<u8>,
+  fds: VecDeque<OwnedFd>,
+}
+
+/// Entry point: `tethered-launcher <parent pid>`, with the addon's socket as fd 0.
+pub fn main() -> ! {
+  let parent = std::env::args()
+    .nth(1)
+    .and_then(|p| p.parse().ok())
+    .map(Pid::from_raw)
+    .unwrap_or_else(getppid);
+  match run(parent) {
+    Ok(()) => std::process::exit(0),
+    Err(err) => {
+      eprintln!("tethered-launcher: {err}");
+      std::process::exit(1)
+    }
+  }
+}
+
+fn run(parent: Pid) -> io::Result<()> {
+  nix::sys::prctl::set_pdeathsig(PARENT_DEATH_SIGNAL)?;
+  // The parent may have died before the line above took effect.
+  if getppid() != parent {
+    return Ok(());
+  }
+  nix::sys::prctl::set_child_subreaper(true)?;
+
+  // The socket arrives as fd 0; move it out of the way and leave /dev/null there.
+  let socket_fd = dup_above(std::io::stdin().as_fd(), 3)?;
+  let dev_null = std::fs::File::open("/dev/null")?;
+  nix::unistd::dup2_stdin(&dev_null)?;
+  drop(dev_null);
+
+  // Signals are read from a signalfd. Terminal and job-control signals are blocked and
+  // ignored: the launcher lives exactly as long as its Node process, however that one reacts.
+  let mut mask = SigSet::empty();
+  for signal in [
+    Signal::SIGCHLD,
+    PARENT_DEATH_SIGNAL,
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+  ] {
+    mask.add(signal);
+  }
+  sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+  let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+
+  let mut launcher = Launcher {
+    socket: UnixStream::from(socket_fd),
+    parent,
+    me: getpid(),
+    children: HashMap::new(),
+    by_id: HashMap::new(),
+    daemon_sessions: HashSet::new(),
+    inbox: Vec::new(),
+    fds: VecDeque::new(),
+  };
+  launcher.serve(&signals)?;
+  launcher.shut_down();
+  Ok(())
+}
+
+impl Launcher {
+  /// Handles requests and exits until the addon goes away.
+  fn serve(&mut self, signals: &SignalFd) -> io::Result<()> {
+    loop {
+      let (socket_ready, signal_ready) = {
+        let mut fds = [
+          PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
+          PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+          Err(Errno::EINTR) => continue,
+          other => other?,
+        };
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        (ready(&fds[0]), ready(&fds[1]))
+      };
+      if signal_ready {
+        while let Some(info) = signals.read_signal()? {
+          let signo = info.ssi_signo as i32;
+          if signo == Signal::SIGCHLD as i32 {
+            self.reap()?;
+          } else if signo == PARENT_DEATH_SIGNAL as i32 && getppid() != self.parent {
+            return Ok(());
+          }
+        }
+      }
+      if socket_ready && !self.receive()? {
+        return Ok(());
+      }
+    }
+  }
+
+  /// Reads what the addon sent; false once it closed its end.
+  fn receive(&mut self) -> io::Result<bool> {
+    let mut buf = [0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([RawFd; 64]);
+    let (read, fds) = {
+      let mut iov = [IoSliceMut::new(&mut buf)];
+      let msg = match recvmsg::<()>(
+        self.socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+      ) {
+        Err(Errno::EINTR | Errno::EAGAIN) => return Ok(true),
+        // The addon's end is gone: treat like EOF.
+        Err(Errno::ECONNRESET) => return Ok(false),
+        other => other?,
+      };
+      let mut fds = Vec::new();
+      for message in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(received) = message {
+          fds.extend(received);
+        }
+      }
+      (msg.bytes, fds)
+    };
+    for fd in fds {
+      // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+      self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    if read == 0 {
+      return Ok(false);
+    }
+    self.inbox.extend_from_slice(&buf[..read]);
+    for frame in take_frames(&mut self.inbox)? {
+      match Request::decode(&frame)? {
+        Request::Spawn {
+          id,
+          program,
+          argv,
+          envp,
+          cwd,
+          detached,
+          fd_count,
+        } => {
+          if self.fds.len() < fd_count as usize {
+            return Err(io::Error::new(
+              io::ErrorKind::InvalidData,
+              "spawn request without its fds",
+            ));
+          }
+          let fds: Vec<OwnedFd> = self.fds.drain(..fd_count as usize).collect();
+          let spawn = Spawn::new(program, argv, envp, cwd, detached, fds);
+          let reply = match spawn.and_then(|s| self.spawn(s)) {
+            Ok(pid) => {
+              self.children.insert(
+                pid,
+                Tracked {
+                  id,
+                  terminating: false,
+                  detached,
+                },
+              );
+              self.by_id.insert(id, pid);
+              if detached {
+                self.daemon_sessions.insert(pid);
+              }
+              Reply::Spawned { id, pid }
+            }
+            Err(errno) => Reply::SpawnFailed {
+              id,
+              errno: errno as i32,
+            },
+          };
+          self.send(reply)?;
+        }
+        Request::Signal {
+          id,
+          signo,
+          terminate,
+        } => {
+          // Only a group whose leader is unreaped: its pid cannot have been recycled.
+          if let Some(&pid) = self.by_id.get(&id) {
+            if let Some(child) = self.children.get_mut(&pid) {
+              child.terminating |= terminate;
+            }
+            if let Ok(signal) = Signal::try_from(signo) {
+              let _ = killpg(Pid::from_raw(pid), signal);
+            }
+          }
+        }
+      }
+    }
+    Ok(true)
+  }
+
+  fn send(&mut self, reply: Reply) -> io::Result<()> {
+    match self.socket.write_all(&reply.encode()) {
+      // The addon is gone; its socket's EOF ends the loop.
+      Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+      other => other,
+    }
+  }
+
+  /// Forks and execs; the child reports a failed `chdir`/`execve` through a close-on-exec
+  /// pipe, so EOF on that pipe means the exec happened.
+  fn spawn(&mut self, spawn: Spawn) -> Result<i32, Errno> {
+    let (report_read, low_report_write) = pipe2(OFlag::O_CLOEXEC)?;
+    // Above any fd number the child's layout will overwrite.
+    let report_write = dup_above(low_report_write.as_fd(), REPORT_FD_FLOOR)?;
+    drop(low_report_write);
+    // SAFETY: this process is single-threaded, so the child may do anything until exec.
+    match unsafe { fork() }? {
+      ForkResult::Child => {
+        drop(report_read);
+        let errno = spawn.exec_in_child(self.me);
+        let _ = nix::unistd::write(&report_write, &(errno as i32).to_ne_bytes());
+        // SAFETY: _exit skips the parent's atexit handlers and buffers, as a failed child must.
+        unsafe { libc::_exit(127) }
+      }
+      ForkResult::Parent { child } => {
+        drop(report_write);
+        drop(spawn);
+        let mut report = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+          match nix::unistd::read(&report_read, &mut report[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
+          }
+        }
+        if got == 4 {
+          let _ = waitpid(child, None);
+          return Err(Errno::from_raw(i32::from_ne_bytes(report)));
+        }
+        Ok(child.as_raw())
+      }
+    }
+  }
+
+  /// Reaps every exited child. A tracked leader is looked at before it is reaped, while its
+  /// zombie still pins the group id, so a terminating group's leftovers can be SIGKILLed safely.
+  fn reap(&mut self) -> io::Result<()> {
+    loop {
+      let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+      let pid = match waitid(Id::All, flags) {
+        Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return Ok(()),
+        Err(Errno::EINTR) => continue,
+        Err(e) => return Err(e.into()),
+        Ok(status) => match status.pid() {
+          Some(pid) => pid,
+          None => return Ok(()),
+        },
+      };
+      if self
+        .children
+        .get(&pid.as_raw())
+        .is_some_and(|c| c.terminating)
+      {
+        let _ = killpg(pid, Signal::SIGKILL);
+      }
+      let status = loop {
+        match waitpid(pid, None) {
+          Err(Errno::EINTR) => continue,
+          other => break other,
+        }
+      };
+      if let Some(child) = self.children.remove(&pid.as_raw()) {
+        self.by_id.remove(&child.id);
+        let (code, signal) = match status {
+          Ok(WaitStatus::Exited(_, code)) => (code, 0),
+          Ok(WaitStatus::Signaled(_, signal, _)) => (-1, signal as i32),
+          _ => (-1, 0),
+        };
+        self.send(Reply::Exited {
+          id: child.id,
+          code,
+          signal,
+        })?;
+      }
+    }
+  }
+
+  /// Kills every group and every descendant except deliberate daemons, reaps them, returns.
+  fn shut_down(&mut self) {
+    for (&pid, child) in &self.children {
+      if !child.detached {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+      }
+    }
+    let deadline = Instant::now() + SHUTDOWN_LIMIT;
+    loop {
+      // Everything still our child, daemons' sessions aside: leaders, and descendants that were
+      // reparented here because their parents died.
+      let mut left = 0;
+      for pid in self.direct_children() {
+        if self.daemon_sessions.contains(&session_of(pid)) {
+          continue;
+        }
+        left += 1;
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+      }
+      while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+          break;
+        }
+      }
+      if left == 0 || Instant::now() > deadline {
+        return;
+      }
+      std::thread::sleep(Duration::from_millis(5));
+    }
+  }
+
+  fn direct_children(&self) -> Vec<i32> {
+    let path = format!("/proc/{0}/task/{0}/children", self.me);
+    std::fs::read_to_string(path)
+      .unwrap_or_default()
+      .split_whitespace()
+      .filter_map(|p| p.parse().ok())
+      .collect()
+  }
+}
+
+/// A close-on-exec copy of `fd` at the lowest free number ≥ `floor`.
+fn dup_above(fd: std::os::fd::BorrowedFd, floor: RawFd) -> Result<OwnedFd, Errno> {
+  let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(floor))?;
+  // SAFETY: fcntl just created this fd; nothing else owns it.
+  Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
+/// The session id of `pid`, from `/proc/<pid>/stat` (0 when it cannot be read).
+fn session_of(pid: i32) -> i32 {
+  let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+  // Fields after the parenthesised command: state ppid pgrp session ...
+  stat
+    .rsplit_once(')')
+    .and_then(|(_, rest)| rest.split_whitespace().nth(3))
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(0)
+}
+
+/// Everything a child needs, prepared before `fork` so the child only makes system calls.
+struct Spawn {
+  program: CString,
+  argv: Vec<CString>,
+  envp: Vec<CString>,
+  cwd: Option<CString>,
+  detached: bool,
+  fds: Vec<OwnedFd>,
+}
+
+impl Spawn {
+  fn new(
+    program: Vec<u8>,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+    cwd: Option<Vec<u8>>,
+    detached: bool,
+    fds: Vec<OwnedFd>,
+  ) -> Result<Self, Errno> {
+    let c = |bytes: Vec<u8>| CString::new(bytes).map_err(|_| Errno::EINVAL);
+    Ok(Spawn {
+      program: c(program)?,
+      argv: argv.into_iter().map(c).collect::<Result<_, _>>()?,
+      envp: envp.into_iter().map(c).collect::<Result<_, _>>()?,
+      cwd: cwd.map(c).transpose()?,
+      detached,
+      fds,
+    })
+  }
+
+  /// Runs in the forked child: returns only on failure, with the errno to report.
+  fn exec_in_child(&self, launcher: Pid) -> Errno {
+    if self.detached {
+      if let Err(e) = nix::unistd::setsid() {
+        return e;
+      }
+    } else {
+      if let Err(e) = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)) {
+        return e;
+      }
+      if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        return e;
+      }
+      if getppid() != launcher {
+        // SAFETY: the launcher is already gone; leave without running anything.
+        unsafe { libc::_exit(127) }
+      }
+    }
+    // Lay the fds out as 0, 1, 2, ...: first above every target, then down into place (dup2
+    // clears close-on-exec on the copy it makes).
+    let count = self.fds.len() as RawFd;
+    let mut staged = Vec::with_capacity(self.fds.len());
+    for fd in &self.fds {
+      match fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(count.max(3))) {
+        Ok(copy) => staged.push(copy),
+        Err(e) => return e,
+      }
+    }
+    for (target, &fd) in staged.iter().enumerate() {
+      // SAFETY: dup2 onto a small fd number that this child is about to hand to the program.
+      if unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+        return Errno::last();
+      }
+    }
+    if let Some(cwd) = &self.cwd {
+      if let Err(e) = nix::unistd::chdir(cwd.as_c_str()) {
+        return e;
+      }
+    }
+    // The program starts with default signal dispositions and nothing blocked.
+    // Through the raw system call: the C library refuses its own reserved signals (32, 33),
+    // which Node's process may have left ignored. A zeroed kernel sigaction is SIG_DFL.
+    let default_action = [0u64; 4];
+    for signo in 1..=libc::SIGRTMAX() {
+      if signo != libc::SIGKILL && signo != libc::SIGSTOP {
+        // SAFETY: rt_sigaction reads a kernel sigaction of 4 words; no old action is written.
+        unsafe {
+          libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo,
+            default_action.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+          )
+        };
+      }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    match nix::unistd::execve(&self.program, &self.argv, &self.envp) {
+      Err(e) => e,
+      Ok(never) => match never {},
+    }
+  }
+}
