@@ -187,3 +187,5 @@ export function runProcess(
   options: CollectOptions & { encoding: 'buffer' },
 ): Promise<ProcessResult<Buffer>>
 export function runProcess(command: string, options: CollectOptions): Promise<ProcessResult<string>>
+
+export { spawn, Child, StreamOptions, ExitInfo, StdioMode } from './lib/child'

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { dirname } from 'node:path'
 import * as esm from 'tethered'
-import esmDefault, { spawnCollect, runProcess } from 'tethered'
+import esmDefault, { spawnCollect, runProcess, spawn } from 'tethered'
 
 const require = createRequire(import.meta.url)
 const packageRoot = dirname(dirname(fileURLToPath(import.meta.url)))
@@ -14,6 +14,7 @@ const packageRoot = dirname(dirname(fileURLToPath(import.meta.url)))
 test('ESM named exports are functions', () => {
   assert.equal(typeof spawnCollect, 'function')
   assert.equal(typeof runProcess, 'function')
+  assert.equal(typeof spawn, 'function')
   assert.equal(esm.spawnCollect, spawnCollect)
 })
 
@@ -22,6 +23,7 @@ test('require("tethered") gives the very same functions as import', () => {
   assert.equal(typeof cjs.spawnCollect, 'function')
   assert.equal(cjs.spawnCollect, spawnCollect)
   assert.equal(cjs.runProcess, runProcess)
+  assert.equal(cjs.spawn, spawn)
   assert.equal(esmDefault, cjs, 'the default export is the CommonJS module')
   assert.equal(require.resolve('tethered'), require.resolve('../index.js'))
 })
@@ -35,7 +37,7 @@ test('a separate CommonJS process can require("tethered") and run a command', as
   const r = await run(process.execPath, ['-e', script], { cwd: packageRoot })
   assert.equal(r.exitCode, 0, r.stderr)
   const parsed = JSON.parse(r.stdout)
-  assert.deepEqual(parsed.keys, ['Supervisor', 'runProcess', 'spawnCollect'])
+  assert.deepEqual(parsed.keys, ['Supervisor', 'runProcess', 'spawn', 'spawnCollect'])
   assert.equal(parsed.out, 'from-cjs\n')
 })
 

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use crate::error::{Error, StreamName};
+use crate::kill::{self, Killer};
 use crate::launch::{self, ExitStatus, StdioMode};
 use crate::options::CollectPlan;
 
@@ -93,44 +94,41 @@ pub async fn run(
     });
     let group = &child.process;
     let mut wait = std::pin::pin!(group.wait());
-    let far = TokioInstant::now() + Duration::from_secs(86400 * 365);
     let timeout_at = plan
       .timeout
       .and_then(|t| TokioInstant::now().checked_add(t))
-      .unwrap_or(far);
-    let mut force_kill_at = far;
-    let mut drain_until = far;
+      .unwrap_or_else(kill::never);
+    let mut killer = Killer::new(plan.kill);
+    let mut drain_until = kill::never();
     let (mut out_done, mut err_done, mut input_done, mut abort_done) = (false, false, false, false);
     let mut reaped = None;
 
-    let begin_kill =
-      |why: Ending, ended_by: &mut Option<Ending>, force_kill_at: &mut TokioInstant| {
-        if ended_by.is_none() {
-          *ended_by = Some(why);
-          group.signal_group(plan.kill.signal);
-          *force_kill_at = TokioInstant::now() + plan.kill.force_after;
-        }
-      };
+    let begin_kill = |why: Ending, ended_by: &mut Option<Ending>, killer: &mut Killer| {
+      if ended_by.is_none() {
+        *ended_by = Some(why);
+        killer.begin(group);
+      }
+    };
 
     while reaped.is_none() || !(out_done && err_done) {
       tokio::select! {
         end = &mut out_read, if !out_done => {
           out_done = true;
           if end == ReadEnd::Overflow {
-            begin_kill(Ending::MaxBuffer { stream: StreamName::Stdout, limit: plan.max_buffer.unwrap_or(0) }, &mut ended_by, &mut force_kill_at);
+            begin_kill(Ending::MaxBuffer { stream: StreamName::Stdout, limit: plan.max_buffer.unwrap_or(0) }, &mut ended_by, &mut killer);
           }
         }
         end = &mut err_read, if !err_done => {
           err_done = true;
           if end == ReadEnd::Overflow {
-            begin_kill(Ending::MaxBuffer { stream: StreamName::Stderr, limit: plan.max_buffer.unwrap_or(0) }, &mut ended_by, &mut force_kill_at);
+            begin_kill(Ending::MaxBuffer { stream: StreamName::Stderr, limit: plan.max_buffer.unwrap_or(0) }, &mut ended_by, &mut killer);
           }
         }
         () = &mut write_input, if !input_done => input_done = true,
         fired = &mut abort, if !abort_done => {
           abort_done = true;
           if fired && reaped.is_none() {
-            begin_kill(Ending::Aborted, &mut ended_by, &mut force_kill_at);
+            begin_kill(Ending::Aborted, &mut ended_by, &mut killer);
           }
         }
         exit = &mut wait, if reaped.is_none() => {
@@ -138,11 +136,10 @@ pub async fn run(
           drain_until = TokioInstant::now() + DRAIN_AFTER_EXIT;
         }
         () = sleep_until(timeout_at), if reaped.is_none() && ended_by.is_none() => {
-          begin_kill(Ending::Timeout(plan.timeout.unwrap_or_default()), &mut ended_by, &mut force_kill_at);
+          begin_kill(Ending::Timeout(plan.timeout.unwrap_or_default()), &mut ended_by, &mut killer);
         }
-        () = sleep_until(force_kill_at), if reaped.is_none() => {
-          group.signal_group(nix::sys::signal::Signal::SIGKILL);
-          force_kill_at = far;
+        () = sleep_until(killer.force_deadline()), if reaped.is_none() && killer.force_pending() => {
+          killer.force(group);
         }
         () = sleep_until(drain_until), if reaped.is_some() => break,
       }

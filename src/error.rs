@@ -80,6 +80,9 @@ pub enum Error {
     action: &'static str,
     state: &'static str,
   },
+  /// A read or write on one of the child's pipes failed (e.g. `EPIPE`); shaped like Node's
+  /// system errors (`write EPIPE`).
+  Io { errno: i32, syscall: &'static str },
 }
 
 impl Error {
@@ -100,6 +103,7 @@ impl Error {
         .unwrap_or_else(|| "ERR_WORKER_REQUEST_FAILED".into()),
       Error::MalformedMessage { .. } => "ERR_IPC_MALFORMED_MESSAGE".into(),
       Error::InvalidState { .. } => "ERR_INVALID_STATE".into(),
+      Error::Io { errno, .. } => errno_name(*errno),
       Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
     }
   }
@@ -200,11 +204,22 @@ impl fmt::Display for Error {
       Error::InvalidState { action, state } => {
         write!(f, "Invalid state: cannot {action}() while {state}")
       }
+      Error::Io { errno, syscall } => write!(f, "{syscall} {}", errno_name(*errno)),
     }
   }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+  /// A failed pipe operation; an error without an OS code counts as `EIO`.
+  pub fn io(error: &std::io::Error, syscall: &'static str) -> Self {
+    Error::Io {
+      errno: error.raw_os_error().unwrap_or(libc::EIO),
+      syscall,
+    }
+  }
+}
 
 /// `ENOENT` for 2, as Node names errno values; `E<number>` for values nix does not know.
 pub fn errno_name(errno: i32) -> String {
@@ -243,6 +258,13 @@ mod tests {
     assert_eq!(err.to_string(), "spawn nope ENOENT");
     assert_eq!(err.code(), "ENOENT");
     assert_eq!(err.js_kind(), JsKind::Error);
+  }
+
+  #[test]
+  fn pipe_errors_read_like_nodes() {
+    let err = Error::io(&std::io::Error::from_raw_os_error(libc::EPIPE), "write");
+    assert_eq!(err.to_string(), "write EPIPE");
+    assert_eq!(err.code(), "EPIPE");
   }
 
   #[test]

@@ -417,6 +417,76 @@ pub fn parse_request_options(options: &Value) -> Result<Option<Duration>, Error>
   })
 }
 
+/// Everything the streaming `spawn` needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamPlan {
+  pub launch: LaunchSpec,
+  pub kill: KillPolicy,
+  /// `None`: no timeout (the default for a stream, which may run as long as it is read).
+  pub timeout: Option<Duration>,
+  /// The AbortSignal given, and whether it had already fired.
+  pub abort_signal: Option<bool>,
+  /// stdin, stdout, stderr.
+  pub stdio: [StdioMode; 3],
+}
+
+/// Parses `(command, args, options)` of the streaming `spawn`: the shared `SpawnOptions` plus
+/// `stdio`. Unlike `spawnCollect`, a stream has no timeout unless one is given.
+pub fn parse_stream(
+  command: &Value,
+  args: &Value,
+  options: &Value,
+  parent_env: impl IntoIterator<Item = (String, String)>,
+) -> Result<StreamPlan, Error> {
+  let base = parse_spawn_options(command, args, options, parent_env)?;
+  Ok(StreamPlan {
+    launch: base.launch,
+    kill: base.kill,
+    timeout: base.timeout.flatten(),
+    abort_signal: base.abort_signal,
+    stdio: parse_stdio(options.get("stdio"))?,
+  })
+}
+
+/// `stdio`: one of `'pipe' | 'ignore' | 'inherit'` for all three streams, or an array of at most
+/// three of them, where a missing, `undefined` or `null` entry is `'pipe'` (as in Node).
+fn parse_stdio(value: &Value) -> Result<[StdioMode; 3], Error> {
+  fn mode(value: &Value, name: &str) -> Result<StdioMode, Error> {
+    match value {
+      Value::Undefined | Value::Null => Ok(StdioMode::Pipe),
+      Value::String(s) if s == "pipe" => Ok(StdioMode::Pipe),
+      Value::String(s) if s == "ignore" => Ok(StdioMode::Ignore),
+      Value::String(s) if s == "inherit" => Ok(StdioMode::Inherit),
+      v @ Value::String(_) => Err(Error::invalid_value(
+        name,
+        "must be 'pipe', 'ignore' or 'inherit'",
+        describe(v),
+      )),
+      v => Err(Error::invalid_type(name, "of type string", describe(v))),
+    }
+  }
+  match value {
+    Value::Array(items) if items.len() > 3 => Err(Error::invalid_value(
+      "options.stdio",
+      "must have at most 3 entries (stdin, stdout, stderr)",
+      format!("an array of {} entries", items.len()),
+    )),
+    Value::Array(items) => {
+      let mut modes = [StdioMode::Pipe; 3];
+      for (i, item) in items.iter().enumerate() {
+        modes[i] = mode(item, &format!("options.stdio[{i}]"))?;
+      }
+      Ok(modes)
+    }
+    v @ (Value::Undefined | Value::Null | Value::String(_)) => Ok([mode(v, "options.stdio")?; 3]),
+    v => Err(Error::invalid_type(
+      "options.stdio",
+      "of type string or an instance of Array",
+      describe(v),
+    )),
+  }
+}
+
 /// The options every entry point shares (`SpawnOptions`).
 struct SpawnOptions {
   launch: LaunchSpec,
@@ -1038,6 +1108,72 @@ mod tests {
         .code(),
       "ERR_INVALID_ARG_TYPE"
     );
+  }
+
+  fn parse_s(options: Value) -> Result<StreamPlan, Error> {
+    parse_stream(
+      &s("cat"),
+      &Value::Undefined,
+      &options,
+      vec![("PATH".into(), "/bin".into())],
+    )
+  }
+
+  #[test]
+  fn a_stream_has_pipes_and_no_timeout_by_default() {
+    let plan = parse_s(Value::Undefined).unwrap();
+    assert_eq!(plan.stdio, [StdioMode::Pipe; 3]);
+    assert_eq!(plan.timeout, None);
+    assert_eq!(plan.kill.signal, Signal::SIGTERM);
+    assert_eq!(plan.abort_signal, None);
+    let plan = parse_s(obj(&[("timeout", Value::Number(250.0))])).unwrap();
+    assert_eq!(plan.timeout, Some(Duration::from_millis(250)));
+    assert_eq!(
+      parse_s(obj(&[("timeout", Value::Number(0.0))]))
+        .unwrap()
+        .timeout,
+      None
+    );
+  }
+
+  #[test]
+  fn stdio_is_one_mode_or_an_array_of_three() {
+    use StdioMode::*;
+    let stdio = |v: Value| parse_s(obj(&[("stdio", v)])).map(|p| p.stdio);
+    assert_eq!(stdio(s("ignore")).unwrap(), [Ignore; 3]);
+    assert_eq!(stdio(s("inherit")).unwrap(), [Inherit; 3]);
+    assert_eq!(stdio(Value::Null).unwrap(), [Pipe; 3]);
+    assert_eq!(
+      stdio(Value::Array(vec![s("ignore"), s("pipe"), s("inherit")])).unwrap(),
+      [Ignore, Pipe, Inherit]
+    );
+    assert_eq!(
+      stdio(Value::Array(vec![s("inherit"), Value::Null])).unwrap(),
+      [Inherit, Pipe, Pipe]
+    );
+    assert_eq!(stdio(Value::Array(vec![])).unwrap(), [Pipe; 3]);
+  }
+
+  #[test]
+  fn bad_stdio_names_the_entry() {
+    let err = |v: Value| parse_s(obj(&[("stdio", v)])).unwrap_err();
+    let e = err(s("ipc"));
+    assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+    assert!(e.to_string().contains("options.stdio"), "{e}");
+    let e = err(Value::Array(vec![s("pipe"), Value::Number(1.0)]));
+    assert_eq!(e.code(), "ERR_INVALID_ARG_TYPE");
+    assert!(e.to_string().contains("options.stdio[1]"), "{e}");
+    let e = err(Value::Array(vec![s("pipe"); 4]));
+    assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+    assert_eq!(err(Value::Bool(true)).code(), "ERR_INVALID_ARG_TYPE");
+  }
+
+  #[test]
+  fn stream_options_share_the_spawn_options_checks() {
+    let e = parse_s(obj(&[("forceKillAfter", Value::Number(-1.0))])).unwrap_err();
+    assert_eq!(e.code(), "ERR_OUT_OF_RANGE");
+    let e = parse_s(obj(&[("killSignal", s("SIGNOPE"))])).unwrap_err();
+    assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
   }
 
   #[test]

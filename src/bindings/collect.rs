@@ -1,12 +1,13 @@
 //! `spawnCollect` and `runProcess`: arguments in, a promise of the collected run out.
 
 use napi::bindgen_prelude::*;
-use napi::{Env, JsValue, ValueType};
+use napi::{Env, JsValue};
 use napi_derive::napi;
-use std::sync::Mutex;
-use tokio::sync::oneshot;
 
-use super::{exit_fields, js_error, reject, reject_with, throw, to_value, OPTION_DEPTH};
+use super::{
+  exit_fields, js_error, reject, reject_with, shift_options, throw, to_value, AbortListener,
+  OPTION_DEPTH,
+};
 use crate::collect::{self, Ending, Outcome};
 use crate::error::{errno_description, Error as TetheredError};
 use crate::launch::ExitStatus;
@@ -75,67 +76,6 @@ fn start_collect<'env>(
       ResultShape::Process => process_result(env, outcome, encoding),
     }
   })
-}
-
-/// `EventTarget.prototype.addEventListener` / `removeEventListener`.
-type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
-
-/// `fn(command, options)` is accepted as `fn(command, [], options)`, as Node and execa do.
-fn shift_options<'env>(
-  args: Option<Unknown<'env>>,
-  options: Option<Unknown<'env>>,
-) -> Result<(Option<Unknown<'env>>, Option<Unknown<'env>>)> {
-  let is_nullish = |v: &Option<Unknown>| -> Result<bool> {
-    Ok(match v {
-      None => true,
-      Some(v) => matches!(v.get_type()?, ValueType::Undefined | ValueType::Null),
-    })
-  };
-  if let Some(candidate) = &args {
-    if candidate.get_type()? == ValueType::Object && !candidate.is_array()? && is_nullish(&options)?
-    {
-      return Ok((None, args));
-    }
-  }
-  Ok((args, options))
-}
-
-/// The listener an `options.signal` gets for the life of one call.
-struct AbortListener {
-  signal: ObjectRef<false>,
-  handler: FunctionRef<(), ()>,
-}
-
-impl AbortListener {
-  fn attach(env: &Env, options: Unknown) -> Result<(Self, oneshot::Receiver<()>)> {
-    let signal: Object = options.coerce_to_object()?.get_named_property("signal")?;
-    let (tx, rx) = oneshot::channel();
-    let tx = Mutex::new(Some(tx));
-    let handler = env.create_function_from_closure::<(), (), _>("onAbort", move |_| {
-      if let Some(tx) = tx.lock().ok().and_then(|mut tx| tx.take()) {
-        let _ = tx.send(());
-      }
-      Ok(())
-    })?;
-    let add: ListenerMethod = signal.get_named_property("addEventListener")?;
-    add.apply(signal, FnArgs::from(("abort".to_string(), handler)))?;
-    Ok((
-      AbortListener {
-        signal: signal.create_ref()?,
-        handler: handler.create_ref()?,
-      },
-      rx,
-    ))
-  }
-
-  fn detach(self, env: &Env) -> Result<()> {
-    let signal = self.signal.get_value(env)?;
-    let handler = self.handler.borrow_back(env)?;
-    let remove: ListenerMethod = signal.get_named_property("removeEventListener")?;
-    remove.apply(signal, FnArgs::from(("abort".to_string(), handler)))?;
-    self.signal.unref(env)?;
-    Ok(())
-  }
 }
 
 fn output<'env>(env: &'env Env, bytes: Vec<u8>, encoding: Encoding) -> Result<Unknown<'env>> {

@@ -4,10 +4,13 @@
 //! `supervisor` (`NativeSupervisor`); this one holds what they share.
 
 mod collect;
+mod stream;
 mod supervisor;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
+use std::sync::Mutex;
+use tokio::sync::oneshot;
 
 use crate::error::{Error as TetheredError, JsKind};
 use crate::launch::ExitStatus;
@@ -16,6 +19,67 @@ use crate::signals;
 
 /// How deep option objects are read (`options.env.NAME` is depth 2).
 const OPTION_DEPTH: u8 = 2;
+
+/// `EventTarget.prototype.addEventListener` / `removeEventListener`.
+type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
+
+/// `fn(command, options)` is accepted as `fn(command, [], options)`, as Node and execa do.
+fn shift_options<'env>(
+  args: Option<Unknown<'env>>,
+  options: Option<Unknown<'env>>,
+) -> Result<(Option<Unknown<'env>>, Option<Unknown<'env>>)> {
+  let is_nullish = |v: &Option<Unknown>| -> Result<bool> {
+    Ok(match v {
+      None => true,
+      Some(v) => matches!(v.get_type()?, ValueType::Undefined | ValueType::Null),
+    })
+  };
+  if let Some(candidate) = &args {
+    if candidate.get_type()? == ValueType::Object && !candidate.is_array()? && is_nullish(&options)?
+    {
+      return Ok((None, args));
+    }
+  }
+  Ok((args, options))
+}
+
+/// The listener an `options.signal` gets for the life of one call.
+struct AbortListener {
+  signal: ObjectRef<false>,
+  handler: FunctionRef<(), ()>,
+}
+
+impl AbortListener {
+  fn attach(env: &Env, options: Unknown) -> Result<(Self, oneshot::Receiver<()>)> {
+    let signal: Object = options.coerce_to_object()?.get_named_property("signal")?;
+    let (tx, rx) = oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    let handler = env.create_function_from_closure::<(), (), _>("onAbort", move |_| {
+      if let Some(tx) = tx.lock().ok().and_then(|mut tx| tx.take()) {
+        let _ = tx.send(());
+      }
+      Ok(())
+    })?;
+    let add: ListenerMethod = signal.get_named_property("addEventListener")?;
+    add.apply(signal, FnArgs::from(("abort".to_string(), handler)))?;
+    Ok((
+      AbortListener {
+        signal: signal.create_ref()?,
+        handler: handler.create_ref()?,
+      },
+      rx,
+    ))
+  }
+
+  fn detach(self, env: &Env) -> Result<()> {
+    let signal = self.signal.get_value(env)?;
+    let handler = self.handler.borrow_back(env)?;
+    let remove: ListenerMethod = signal.get_named_property("removeEventListener")?;
+    remove.apply(signal, FnArgs::from(("abort".to_string(), handler)))?;
+    self.signal.unref(env)?;
+    Ok(())
+  }
+}
 
 fn exit_fields(obj: &mut Object, status: ExitStatus, code_key: &str) -> Result<()> {
   match status {
@@ -58,6 +122,10 @@ fn js_error<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>>
     }
     TetheredError::MaxBuffer { stream, .. } => {
       obj.set("stream", stream.as_str())?;
+    }
+    TetheredError::Io { errno, syscall } => {
+      obj.set("errno", -errno)?;
+      obj.set("syscall", *syscall)?;
     }
     _ => {}
   }

@@ -1,0 +1,206 @@
+'use strict'
+// The streaming Child: Node streams over the pull-based native child (src/bindings/stream.rs).
+//
+// Backpressure: the native side never reads a pipe on its own. `_read()` asks for one chunk:
+// when the pipe holds data, it is read right here on the JS thread, straight into a new
+// JS-owned Buffer of the size available (up to 1 MiB, the pipe's size); when the pipe is empty,
+// the native side waits for it (off the JS thread) and `_read` tries again. Until the consumer
+// wants more, nothing is read, the pipe fills and the child's write blocks: memory stays at about
+// one chunk per stream, whatever the child writes.
+//
+// Documented behaviour (the types in child.d.ts say the same to users):
+// - `exited` resolves `{ exitCode, signal, timedOut }` once the leader is reaped, for every way a
+//   started process ends (exit code, signal, timeout). It rejects in two cases only: the command
+//   could not start (Node's spawn error shape: code, errno, syscall, path, spawnargs), and the
+//   AbortSignal fired (AbortError, code ABORT_ERR, after the group was killed and the leader
+//   reaped; it carries exitCode/signal/pid when a process had started). `exited` is marked as
+//   handled, so a program that never looks at it gets no unhandled rejection.
+// - The same error is emitted as 'error' on the Child, but only when the Child has 'error'
+//   listeners: nothing is thrown at a program that only awaits `exited`.
+// - The launcher starts the process asynchronously: `pid` is set, and 'spawn' emitted, once it
+//   runs. Everything works before that: reads wait, writes wait, kill() is queued.
+// - When the command could not start: `pid` stays undefined, stdout/stderr end (empty), stdin is
+//   destroyed without an error (a write to it fails through its callback only).
+// - Destroying stdout or stderr closes tethered's end of that pipe and sends no signal. The child
+//   sees EPIPE (or dies of SIGPIPE, its default) the next time it writes to that stream, as in a
+//   shell pipeline. To stop the child, call `kill()`.
+// - When the leader exits, stdin is closed (and destroyed without an error, as Node does).
+//   A write the child did not take because it exited fails with EPIPE as an 'error' on stdin.
+// - Destroying stdin closes it: the child reads EOF.
+const { EventEmitter } = require('node:events')
+const { Readable, Writable } = require('node:stream')
+const binding = require('../binding.js')
+
+// The most one read returns; larger requests are capped natively at the pipe's size.
+const READ_SIZE = 1 << 20
+// Chunks read in a row on the JS thread before yielding to the event loop (setImmediate), so a
+// child that writes as fast as we read cannot starve timers and other I/O.
+const SYNC_READS_IN_A_ROW = 4
+
+class ChildReadable extends Readable {
+  #native
+  #fd
+  #inARow = 0
+
+  constructor(native, fd) {
+    super()
+    this.#native = native
+    this.#fd = fd
+  }
+
+  _read() {
+    if (this.#inARow >= SYNC_READS_IN_A_ROW) {
+      this.#inARow = 0
+      setImmediate(() => this.#pull())
+    } else {
+      this.#pull()
+    }
+  }
+
+  // One chunk: read now when the pipe has data, otherwise wait natively until it has.
+  #pull() {
+    if (this.destroyed) return
+    let chunk
+    try {
+      chunk = this.#native.tryRead(this.#fd, READ_SIZE)
+    } catch (err) {
+      this.destroy(err)
+      return
+    }
+    if (chunk === undefined) {
+      this.#inARow = 0
+      this.#native.waitReadable(this.#fd).then(
+        () => this.#pull(),
+        (err) => this.destroy(err),
+      )
+      return
+    }
+    this.#inARow++
+    this.push(chunk)
+  }
+
+  _destroy(err, callback) {
+    this.#native.closeOutput(this.#fd)
+    callback(err)
+  }
+}
+
+class ChildWritable extends Writable {
+  #native
+
+  constructor(native) {
+    super()
+    this.#native = native
+  }
+
+  _write(chunk, _encoding, callback) {
+    this.#send(chunk, callback)
+  }
+
+  _writev(chunks, callback) {
+    this.#send(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback)
+  }
+
+  // What fits into the pipe now is written on the JS thread; the rest waits natively for room
+  // (and, right after spawn(), for the launcher to start the child).
+  #send(buffer, callback) {
+    const failed = (err) => {
+      if (err.syscall === 'write') {
+        callback(err)
+      } else {
+        // The child never started: that is `exited`'s to report. The stream just goes away.
+        this.destroy()
+        callback()
+      }
+    }
+    let written
+    try {
+      written = this.#native.tryWrite(buffer)
+    } catch (err) {
+      failed(err)
+      return
+    }
+    if (written === buffer.length) {
+      callback()
+      return
+    }
+    this.#native.write(buffer.subarray(written)).then(() => callback(), failed)
+  }
+
+  _final(callback) {
+    this.#native.closeStdin()
+    callback()
+  }
+
+  _destroy(err, callback) {
+    this.#native.closeStdin()
+    callback(err)
+  }
+}
+
+class Child extends EventEmitter {
+  #native
+
+  constructor(native) {
+    super()
+    this.#native = native
+    const [stdin, stdout, stderr] = native.piped
+    // Set with the 'spawn' event: the launcher starts the process asynchronously.
+    this.pid = undefined
+    this.exitCode = null
+    this.signalCode = null
+    this.stdin = stdin ? new ChildWritable(native) : null
+    this.stdout = stdout ? new ChildReadable(native, 1) : null
+    this.stderr = stderr ? new ChildReadable(native, 2) : null
+    native.started().then(
+      (pid) => {
+        this.pid = pid
+        this.emit('spawn')
+      },
+      // Nothing will read stdin: writes fail through their callbacks, never as an 'error'
+      // event that would crash a program which only awaits `exited`.
+      () => this.#closeStdin(),
+    )
+    this.exited = native.wait().then(
+      (exit) => {
+        this.exitCode = exit.exitCode
+        this.signalCode = exit.signal
+        this.#closeStdin()
+        this.emit('exit', exit.exitCode, exit.signal)
+        return exit
+      },
+      (err) => {
+        if (err.code === 'ABORT_ERR') {
+          this.exitCode = err.exitCode ?? null
+          this.signalCode = err.signal ?? null
+        }
+        this.#closeStdin()
+        if (this.listenerCount('error') > 0) this.emit('error', err)
+        if (this.pid !== undefined) this.emit('exit', this.exitCode, this.signalCode)
+        throw err
+      },
+    )
+    // Handled here so that a program that never awaits `exited` gets no unhandled rejection;
+    // whoever awaits it still sees the rejection.
+    this.exited.catch(() => {})
+  }
+
+  // Sends `signal` (default 'SIGTERM') to the child's whole process group; whether it was
+  // delivered (before the 'spawn' event it is queued, sent once the process started, and true).
+  // An unknown signal throws a TypeError.
+  kill(signal) {
+    return this.#native.kill(signal)
+  }
+
+  #closeStdin() {
+    if (this.stdin && !this.stdin.destroyed) this.stdin.destroy()
+  }
+}
+
+// Not a Promise API: an invalid argument throws here, synchronously. A command that cannot start
+// is reported through `exited`.
+function spawn(command, args, options) {
+  return new Child(binding.spawnStream(command, args, options))
+}
+
+module.exports = { Child, spawn }

@@ -1,0 +1,281 @@
+//! The native half of the streaming `spawn()`: a `NativeChild` object whose methods are the
+//! pull-based pipe operations of [`StreamChild`]. `lib/child.js` builds the Node streams on top.
+//!
+//! Invalid arguments throw synchronously from `spawnStream`. The launcher starts the child
+//! asynchronously, so a `NativeChild` exists from the call on: `started()` settles with the pid
+//! or the spawn error, every pipe operation works (and waits) before that, and `wait()` rejects
+//! with the spawn error when it did not start — one path for every failure on the JS side.
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::Env;
+use napi_derive::napi;
+use tokio::sync::oneshot;
+
+use super::{
+  exit_fields, js_error, reject, shift_options, throw, to_value, AbortListener, OPTION_DEPTH,
+};
+use crate::collect::Ending;
+use crate::error::Error as TetheredError;
+use crate::launch::StdioMode;
+use crate::options;
+use crate::signals;
+use crate::stream::{Exit, Output, Pending, StreamChild, MAX_READ};
+
+/// A streaming child as JavaScript sees it (internal: use `spawn()`).
+#[napi]
+pub struct NativeChild {
+  child: Arc<StreamChild>,
+  /// The `options.signal` listener and what it fires, until `wait()` takes them.
+  abort: RefCell<Option<(AbortListener, oneshot::Receiver<()>)>>,
+  /// Which of stdin, stdout, stderr are pipes (the JS side makes streams for those).
+  piped: [bool; 3],
+}
+
+/// Starts `command` for streaming (internal: `spawn()` in lib/child.js wraps it). Throws for
+/// invalid arguments only.
+#[napi]
+pub fn spawn_stream(
+  env: &Env,
+  command: Unknown,
+  args: Option<Unknown>,
+  options: Option<Unknown>,
+) -> Result<NativeChild> {
+  let (args, options) = shift_options(args, options)?;
+  let command = to_value(env, Some(command), 0)?;
+  let args = to_value(env, args, 1)?;
+  let options_value = to_value(env, options, OPTION_DEPTH)?;
+  // The environment is read here, on the JS thread, the only thread that changes it.
+  let parent_env =
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+  let plan = options::parse_stream(&command, &args, &options_value, parent_env)
+    .map_err(|e| throw(env, &e))?;
+  let piped = plan.stdio.map(|mode| mode == StdioMode::Pipe);
+  if plan.abort_signal == Some(true) {
+    return Ok(NativeChild {
+      child: Arc::new(StreamChild::failed(&plan, TetheredError::Aborted)),
+      abort: RefCell::new(None),
+      piped,
+    });
+  }
+  let abort = match (plan.abort_signal, options) {
+    (Some(false), Some(options)) => Some(AbortListener::attach(env, options)?),
+    _ => None,
+  };
+  let child = Arc::new(StreamChild::new(&plan));
+  let starting = child.clone();
+  spawn(async move { starting.start(&plan).await });
+  Ok(NativeChild {
+    child,
+    abort: RefCell::new(abort),
+    piped,
+  })
+}
+
+#[napi]
+impl NativeChild {
+  /// The child's pid (also its process group id) once started; null before, or if it did not.
+  #[napi(getter)]
+  pub fn pid(&self) -> Option<u32> {
+    self.child.pid()
+  }
+
+  /// `[stdin, stdout, stderr]`: whether each is a pipe.
+  #[napi(getter, ts_return_type = "[boolean, boolean, boolean]")]
+  pub fn piped(&self) -> Vec<bool> {
+    self.piped.to_vec()
+  }
+
+  /// Resolves with the pid once the launcher started the child; rejects with the spawn error
+  /// when it could not.
+  #[napi(ts_return_type = "Promise<number>")]
+  pub fn started<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, u32>> {
+    let child = self.child.clone();
+    let run = async move { Ok(child.started().await) };
+    env.spawn_future_with_callback(run, |env, started| started.map_err(|e| reject(env, &e)))
+  }
+
+  /// Settles when the leader is reaped: `{ exitCode, signal, timedOut }`. Rejects with the spawn
+  /// error when the command did not start, with an AbortError (carrying `exitCode`, `signal`,
+  /// `pid`) when `options.signal` ended it, and with `ERR_LAUNCHER_EXITED` if the launcher died.
+  /// Call once.
+  #[napi(
+    ts_return_type = "Promise<{ exitCode: number | null; signal: string | null; timedOut: boolean }>"
+  )]
+  pub fn wait<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+    let (listener, abort) = match self.abort.borrow_mut().take() {
+      Some((listener, rx)) => (Some(listener), Some(rx)),
+      None => (None, None),
+    };
+    let child = self.child.clone();
+    let run = async move {
+      let exit = child.exited(abort).await;
+      Ok((exit, child.pid()))
+    };
+    env.spawn_future_with_callback(run, move |env, (exit, pid)| {
+      if let Some(listener) = listener {
+        listener.detach(env)?;
+      }
+      match exit {
+        None => Err(napi::Error::new(
+          Status::GenericFailure,
+          "wait() was already called",
+        )),
+        Some(Err(error)) => Err(reject(env, &error)),
+        Some(Ok(exit)) => exit_result(env, exit, pid.unwrap_or_default()),
+      }
+    })
+  }
+
+  /// Reads what fd 1 or 2 holds right now, up to `size` bytes, without waiting: a Buffer
+  /// (JS-owned, filled by read(2) directly), null at EOF, undefined when there is nothing yet.
+  #[napi(ts_return_type = "Buffer | null | undefined")]
+  pub fn try_read<'env>(
+    &self,
+    env: &'env Env,
+    fd: u32,
+    size: u32,
+  ) -> Result<Either3<Unknown<'env>, Null, ()>> {
+    let which = output(fd)?;
+    let child = &self.child;
+    let read_error = |e: std::io::Error| throw(env, &TetheredError::io(&e, "read"));
+    let size = (size as usize).clamp(1, MAX_READ);
+    loop {
+      let len = match child.poll_output(which).map_err(read_error)? {
+        Pending::Eof => return Ok(Either3::B(Null)),
+        Pending::Empty => return Ok(Either3::C(())),
+        Pending::Data(n) => n.min(size),
+      };
+      let (buffer, data) = new_buffer(env, len)?;
+      // SAFETY: napi_create_buffer gave `len` bytes at `data`, owned by `buffer`, which the
+      // current handle scope keeps alive for the rest of this call; nothing else has seen them.
+      let bytes = unsafe { std::slice::from_raw_parts_mut(data.as_ptr(), len) };
+      match child.read_now(which, bytes) {
+        Ok(0) => return Ok(Either3::B(Null)),
+        Ok(n) if n == len => return Ok(Either3::A(buffer)),
+        // Nothing else reads this pipe, so a short read cannot happen; if it did, keep the bytes.
+        Ok(n) => {
+          // SAFETY: read_now initialised the first `n` bytes.
+          let read = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u8>(), n) };
+          return Ok(Either3::A(Buffer::from(read).into_unknown(env)?));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+        Err(e) => return Err(read_error(e)),
+      }
+    }
+  }
+
+  /// Resolves once fd 1 or 2 has data or reached EOF (then `tryRead` has something to say).
+  #[napi(ts_return_type = "Promise<void>")]
+  pub fn wait_readable<'env>(&self, env: &'env Env, fd: u32) -> Result<PromiseRaw<'env, ()>> {
+    let which = output(fd)?;
+    let child = self.child.clone();
+    let run = async move { Ok(child.readable(which).await) };
+    env.spawn_future_with_callback(run, |env, ready| {
+      ready.map_err(|e| reject(env, &TetheredError::io(&e, "read")))
+    })
+  }
+
+  /// Writes all of `data` to stdin (after the start); rejects with `EPIPE` when the child's
+  /// stdin is closed, and with the spawn error when it did not start.
+  #[napi(ts_return_type = "Promise<void>")]
+  pub fn write<'env>(&self, env: &'env Env, data: Buffer) -> Result<PromiseRaw<'env, ()>> {
+    let child = self.child.clone();
+    let run = async move {
+      let written = child.write(&data).await;
+      Ok(written.map_err(|e| {
+        child
+          .start_error()
+          .unwrap_or(TetheredError::io(&e, "write"))
+      }))
+    };
+    env.spawn_future_with_callback(run, |env, written| written.map_err(|e| reject(env, &e)))
+  }
+
+  /// Writes as much of `data` to stdin as fits right now (nothing while the child is starting);
+  /// returns how many bytes that was. Throws the spawn error when it did not start.
+  #[napi]
+  pub fn try_write(&self, env: &Env, data: BufferSlice) -> Result<u32> {
+    if let Some(error) = self.child.start_error() {
+      return Err(throw(env, &error));
+    }
+    self
+      .child
+      .try_write(&data)
+      .map(|n| n as u32)
+      .map_err(|e| throw(env, &TetheredError::io(&e, "write")))
+  }
+
+  /// Closes stdin (the child reads EOF).
+  #[napi]
+  pub fn close_stdin(&self) {
+    self.child.close_stdin();
+  }
+
+  /// Closes tethered's end of fd 1 or 2; a pending read resolves null. Signals nothing.
+  #[napi]
+  pub fn close_output(&self, fd: u32) -> Result<()> {
+    self.child.close_output(output(fd)?);
+    Ok(())
+  }
+
+  /// Sends `signal` (default SIGTERM) to the child's process group; whether it was delivered
+  /// (while the child is starting it is queued, and true).
+  #[napi(ts_args_type = "signal?: NodeJS.Signals | number")]
+  pub fn kill(&self, env: &Env, signal: Option<Unknown>) -> Result<bool> {
+    let signal = match to_value(env, signal, 0)? {
+      options::Value::Undefined => nix::sys::signal::Signal::SIGTERM,
+      value => signals::parse(&value, "signal").map_err(|e| throw(env, &e))?,
+    };
+    Ok(self.child.kill(signal))
+  }
+}
+
+/// A new JS-owned Buffer of `len` bytes (`napi_create_buffer`: Node's allocator, not zeroed) and
+/// a pointer to its memory, for `read(2)` to fill. Being JS-owned, it is freed by the
+/// young-generation GC like the Buffers `child_process` produces.
+fn new_buffer(env: &Env, len: usize) -> Result<(Unknown<'_>, NonNull<MaybeUninit<u8>>)> {
+  let mut data = std::ptr::null_mut();
+  let mut value = std::ptr::null_mut();
+  // SAFETY: `env` is the live env of the current call and both out-pointers are valid locals.
+  let status = unsafe { sys::napi_create_buffer(env.raw(), len, &mut data, &mut value) };
+  check_status!(status, "Failed to create a Buffer of {len} bytes")?;
+  let data = NonNull::new(data.cast::<MaybeUninit<u8>>())
+    .filter(|_| len > 0)
+    .ok_or_else(|| napi::Error::new(Status::GenericFailure, "no memory for a Buffer"))?;
+  // SAFETY: `value` is the Buffer napi_create_buffer just created in `env`.
+  let buffer = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
+  Ok((buffer, data))
+}
+
+fn output(fd: u32) -> Result<Output> {
+  match fd {
+    1 => Ok(Output::Stdout),
+    2 => Ok(Output::Stderr),
+    _ => Err(napi::Error::new(
+      Status::InvalidArg,
+      format!("fd must be 1 or 2, got {fd}"),
+    )),
+  }
+}
+
+/// `{ exitCode, signal, timedOut }`, or the AbortError when the AbortSignal ended the child.
+fn exit_result<'env>(env: &'env Env, exit: Exit, pid: u32) -> Result<Unknown<'env>> {
+  if exit.ended_by == Some(Ending::Aborted) {
+    let mut error = js_error(env, &TetheredError::Aborted)?;
+    exit_fields(&mut error, exit.status, "exitCode")?;
+    error.set("pid", pid)?;
+    return Err(napi::Error::from(error.to_unknown()));
+  }
+  let mut obj = Object::new(env)?;
+  exit_fields(&mut obj, exit.status, "exitCode")?;
+  obj.set(
+    "timedOut",
+    matches!(exit.ended_by, Some(Ending::Timeout(_))),
+  )?;
+  Ok(obj.to_unknown())
+}
