@@ -1,8 +1,8 @@
 // Shared helpers for the tethered test suite: /proc scanning (processes, fds, zombies),
 // polling, markers and cleanup. Linux only, like the package.
-import { readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, dirname } from 'node:path'
+import { join, dirname, basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
 
@@ -28,10 +28,40 @@ export function procStat(pid) {
   } catch {
     return null
   }
-  // "pid (comm) S ppid pgrp ..." — comm may hold spaces and parentheses.
+  // "pid (comm) S ppid pgrp session ..." — comm may hold spaces and parentheses.
   const close = text.lastIndexOf(')')
   const rest = text.slice(close + 2).split(' ')
-  return { pid: Number(pid), state: rest[0], ppid: Number(rest[1]), pgrp: Number(rest[2]) }
+  return {
+    pid: Number(pid),
+    state: rest[0],
+    ppid: Number(rest[1]),
+    pgrp: Number(rest[2]),
+    session: Number(rest[3]),
+    // Field 22, in clock ticks since boot: with the pid, it names one process (pids get reused).
+    starttime: Number(rest[19]),
+  }
+}
+
+/** True while the process that had `stat` (from procStat) still runs: same pid, same start. */
+export function sameProcessAlive(stat) {
+  const now = procStat(stat.pid)
+  return now !== null && now.starttime === stat.starttime && now.state !== 'Z' && now.state !== 'X'
+}
+
+/** Fields of /proc/<pid>/status as strings by name (`PPid`, `State`, ...); null when gone. */
+export function procStatus(pid) {
+  let text
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return null
+  }
+  const fields = {}
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':')
+    if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 1).trim()
+  }
+  return fields
 }
 
 function allPids() {
@@ -68,17 +98,67 @@ export function groupMembers(pgid) {
   })
 }
 
-/** Children of this process that died and were never reaped. */
-export function zombieChildren() {
+/** Live (not zombie) processes whose argv[0] is exactly `name`. */
+export function processesNamed(name) {
+  const prefix = `${name}\0`
   return allPids().filter((pid) => {
-    const stat = procStat(pid)
-    return stat !== null && stat.ppid === process.pid && stat.state === 'Z'
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(prefix) && pidAlive(pid)
+    } catch {
+      return false
+    }
   })
 }
 
-/** Number of file descriptors this process has open. */
-export function countOpenFds() {
-  return readdirSync('/proc/self/fd').length
+/** Children of `ppid` that died and were never reaped. */
+export function zombieChildrenOf(ppid) {
+  return allPids().filter((pid) => {
+    const stat = procStat(pid)
+    return stat !== null && stat.ppid === ppid && stat.state === 'Z'
+  })
+}
+
+/** Children of this process that died and were never reaped. */
+export function zombieChildren() {
+  return zombieChildrenOf(process.pid)
+}
+
+/** Live (not zombie) children of `ppid`. */
+export function childrenOf(ppid) {
+  return allPids().filter((pid) => {
+    const stat = procStat(pid)
+    return stat !== null && stat.ppid === ppid && stat.state !== 'Z' && stat.state !== 'X'
+  })
+}
+
+/** The launcher binary's file name (DESIGN §2: one helper process per Node process). */
+export const LAUNCHER_NAME = 'tethered-launcher'
+
+/** True when `pid` runs the tethered launcher binary (by its executable, or its argv[0]). */
+export function isLauncher(pid) {
+  try {
+    // A rebuilt binary shows as "<path> (deleted)" in a launcher started before the rebuild.
+    if (basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '')) === LAUNCHER_NAME) return true
+  } catch {}
+  try {
+    return basename(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]) === LAUNCHER_NAME
+  } catch {
+    return false
+  }
+}
+
+/** Live launcher processes whose parent is `ppid` (by default, this process). */
+export function launchersOf(ppid = process.pid) {
+  return childrenOf(ppid).filter(isLauncher)
+}
+
+/** Number of file descriptors process `pid` (by default this one) has open; null when gone. */
+export function countOpenFds(pid = 'self') {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length
+  } catch {
+    return null
+  }
 }
 
 /** Polls `cond` until it returns a truthy value (returned) or `timeout` ms pass (throws). */
@@ -127,9 +207,11 @@ export function killGroup(pgid) {
 
 /** SIGKILLs every process (and its group) whose argv holds `marker`. */
 export function killMarked(marker) {
+  const ownGroup = procStat(process.pid)?.pgrp
   for (const pid of processesWithMarker(marker)) {
     const stat = procStat(pid)
-    if (stat && stat.pgrp > 1 && stat.pgrp !== process.pid) killGroup(stat.pgrp)
+    // Never our own group: a marked process started without a group of its own shares it.
+    if (stat && stat.pgrp > 1 && stat.pgrp !== process.pid && stat.pgrp !== ownGroup) killGroup(stat.pgrp)
     try {
       process.kill(pid, 'SIGKILL')
     } catch {}
@@ -140,6 +222,11 @@ export function killMarked(marker) {
 export function tempDir() {
   const dir = mkdtempSync(join(tmpdir(), 'tethered-test-'))
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Quotes `text` as one word for sh. */
+export function shellQuote(text) {
+  return `'${String(text).replace(/'/g, `'\\''`)}'`
 }
 
 /**

@@ -181,25 +181,25 @@ fn process_result<'env>(
   let outcome = match outcome {
     Ok(outcome) => outcome,
     Err(error) => {
+      // Not found is 127 and not executable 126, as a shell reports them; a run that never
+      // got a process otherwise (aborted first, launcher gone) has no code.
       let (code, stderr) = match &error {
         TetheredError::Spawn { errno, .. } => (
-          if *errno == libc::EACCES || *errno == libc::ENOEXEC {
+          Some(if *errno == libc::EACCES || *errno == libc::ENOEXEC {
             126
           } else {
             127
-          },
+          }),
           format!("Failed to spawn: {error} ({})", errno_description(*errno)),
         ),
-        _ => (-1, String::new()),
+        _ => (None, String::new()),
       };
-      let aborted = error == TetheredError::Aborted;
       obj.set("stdout", output(env, Vec::new(), encoding)?)?;
       obj.set("stderr", output(env, stderr.into_bytes(), encoding)?)?;
       obj.set("ok", false)?;
-      if aborted {
-        obj.set("code", Null)?;
-      } else {
-        obj.set("code", code)?;
+      match code {
+        Some(code) => obj.set("code", code)?,
+        None => obj.set("code", Null)?,
       }
       obj.set("signal", Null)?;
       obj.set("timedOut", false)?;

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
+use nix::sys::signal::Signal;
 use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
@@ -80,49 +81,63 @@ impl LaunchedChild {
       }
       .encode(),
       fds: Vec::new(),
+      written: None,
     })
   }
 }
 
 /// Starts `request` through the launcher of this process, starting the launcher if needed.
+/// A request that never reached a launcher (it had just died) is sent again to a new one.
 pub async fn spawn(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
   static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-  let connection = connection().map_err(SpawnFailure::Launcher)?;
-  let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-  let (spawned_tx, spawned_rx) = oneshot::channel();
-  let (exit_tx, exit_rx) = watch::channel(None);
-  connection.pending.lock().unwrap().insert(
-    id,
-    Pending {
-      spawned: Some(spawned_tx),
-      exit: exit_tx,
-    },
-  );
-  let frame = Request::Spawn {
-    id,
-    program: request.program,
-    argv: request.argv,
-    envp: request.envp,
-    cwd: request.cwd,
-    detached: request.detached,
-    fd_count: request.fds.len() as u32,
-  }
-  .encode();
-  connection.send(Outgoing {
-    frame,
-    fds: request.fds,
-  });
-  match spawned_rx.await {
-    Ok(Ok(pid)) => Ok(LaunchedChild {
-      pid: pid as u32,
+  let mut fds = request.fds;
+  loop {
+    let connection = connection().map_err(SpawnFailure::Launcher)?;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let (spawned_tx, spawned_rx) = oneshot::channel();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    connection.pending.lock().unwrap().insert(
       id,
-      exit: exit_rx,
-      connection,
-    }),
-    Ok(Err(errno)) => Err(SpawnFailure::Errno(errno)),
-    Err(_) => Err(SpawnFailure::Launcher(launcher_exited(
-      "it died before the process started",
-    ))),
+      Pending {
+        spawned: Some(spawned_tx),
+        pid: None,
+        exit: exit_tx,
+      },
+    );
+    let frame = Request::Spawn {
+      id,
+      program: request.program.clone(),
+      argv: request.argv.clone(),
+      envp: request.envp.clone(),
+      cwd: request.cwd.clone(),
+      detached: request.detached,
+      fd_count: fds.len() as u32,
+    }
+    .encode();
+    let (done_tx, done_rx) = oneshot::channel();
+    connection.send(Outgoing {
+      frame,
+      fds,
+      written: Some(done_tx),
+    });
+    // The writer hands the fds back when the frame could not be written at all.
+    if let Ok(Err(unsent)) = done_rx.await {
+      connection.pending.lock().unwrap().remove(&id);
+      fds = unsent;
+      continue;
+    }
+    return match spawned_rx.await {
+      Ok(Ok(pid)) => Ok(LaunchedChild {
+        pid: pid as u32,
+        id,
+        exit: exit_rx,
+        connection,
+      }),
+      Ok(Err(errno)) => Err(SpawnFailure::Errno(errno)),
+      Err(_) => Err(SpawnFailure::Launcher(launcher_exited(
+        "it died before the process started",
+      ))),
+    };
   }
 }
 
@@ -134,6 +149,8 @@ fn launcher_exited(detail: &str) -> Error {
 
 struct Pending {
   spawned: Option<oneshot::Sender<Result<i32, i32>>>,
+  /// Known once the launcher reported the child started.
+  pid: Option<i32>,
   exit: watch::Sender<Option<ExitStatus>>,
 }
 
@@ -141,12 +158,15 @@ struct Outgoing {
   frame: Vec<u8>,
   /// Sent with the frame's first byte, then closed here.
   fds: Vec<OwnedFd>,
+  /// Told whether the frame was written; gets the fds back when nothing of it was.
+  written: Option<oneshot::Sender<Result<(), Vec<OwnedFd>>>>,
 }
 
 struct Connection {
   outgoing: async_mpsc::UnboundedSender<Outgoing>,
   pending: Mutex<HashMap<u64, Pending>>,
   alive: AtomicBool,
+  launcher_pid: u32,
 }
 
 impl Connection {
@@ -154,18 +174,27 @@ impl Connection {
     self.outgoing.send(outgoing).is_ok()
   }
 
-  /// Every waiting call learns the launcher is gone: dropping the senders wakes them.
+  /// Every waiting call learns the launcher is gone: dropping the senders wakes them. The
+  /// leaders died with the launcher (parent-death signal); the rest of their groups are
+  /// killed here. Each group id is still pinned by those members, so it cannot be recycled.
   fn close(&self) {
     self.alive.store(false, Ordering::Release);
-    self.pending.lock().unwrap().clear();
+    for (_, child) in self.pending.lock().unwrap().drain() {
+      if let Some(pid) = child.pid {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+      }
+    }
   }
 
   fn dispatch(&self, reply: Reply) {
     let mut pending = self.pending.lock().unwrap();
     match reply {
       Reply::Spawned { id, pid } => {
-        if let Some(spawned) = pending.get_mut(&id).and_then(|p| p.spawned.take()) {
-          let _ = spawned.send(Ok(pid));
+        if let Some(child) = pending.get_mut(&id) {
+          child.pid = Some(pid);
+          if let Some(spawned) = child.spawned.take() {
+            let _ = spawned.send(Ok(pid));
+          }
         }
       }
       Reply::SpawnFailed { id, errno } => {
@@ -200,7 +229,7 @@ fn connection() -> Result<Arc<Connection>, Error> {
   }
   let (ours, theirs) =
     StdUnixStream::pair().map_err(|e| launcher_exited(&format!("socketpair failed: {e}")))?;
-  start_launcher(theirs.into())?;
+  let launcher_pid = start_launcher(theirs.into())?;
   ours
     .set_nonblocking(true)
     .map_err(|e| launcher_exited(&e.to_string()))?;
@@ -210,6 +239,7 @@ fn connection() -> Result<Arc<Connection>, Error> {
     outgoing,
     pending: Mutex::new(HashMap::new()),
     alive: AtomicBool::new(true),
+    launcher_pid,
   });
   tokio::spawn(write_requests(stream.clone(), requests, connection.clone()));
   tokio::spawn(read_replies(stream, connection.clone()));
@@ -222,19 +252,54 @@ async fn write_requests(
   mut requests: async_mpsc::UnboundedReceiver<Outgoing>,
   connection: Arc<Connection>,
 ) {
-  while let Some(Outgoing { frame, fds }) = requests.recv().await {
-    if write_frame(&stream, &frame, &fds).await.is_err() {
-      connection.close();
-      return;
+  while let Some(Outgoing {
+    frame,
+    fds,
+    written,
+  }) = requests.recv().await
+  {
+    match write_frame(&stream, &frame, &fds).await {
+      Ok(()) => {
+        if let Some(written) = written {
+          let _ = written.send(Ok(()));
+        }
+      }
+      Err(failure) => {
+        connection.close();
+        // Nothing of this frame, nor of those queued behind it, reached the launcher: their
+        // callers may send them again to a new one.
+        if let (Some(written), false) = (written, failure.partly_sent) {
+          let _ = written.send(Err(fds));
+        }
+        requests.close();
+        while let Some(queued) = requests.recv().await {
+          if let Some(written) = queued.written {
+            let _ = written.send(Err(queued.fds));
+          }
+        }
+        return;
+      }
     }
   }
 }
 
-async fn write_frame(stream: &UnixStream, frame: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+/// A frame that could not be written; `partly_sent` if the launcher may have seen some of it.
+struct WriteFailure {
+  partly_sent: bool,
+}
+
+async fn write_frame(
+  stream: &UnixStream,
+  frame: &[u8],
+  fds: &[OwnedFd],
+) -> Result<(), WriteFailure> {
   let raw_fds: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
   let mut sent = 0;
+  let failed = |sent: usize| WriteFailure {
+    partly_sent: sent > 0,
+  };
   while sent < frame.len() {
-    stream.writable().await?;
+    stream.writable().await.map_err(|_| failed(sent))?;
     let result = stream.try_io(Interest::WRITABLE, || {
       let fd = stream.as_raw_fd();
       let rest = &frame[sent..];
@@ -255,7 +320,7 @@ async fn write_frame(stream: &UnixStream, frame: &[u8], fds: &[OwnedFd]) -> io::
     match result {
       Ok(n) => sent += n,
       Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-      Err(e) => return Err(e),
+      Err(_) => return Err(failed(sent)),
     }
   }
   Ok(())
@@ -290,13 +355,14 @@ async fn read_replies(stream: Arc<UnixStream>, connection: Arc<Connection>) {
     }
   }
   connection.close();
-  reap_launchers();
+  reap_launcher(connection.launcher_pid);
 }
 
 /// Messages to the thread that owns the launcher processes.
 enum ToStarter {
-  Start(OwnedFd, mpsc::SyncSender<io::Result<()>>),
-  Reap,
+  Start(OwnedFd, mpsc::SyncSender<io::Result<u32>>),
+  /// The launcher with this pid closed its socket: it is exiting, so waiting is short.
+  Reap(u32),
 }
 
 fn starter() -> &'static Mutex<mpsc::Sender<ToStarter>> {
@@ -316,20 +382,33 @@ fn starter() -> &'static Mutex<mpsc::Sender<ToStarter>> {
 fn run_starter(requests: mpsc::Receiver<ToStarter>) {
   let mut launchers: Vec<Child> = Vec::new();
   for request in requests {
-    launchers.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
-    if let ToStarter::Start(socket, reply) = request {
-      let started = launcher_path().and_then(|path| {
-        Command::new(path)
-          .arg(std::process::id().to_string())
-          .stdin(Stdio::from(socket))
-          .spawn()
-      });
-      let _ = reply.send(started.map(|child| launchers.push(child)));
+    match request {
+      ToStarter::Reap(pid) => {
+        if let Some(i) = launchers.iter().position(|child| child.id() == pid) {
+          let _ = launchers.swap_remove(i).wait();
+        }
+      }
+      ToStarter::Start(socket, reply) => {
+        let started = launcher_path().and_then(|path| {
+          Command::new(path)
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::from(socket))
+            // It never writes to stdout; a copy of Node's stdout would only delay EOF for
+            // whoever reads it. stderr stays, for the launcher's own fatal errors.
+            .stdout(Stdio::null())
+            .spawn()
+        });
+        let _ = reply.send(started.map(|child| {
+          let pid = child.id();
+          launchers.push(child);
+          pid
+        }));
+      }
     }
   }
 }
 
-fn start_launcher(socket: OwnedFd) -> Result<(), Error> {
+fn start_launcher(socket: OwnedFd) -> Result<u32, Error> {
   let (reply_tx, reply_rx) = mpsc::sync_channel(1);
   let sent = starter()
     .lock()
@@ -339,7 +418,7 @@ fn start_launcher(socket: OwnedFd) -> Result<(), Error> {
     return Err(launcher_exited("the launcher owner thread is gone"));
   }
   match reply_rx.recv() {
-    Ok(Ok(())) => Ok(()),
+    Ok(Ok(pid)) => Ok(pid),
     Ok(Err(e)) => Err(launcher_exited(&format!(
       "cannot start {}: {e}",
       launcher_path().map_or_else(|_| LAUNCHER_FILE.into(), |p| p.display().to_string())
@@ -348,8 +427,8 @@ fn start_launcher(socket: OwnedFd) -> Result<(), Error> {
   }
 }
 
-fn reap_launchers() {
-  let _ = starter().lock().unwrap().send(ToStarter::Reap);
+fn reap_launcher(pid: u32) {
+  let _ = starter().lock().unwrap().send(ToStarter::Reap(pid));
 }
 
 /// The launcher binary next to the shared library this code was loaded from.

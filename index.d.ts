@@ -1,0 +1,189 @@
+// Type definitions for tethered: child_process for production servers.
+// Hand-written; the napi-generated binding.d.ts describes only the raw native layer.
+
+/// <reference types="node" />
+
+/** A signal name as Node spells it: `'SIGTERM'`, `'SIGKILL'`, ... */
+export type SignalName = NodeJS.Signals
+
+/** Options every entry point accepts. */
+export interface SpawnOptions {
+  /**
+   * Working directory of the child.
+   * @default process.cwd()
+   */
+  cwd?: string
+  /**
+   * Environment variables, merged over `process.env` unless `extendEnv` is `false`.
+   * A value of `undefined` removes the variable.
+   * @default process.env
+   */
+  env?: Record<string, string | undefined>
+  /**
+   * Whether `env` is merged over `process.env` (`true`) or is the whole environment (`false`).
+   * @default true
+   */
+  extendEnv?: boolean
+  /**
+   * Milliseconds before the child's whole process group is killed with `killSignal`;
+   * `0` means no timeout.
+   * @default 30000
+   */
+  timeout?: number
+  /**
+   * The signal sent to the child's whole process group on timeout, maxBuffer or abort.
+   * @default 'SIGTERM'
+   */
+  killSignal?: SignalName | number
+  /**
+   * Milliseconds from `killSignal` to SIGKILL of the group, if its leader is still running.
+   * Whatever is left of the group when the leader dies after a kill is SIGKILLed at once.
+   * @default 2000
+   */
+  forceKillAfter?: number
+  /** Aborting kills the group and rejects with an `AbortError` (`code: 'ABORT_ERR'`). */
+  signal?: AbortSignal
+  /**
+   * `true`: the child and every descendant die with this Node process, however it dies
+   * (exit, crash, SIGKILL). `false`: the child is a deliberate daemon in its own session
+   * that outlives this process.
+   * @default true
+   */
+  killOnParentExit?: boolean
+}
+
+/** Options of `spawnCollect` and `runProcess`. */
+export interface CollectOptions extends SpawnOptions {
+  /**
+   * Bytes kept per stream (an integer ≥ 1, or `Infinity`). Past it the group is killed and the
+   * call fails with `ERR_MAX_BUFFER`; output is never held beyond this plus one read.
+   * @default 10485760 (10 MiB)
+   */
+  maxBuffer?: number
+  /**
+   * Written to the child's stdin, which is then closed. Without it, stdin is `/dev/null`.
+   * @default undefined
+   */
+  input?: string | Uint8Array
+  /**
+   * `'utf8'` decodes stdout/stderr to strings (once, at the end); `'buffer'` gives Buffers.
+   * @default 'utf8'
+   */
+  encoding?: 'utf8' | 'buffer'
+}
+
+/** What `spawnCollect` resolves with: the process ran and ended, however it ended. */
+export interface SpawnResult<Output = string> {
+  stdout: Output
+  stderr: Output
+  /** The exit code, or `null` when a signal ended the process. */
+  exitCode: number | null
+  /** The signal that ended the process, or `null`. */
+  signal: SignalName | null
+  pid: number
+  /** `true` when tethered killed the group because `timeout` passed. */
+  timedOut: boolean
+  durationMs: number
+}
+
+/** What `runProcess` resolves with; it never rejects because of the process. */
+export interface ProcessResult<Output = string> {
+  stdout: Output
+  stderr: Output
+  /** `code === 0 && signal === null && !timedOut` (and no `error`). */
+  ok: boolean
+  /** The exit code; 127 when the command was not found, 126 when it is not executable. */
+  code: number | null
+  signal: SignalName | null
+  timedOut: boolean
+  durationMs: number
+  /**
+   * Set only when the run failed outside the process's own exit: the errno name when it
+   * could not start (`ENOENT`, `EACCES`, ...), `ERR_MAX_BUFFER`, `ERR_TIMEOUT`, `ABORT_ERR`,
+   * `ERR_LAUNCHER_EXITED`.
+   */
+  error?: { code: string; message: string }
+}
+
+/** The error `spawnCollect` rejects with when the command could not start (Node's shape). */
+export interface SpawnError extends Error {
+  /** The errno name: `'ENOENT'`, `'EACCES'`, `'ENOTDIR'`, `'E2BIG'`, ... */
+  code: string
+  /** The negative errno, as Node reports it. */
+  errno: number
+  /** `'spawn <command>'` */
+  syscall: string
+  /** The command as given. */
+  path: string
+  /** The arguments, without the command. */
+  spawnargs: string[]
+}
+
+/**
+ * The error `spawnCollect` rejects with when output passed `maxBuffer` (`code: 'ERR_MAX_BUFFER'`)
+ * or the call was aborted (`name: 'AbortError'`, `code: 'ABORT_ERR'`). The group was killed
+ * and reaped first; the output collected so far is attached.
+ */
+export interface OutputError<Output = string> extends Error {
+  code: 'ERR_MAX_BUFFER' | 'ABORT_ERR'
+  /** Which stream passed `maxBuffer` (only for `ERR_MAX_BUFFER`). */
+  stream?: 'stdout' | 'stderr'
+  stdout: Output
+  stderr: Output
+  exitCode: number | null
+  signal: SignalName | null
+  pid: number
+}
+
+/**
+ * Runs a command to completion and collects its output.
+ *
+ * Resolves on any exit — code 0, a non-zero code, death by a signal, or a timeout
+ * (`timedOut: true`). Rejects when the command could not start ({@link SpawnError}), when a
+ * stream passed `maxBuffer` or the call was aborted ({@link OutputError}), when the launcher
+ * died (`ERR_LAUNCHER_EXITED`), and for invalid arguments (`TypeError`/`RangeError` with
+ * `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE` or `ERR_OUT_OF_RANGE`).
+ *
+ * @example
+ * const { stdout, exitCode } = await spawnCollect('git', ['rev-parse', 'HEAD'], { timeout: 5000 })
+ */
+export function spawnCollect(
+  command: string,
+  args: readonly string[] | undefined,
+  options: CollectOptions & { encoding: 'buffer' },
+): Promise<SpawnResult<Buffer>>
+export function spawnCollect(
+  command: string,
+  args?: readonly string[],
+  options?: CollectOptions,
+): Promise<SpawnResult<string>>
+export function spawnCollect(
+  command: string,
+  options: CollectOptions & { encoding: 'buffer' },
+): Promise<SpawnResult<Buffer>>
+export function spawnCollect(command: string, options: CollectOptions): Promise<SpawnResult<string>>
+
+/**
+ * Runs a command and reports how it went; never rejects because of the process (only for
+ * invalid arguments). A command that cannot start gives `code: 127` (not found) or `126`
+ * (not executable) with `stderr` = `Failed to spawn: ...` and `error.code` = the errno name.
+ *
+ * @example
+ * const r = await runProcess('ffmpeg', ['-i', input, output], { timeout: 60_000 })
+ * if (!r.ok) log.error({ code: r.code, signal: r.signal, error: r.error, stderr: r.stderr })
+ */
+export function runProcess(
+  command: string,
+  args: readonly string[] | undefined,
+  options: CollectOptions & { encoding: 'buffer' },
+): Promise<ProcessResult<Buffer>>
+export function runProcess(
+  command: string,
+  args?: readonly string[],
+  options?: CollectOptions,
+): Promise<ProcessResult<string>>
+export function runProcess(
+  command: string,
+  options: CollectOptions & { encoding: 'buffer' },
+): Promise<ProcessResult<Buffer>>
+export function runProcess(command: string, options: CollectOptions): Promise<ProcessResult<string>>
