@@ -3,6 +3,7 @@
 import { spawnCollect, runProcess, spawn, Supervisor } from 'tethered'
 import type { CollectOptions, SpawnResult, ProcessResult, SupervisorOptions, SupervisorState } from 'tethered'
 import { pipeline } from 'node:stream/promises'
+import { onRequest, onShutdown } from 'tethered/worker'
 
 export async function usage(): Promise<void> {
   const options: CollectOptions = {
@@ -66,4 +67,7 @@ export async function usage(): Promise<void> {
   const state: SupervisorState = sup.state
   console.log(answer.ok, state, sup.pid, sup.restartCount, sup.connected)
   await sup.stop()
+
+  onRequest(async (body: { n: number }) => body.n * 2)
+  onShutdown(async () => {})
 }
