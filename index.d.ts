@@ -2,6 +2,7 @@
 // Hand-written; the napi-generated binding.d.ts describes only the raw native layer.
 
 /// <reference types="node" />
+import { EventEmitter } from 'node:events'
 
 /** A signal name as Node spells it: `'SIGTERM'`, `'SIGKILL'`, ... */
 export type SignalName = NodeJS.Signals
@@ -189,3 +190,149 @@ export function runProcess(
 export function runProcess(command: string, options: CollectOptions): Promise<ProcessResult<string>>
 
 export { spawn, Child, StreamOptions, ExitInfo, StdioMode } from './lib/child'
+
+/** Options of `new Supervisor(options)`; give exactly one of `modulePath` and `command`. */
+export interface SupervisorOptions {
+  /**
+   * A Node module run with `process.execPath` and a real Node IPC channel, so the worker uses
+   * plain `process.send` / `process.on('message')`.
+   */
+  modulePath?: string
+  /** Or any program; it gets the channel too (fd 3, `NODE_CHANNEL_FD`) and may ignore it. */
+  command?: string
+  /**
+   * Arguments: a module worker sees them as `process.argv.slice(2)`.
+   * @default []
+   */
+  args?: string[]
+  /**
+   * Node flags for a module worker (e.g. `['--max-old-space-size=512']`).
+   * @default []
+   */
+  execArgv?: string[]
+  /**
+   * Merged over `process.env`.
+   * @default process.env
+   */
+  env?: Record<string, string>
+  /**
+   * Working directory of the worker.
+   * @default process.cwd()
+   */
+  cwd?: string
+  /**
+   * `'on-failure'`: an exit with code 0 means the work is done (state `'stopped'`).
+   * `'always'`: every exit is followed by a restart.
+   * @default 'on-failure'
+   */
+  restart?: 'on-failure' | 'always'
+  /**
+   * Restarts allowed in a row; one more crash gives `'exhausted'` (`3` = at most 4 spawns).
+   * Any message from the worker resets the count.
+   * @default 10
+   */
+  maxRestarts?: number
+  /**
+   * Base delay in ms: restart n waits `restartDelay * 2^(n-1)`, capped at `maxRestartDelay`.
+   * @default 1000
+   */
+  restartDelay?: number
+  /**
+   * Cap of the restart delay, in ms.
+   * @default 30000
+   */
+  maxRestartDelay?: number
+  /**
+   * Ms between `{type:'ping'}` health checks; `0` turns them off.
+   * @default 15000 for a `modulePath` worker, 0 (off) for a `command` worker
+   */
+  healthCheckInterval?: number
+  /**
+   * Ms a ping may go unanswered (any message counts) before the worker is declared
+   * `'unresponsive'`, its group SIGKILLed and restarted.
+   * @default 5000
+   */
+  healthCheckTimeout?: number
+  /**
+   * Bound of `stop()` in ms: `{type:'shutdown'}` at once, `killSignal` to the group at half of
+   * it, SIGKILL at its end.
+   * @default 5000
+   */
+  stopTimeout?: number
+  /**
+   * The signal `stop()` sends to the worker's group.
+   * @default 'SIGTERM'
+   */
+  killSignal?: SignalName
+  /**
+   * The worker's stdout/stderr: this process's own, `'pipe'` (emitted as `'stdout'` /
+   * `'stderr'` Buffers), or /dev/null.
+   * @default 'inherit'
+   */
+  stdio?: 'inherit' | 'pipe' | 'ignore'
+}
+
+export type SupervisorState =
+  | 'idle'
+  | 'starting'
+  | 'running'
+  | 'restarting'
+  | 'stopping'
+  | 'stopped'
+  | 'exhausted'
+
+/** How a worker process ended. */
+export interface WorkerExit {
+  code: number | null
+  signal: SignalName | null
+}
+
+export interface SupervisorEvents {
+  spawn: [info: { pid: number }]
+  message: [message: unknown]
+  exit: [info: WorkerExit]
+  crashed: [info: WorkerExit & { restartCount: number }]
+  restarting: [info: { delay: number; attempt: number }]
+  exhausted: [info: { message: string; restartCount: number }]
+  unresponsive: [info: { pid: number }]
+  stdout: [chunk: Buffer]
+  stderr: [chunk: Buffer]
+  /** Emitted only when there are listeners; otherwise it becomes a process warning. */
+  error: [error: Error]
+}
+
+/**
+ * Keeps a worker alive: restarts it with capped exponential backoff, gives up after too many
+ * crashes in a row, checks its health over its Node IPC channel, stops it within a bound, and
+ * never loses a request silently. Nothing of a stopped or exhausted supervisor keeps Node alive.
+ *
+ * @example
+ * const sup = new Supervisor({ modulePath: './thumbnail-worker.js', maxRestarts: 5 })
+ * sup.on('crashed', ({ code, signal }) => log.warn({ code, signal }, 'worker crashed'))
+ * await sup.start()
+ * const thumb = await sup.request({ image: base64 }, { timeout: 10_000 })
+ */
+export declare class Supervisor extends EventEmitter<SupervisorEvents> {
+  /** Throws `TypeError`/`RangeError` with `ERR_INVALID_ARG_*` / `ERR_OUT_OF_RANGE` codes. */
+  constructor(options: SupervisorOptions)
+  /** Resolves once the first worker is spawned (state `'running'`); rejects if it cannot start. */
+  start(): Promise<void>
+  /** Stops the worker within `stopTimeout` and resolves when its group is gone; no restart after. */
+  stop(): Promise<void>
+  /** Rejects with `ERR_IPC_CHANNEL_CLOSED` when no worker is connected; never throws. */
+  send(message: unknown): Promise<void>
+  /**
+   * Sends `{ tethered: 'request', id, body }` and resolves with the worker's `result`. Rejects
+   * with the worker's error (`code` `ERR_WORKER_REQUEST_FAILED` unless it gave one),
+   * `ERR_WORKER_EXITED` the moment the worker dies, `ERR_TIMEOUT` after `timeout` ms, or
+   * `ERR_IPC_CHANNEL_CLOSED` when no worker is connected.
+   */
+  request<Result = unknown>(message: unknown, options?: { timeout?: number }): Promise<Result>
+  /** The worker's pid; null whenever no worker process exists. */
+  readonly pid: number | null
+  readonly state: SupervisorState
+  /** Consecutive restarts since the last sign of life. */
+  readonly restartCount: number
+  /** Whether a worker's IPC channel is open. */
+  readonly connected: boolean
+}

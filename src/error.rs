@@ -62,6 +62,24 @@ pub enum Error {
   LauncherExited { detail: String },
   /// The run passed its `timeout`; the group was killed.
   Timeout { after: std::time::Duration },
+  /// `send()`/`request()` with no worker connected, as Node's `subprocess.send` reports it.
+  ChannelClosed,
+  /// A request was in flight when its worker exited or closed its channel.
+  WorkerExited { pid: u32 },
+  /// `request()` got no answer within its `timeout`; the worker is left running.
+  RequestTimeout { after: std::time::Duration },
+  /// The worker answered a request with `error: { message, code? }`.
+  WorkerRequestFailed {
+    message: String,
+    code: Option<String>,
+  },
+  /// A line from the worker's channel that is not JSON; the messages after it still arrive.
+  MalformedMessage { reason: String },
+  /// A method called in a state where it cannot work, e.g. `start()` while stopping.
+  InvalidState {
+    action: &'static str,
+    state: &'static str,
+  },
   /// A read or write on one of the child's pipes failed (e.g. `EPIPE`); shaped like Node's
   /// system errors (`write EPIPE`).
   Io { errno: i32, syscall: &'static str },
@@ -77,7 +95,14 @@ impl Error {
       Error::Spawn { errno, .. } => errno_name(*errno),
       Error::MaxBuffer { .. } => "ERR_MAX_BUFFER".into(),
       Error::Aborted => "ABORT_ERR".into(),
-      Error::Timeout { .. } => "ERR_TIMEOUT".into(),
+      Error::Timeout { .. } | Error::RequestTimeout { .. } => "ERR_TIMEOUT".into(),
+      Error::ChannelClosed => "ERR_IPC_CHANNEL_CLOSED".into(),
+      Error::WorkerExited { .. } => "ERR_WORKER_EXITED".into(),
+      Error::WorkerRequestFailed { code, .. } => code
+        .clone()
+        .unwrap_or_else(|| "ERR_WORKER_REQUEST_FAILED".into()),
+      Error::MalformedMessage { .. } => "ERR_IPC_MALFORMED_MESSAGE".into(),
+      Error::InvalidState { .. } => "ERR_INVALID_STATE".into(),
       Error::Io { errno, .. } => errno_name(*errno),
       Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
     }
@@ -162,6 +187,23 @@ impl fmt::Display for Error {
         "Timed out after {} ms; the process group was killed",
         after.as_millis()
       ),
+      Error::ChannelClosed => write!(f, "Channel closed"),
+      Error::WorkerExited { pid } => write!(
+        f,
+        "The worker (pid {pid}) exited or closed its IPC channel before answering"
+      ),
+      Error::RequestTimeout { after } => write!(
+        f,
+        "The worker did not answer the request within {} ms",
+        after.as_millis()
+      ),
+      Error::WorkerRequestFailed { message, .. } => write!(f, "{message}"),
+      Error::MalformedMessage { reason } => {
+        write!(f, "A message from the worker is not valid JSON: {reason}")
+      }
+      Error::InvalidState { action, state } => {
+        write!(f, "Invalid state: cannot {action}() while {state}")
+      }
       Error::Io { errno, syscall } => write!(f, "{syscall} {}", errno_name(*errno)),
     }
   }
@@ -235,5 +277,32 @@ mod tests {
       text.contains("options.timeout") && text.contains("-1"),
       "{text}"
     );
+  }
+
+  #[test]
+  fn supervisor_errors_have_their_codes() {
+    assert_eq!(Error::ChannelClosed.code(), "ERR_IPC_CHANNEL_CLOSED");
+    assert_eq!(Error::ChannelClosed.to_string(), "Channel closed");
+    let exited = Error::WorkerExited { pid: 42 };
+    assert_eq!(exited.code(), "ERR_WORKER_EXITED");
+    assert!(exited.to_string().contains("42"));
+    let failed = |code: Option<&str>| Error::WorkerRequestFailed {
+      message: "bad jpeg".into(),
+      code: code.map(str::to_string),
+    };
+    assert_eq!(failed(None).code(), "ERR_WORKER_REQUEST_FAILED");
+    assert_eq!(failed(Some("EBADJPEG")).code(), "EBADJPEG");
+    assert_eq!(failed(None).to_string(), "bad jpeg");
+    let timeout = Error::RequestTimeout {
+      after: std::time::Duration::from_millis(250),
+    };
+    assert_eq!(timeout.code(), "ERR_TIMEOUT");
+    assert!(!timeout.to_string().contains("killed"), "{timeout}");
+    let state = Error::InvalidState {
+      action: "start",
+      state: "stopping",
+    };
+    assert_eq!(state.code(), "ERR_INVALID_STATE");
+    assert_eq!(state.js_kind(), JsKind::Error);
   }
 }

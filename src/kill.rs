@@ -93,7 +93,7 @@ mod tests {
       std::env::vars(),
     )
     .unwrap();
-    launch::launch(&plan.launch, [StdioMode::Ignore; 3])
+    launch::launch(&plan.launch, [StdioMode::Ignore; 3], Vec::new())
       .await
       .unwrap_or_else(|e| panic!("{e}"))
   }

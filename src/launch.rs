@@ -4,9 +4,10 @@
 //! Node: a fork of Node costs time in proportion to the memory it holds, and only a fork lets
 //! a child be given a parent-death signal. Here the addon prepares what the child gets — the
 //! resolved program, argv, the full environment, and the fds for 0, 1, 2 (pipe ends, /dev/null
-//! or this process's own stdio) — and the launcher forks, puts the child in a new process group
-//! (or, for a daemon, a new session), execs it, reaps it and reports its exit. The command is
-//! resolved here against the child's own `PATH`, as libuv does.
+//! or this process's own stdio) and for 3, ... (e.g. an IPC socket) — and the launcher forks,
+//! puts the child in a new process group (or, for a daemon, a new session), execs it, reaps it
+//! and reports its exit. The command is resolved here against the child's own `PATH`, as libuv
+//! does.
 
 use std::ffi::OsStr;
 use std::io;
@@ -79,9 +80,14 @@ enum StdioEnd {
   None,
 }
 
-/// Starts `spec` with the given stdio. Errors are Node-shaped spawn errors, or
+/// Starts `spec` with the given stdio; `extra_fds` become the child's fds 3, 4, ... in order
+/// (e.g. the end of an IPC socket). Errors are Node-shaped spawn errors, or
 /// `ERR_LAUNCHER_EXITED` when the launcher is unavailable.
-pub async fn launch(spec: &LaunchSpec, stdio: [StdioMode; 3]) -> Result<Launched, Error> {
+pub async fn launch(
+  spec: &LaunchSpec,
+  stdio: [StdioMode; 3],
+  extra_fds: Vec<OwnedFd>,
+) -> Result<Launched, Error> {
   let spawn_error = |errno: i32| Error::Spawn {
     errno,
     command: spec.command.clone(),
@@ -96,13 +102,14 @@ pub async fn launch(spec: &LaunchSpec, stdio: [StdioMode; 3]) -> Result<Launched
   .map_err(spawn_error)?;
 
   let mut ours = Vec::with_capacity(3);
-  let mut theirs = Vec::with_capacity(3);
+  let mut theirs = Vec::with_capacity(3 + extra_fds.len());
   for (fd, mode) in stdio.into_iter().enumerate() {
     let (our_end, their_end) = stdio_ends(fd, mode).map_err(to_spawn_error)?;
     ours.push(our_end);
     theirs.push(their_end);
   }
   let [stdin, stdout, stderr]: [StdioEnd; 3] = ours.try_into().ok().expect("three streams");
+  theirs.extend(extra_fds);
 
   let mut argv = Vec::with_capacity(spec.args.len() + 1);
   argv.push(spec.command.as_bytes().to_vec());

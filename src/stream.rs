@@ -187,7 +187,7 @@ impl StreamChild {
 
   /// Starts the plan's command through the launcher. Runs inside the tokio runtime.
   pub async fn start(&self, plan: &StreamPlan) {
-    let child = match launch::launch(&plan.launch, plan.stdio).await {
+    let child = match launch::launch(&plan.launch, plan.stdio, Vec::new()).await {
       Ok(child) => child,
       Err(error) => return self.fail(error),
     };

@@ -96,9 +96,7 @@ impl NativeChild {
   pub fn started<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, u32>> {
     let child = self.child.clone();
     let run = async move { Ok(child.started().await) };
-    env.spawn_future_with_callback(run, |env, started| {
-      started.map_err(|e| reject(env, &e, None))
-    })
+    env.spawn_future_with_callback(run, |env, started| started.map_err(|e| reject(env, &e)))
   }
 
   /// Settles when the leader is reaped: `{ exitCode, signal, timedOut }`. Rejects with the spawn
@@ -127,7 +125,7 @@ impl NativeChild {
           Status::GenericFailure,
           "wait() was already called",
         )),
-        Some(Err(error)) => Err(reject(env, &error, None)),
+        Some(Err(error)) => Err(reject(env, &error)),
         Some(Ok(exit)) => exit_result(env, exit, pid.unwrap_or_default()),
       }
     })
@@ -178,7 +176,7 @@ impl NativeChild {
     let child = self.child.clone();
     let run = async move { Ok(child.readable(which).await) };
     env.spawn_future_with_callback(run, |env, ready| {
-      ready.map_err(|e| reject(env, &TetheredError::io(&e, "read"), None))
+      ready.map_err(|e| reject(env, &TetheredError::io(&e, "read")))
     })
   }
 
@@ -195,9 +193,7 @@ impl NativeChild {
           .unwrap_or(TetheredError::io(&e, "write"))
       }))
     };
-    env.spawn_future_with_callback(run, |env, written| {
-      written.map_err(|e| reject(env, &e, None))
-    })
+    env.spawn_future_with_callback(run, |env, written| written.map_err(|e| reject(env, &e)))
   }
 
   /// Writes as much of `data` to stdin as fits right now (nothing while the child is starting);
@@ -270,7 +266,7 @@ fn output(fd: u32) -> Result<Output> {
 /// `{ exitCode, signal, timedOut }`, or the AbortError when the AbortSignal ended the child.
 fn exit_result<'env>(env: &'env Env, exit: Exit, pid: u32) -> Result<Unknown<'env>> {
   if exit.ended_by == Some(Ending::Aborted) {
-    let mut error = js_error(env, &TetheredError::Aborted, None)?;
+    let mut error = js_error(env, &TetheredError::Aborted)?;
     exit_fields(&mut error, exit.status, "exitCode")?;
     error.set("pid", pid)?;
     return Err(napi::Error::from(error.to_unknown()));

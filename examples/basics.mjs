@@ -1,5 +1,5 @@
 // A tour of tethered's core: every way a command can end, told apart, and nothing left behind.
-// Run with `npm install && npm run demo`.
+// Run with `node examples/basics.mjs` (after `npm install`).
 import { spawnCollect, runProcess } from 'tethered'
 
 const show = (title, value) => console.log(`\n== ${title}\n`, value)

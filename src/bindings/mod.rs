@@ -1,88 +1,24 @@
 //! The napi glue, and the only place that touches JavaScript values: arguments are turned
-//! into [`Value`]s for `options`, results and [`Error`]s are turned into JS objects here.
-//! `spawnCollect`/`runProcess` live in this file, the streaming `spawn` in `bindings/stream.rs`.
+//! into [`Value`]s for `options`, results and [`Error`](TetheredError)s are turned into JS
+//! objects here. One file per entry point: `collect` (`spawnCollect`, `runProcess`) and
+//! `supervisor` (`NativeSupervisor`); this one holds what they share.
 
+mod collect;
 mod stream;
+mod supervisor;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
-use napi_derive::napi;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 
-use crate::collect::{self, Ending, Outcome};
-use crate::error::{errno_description, Error as TetheredError, JsKind};
+use crate::error::{Error as TetheredError, JsKind};
 use crate::launch::ExitStatus;
-use crate::options::{self, Encoding, Value};
+use crate::options::Value;
 use crate::signals;
 
 /// How deep option objects are read (`options.env.NAME` is depth 2).
 const OPTION_DEPTH: u8 = 2;
-
-/// `spawnCollect(command, args?, options?)`: resolves on any exit, rejects when the command
-/// could not start, when output passed `maxBuffer`, or on abort.
-#[napi(ts_return_type = "Promise<SpawnResult>")]
-pub fn spawn_collect<'env>(
-  env: &'env Env,
-  command: Unknown<'env>,
-  args: Option<Unknown<'env>>,
-  options: Option<Unknown<'env>>,
-) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-  start_collect(env, command, args, options, ResultShape::Spawn)
-}
-
-/// `runProcess(command, args?, options?)`: never rejects because of the process.
-#[napi(ts_return_type = "Promise<ProcessResult>")]
-pub fn run_process<'env>(
-  env: &'env Env,
-  command: Unknown<'env>,
-  args: Option<Unknown<'env>>,
-  options: Option<Unknown<'env>>,
-) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-  start_collect(env, command, args, options, ResultShape::Process)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ResultShape {
-  Spawn,
-  Process,
-}
-
-fn start_collect<'env>(
-  env: &'env Env,
-  command: Unknown<'env>,
-  args: Option<Unknown<'env>>,
-  options: Option<Unknown<'env>>,
-  shape: ResultShape,
-) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-  let (args, options) = shift_options(args, options)?;
-  let command = to_value(env, Some(command), 0)?;
-  let args = to_value(env, args, 1)?;
-  let options_value = to_value(env, options, OPTION_DEPTH)?;
-  // The environment is read here, on the JS thread, the only thread that changes it.
-  let parent_env =
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-  let plan = options::parse_collect(&command, &args, &options_value, parent_env)
-    .map_err(|e| throw(env, &e))?;
-  let encoding = plan.encoding;
-  let (abort_rx, listener) = match (&plan.abort_signal, options) {
-    (Some(false), Some(options)) => {
-      let (listener, rx) = AbortListener::attach(env, options)?;
-      (Some(rx), Some(listener))
-    }
-    _ => (None, None),
-  };
-  let run = async move { Ok(collect::run(plan, abort_rx).await) };
-  env.spawn_future_with_callback(run, move |env, outcome| {
-    if let Some(listener) = listener {
-      listener.detach(env)?;
-    }
-    match shape {
-      ResultShape::Spawn => spawn_result(env, outcome, encoding),
-      ResultShape::Process => process_result(env, outcome, encoding),
-    }
-  })
-}
 
 /// `EventTarget.prototype.addEventListener` / `removeEventListener`.
 type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
@@ -145,15 +81,6 @@ impl AbortListener {
   }
 }
 
-fn output<'env>(env: &'env Env, bytes: Vec<u8>, encoding: Encoding) -> Result<Unknown<'env>> {
-  match encoding {
-    Encoding::Utf8 => env
-      .create_string(String::from_utf8_lossy(&bytes))
-      .map(|s| s.to_unknown()),
-    Encoding::Buffer => Buffer::from(bytes).into_unknown(env),
-  }
-}
-
 fn exit_fields(obj: &mut Object, status: ExitStatus, code_key: &str) -> Result<()> {
   match status {
     ExitStatus::Code(code) => {
@@ -168,93 +95,8 @@ fn exit_fields(obj: &mut Object, status: ExitStatus, code_key: &str) -> Result<(
   Ok(())
 }
 
-fn spawn_result<'env>(
-  env: &'env Env,
-  outcome: std::result::Result<Outcome, TetheredError>,
-  encoding: Encoding,
-) -> Result<Unknown<'env>> {
-  let outcome = outcome.map_err(|e| reject(env, &e, None))?;
-  // A timeout resolves (`timedOut: true`); the other endings reject with the output so far.
-  if let Some(ending @ (Ending::MaxBuffer { .. } | Ending::Aborted)) = outcome.ended_by {
-    return Err(reject(env, &ending.to_error(), Some((outcome, encoding))));
-  }
-  let mut obj = Object::new(env)?;
-  obj.set("timedOut", timed_out(&outcome))?;
-  obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
-  obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
-  exit_fields(&mut obj, outcome.status, "exitCode")?;
-  obj.set("pid", outcome.pid)?;
-  obj.set("durationMs", outcome.duration.as_secs_f64() * 1000.0)?;
-  Ok(obj.to_unknown())
-}
-
-fn process_result<'env>(
-  env: &'env Env,
-  outcome: std::result::Result<Outcome, TetheredError>,
-  encoding: Encoding,
-) -> Result<Unknown<'env>> {
-  let mut obj = Object::new(env)?;
-  let outcome = match outcome {
-    Ok(outcome) => outcome,
-    Err(error) => {
-      // Not found is 127 and not executable 126, as a shell reports them; a run that never
-      // got a process otherwise (aborted first, launcher gone) has no code.
-      let (code, stderr) = match &error {
-        TetheredError::Spawn { errno, .. } => (
-          Some(if *errno == libc::EACCES || *errno == libc::ENOEXEC {
-            126
-          } else {
-            127
-          }),
-          format!("Failed to spawn: {error} ({})", errno_description(*errno)),
-        ),
-        _ => (None, String::new()),
-      };
-      obj.set("stdout", output(env, Vec::new(), encoding)?)?;
-      obj.set("stderr", output(env, stderr.into_bytes(), encoding)?)?;
-      obj.set("ok", false)?;
-      match code {
-        Some(code) => obj.set("code", code)?,
-        None => obj.set("code", Null)?,
-      }
-      obj.set("signal", Null)?;
-      obj.set("timedOut", false)?;
-      obj.set("durationMs", 0.0)?;
-      obj.set("error", error_summary(env, &error)?)?;
-      return Ok(obj.to_unknown());
-    }
-  };
-  let timed_out = timed_out(&outcome);
-  let ok = outcome.status == ExitStatus::Code(0) && outcome.ended_by.is_none();
-  obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
-  obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
-  obj.set("ok", ok)?;
-  exit_fields(&mut obj, outcome.status, "code")?;
-  obj.set("timedOut", timed_out)?;
-  obj.set("durationMs", outcome.duration.as_secs_f64() * 1000.0)?;
-  if let Some(ending) = outcome.ended_by {
-    obj.set("error", error_summary(env, &ending.to_error())?)?;
-  }
-  Ok(obj.to_unknown())
-}
-
-fn timed_out(outcome: &Outcome) -> bool {
-  matches!(outcome.ended_by, Some(Ending::Timeout(_)))
-}
-
-fn error_summary<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>> {
-  let mut summary = Object::new(env)?;
-  summary.set("code", error.code())?;
-  summary.set("message", error.to_string())?;
-  Ok(summary)
-}
-
 /// Builds the JS error object for `error`, with every field Node users look for.
-fn js_error<'env>(
-  env: &'env Env,
-  error: &TetheredError,
-  output_so_far: Option<(Outcome, Encoding)>,
-) -> Result<Object<'env>> {
+fn js_error<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>> {
   let message = error.to_string();
   let base = napi::Error::new(Status::GenericFailure, message.clone());
   let raw = match error.js_kind() {
@@ -287,30 +129,25 @@ fn js_error<'env>(
     }
     _ => {}
   }
-  if let Some((outcome, encoding)) = output_so_far {
-    obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
-    obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
-    exit_fields(&mut obj, outcome.status, "exitCode")?;
-    obj.set("pid", outcome.pid)?;
-  }
   Ok(obj)
 }
 
-/// An `Err` that rejects a promise with the JS error object for `error`.
-fn reject(
-  env: &Env,
-  error: &TetheredError,
-  output_so_far: Option<(Outcome, Encoding)>,
-) -> napi::Error {
-  match js_error(env, error, output_so_far) {
+/// An `Err` that rejects a promise (or, returned from a synchronous call, throws) with `obj`.
+fn reject_with(obj: Result<Object>) -> napi::Error {
+  match obj {
     Ok(obj) => napi::Error::from(obj.to_unknown()),
     Err(e) => e,
   }
 }
 
+/// An `Err` that rejects a promise with the JS error object for `error`.
+fn reject(env: &Env, error: &TetheredError) -> napi::Error {
+  reject_with(js_error(env, error))
+}
+
 /// An `Err` that throws the JS error object for `error` from a synchronous call.
 fn throw(env: &Env, error: &TetheredError) -> napi::Error {
-  reject(env, error, None)
+  reject(env, error)
 }
 
 /// Reads a JS value into the option parser's view of it, `depth` levels of objects deep.

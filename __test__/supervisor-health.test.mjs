@@ -1,0 +1,57 @@
+// Supervisor health checks (DESIGN §4): a worker that answers pings is never flagged; one stuck
+// in a busy loop is flagged 'unresponsive', SIGKILLed and replaced by a new process.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { fixture, pidAlive, sleep } from './helpers.mjs'
+import { supervise, nextEvent, names, allGone } from './supervisor-helpers.mjs'
+
+test('a healthy worker is never flagged over many intervals', { timeout: 30_000 }, async (t) => {
+  const { sup, events, pids } = supervise(t, 'worker-echo.js', { healthCheckInterval: 200, healthCheckTimeout: 600 })
+  await sup.start()
+  // Ten intervals; each ping answered well inside its timeout.
+  await sleep(2_000)
+  assert.deepEqual(names(events), ['spawn'])
+  assert.equal(pids.length, 1)
+  assert.equal(sup.pid, pids[0])
+  assert.equal(sup.state, 'running')
+  assert.equal(sup.restartCount, 0)
+})
+
+test('a worker stuck in while(true){} is flagged unresponsive, killed and replaced', { timeout: 30_000 }, async (t) => {
+  const { sup, events, pids } = supervise(t, 'worker-stuck.js', {
+    healthCheckInterval: 200,
+    healthCheckTimeout: 400,
+    restartDelay: 50,
+    stopTimeout: 500,
+  })
+  await sup.start()
+  const first = sup.pid
+  const flagged = await nextEvent(sup, 'unresponsive', 5_000)
+  assert.deepEqual(flagged, { pid: first })
+  const crashed = await nextEvent(sup, 'crashed', 5_000)
+  assert.deepEqual(crashed, { code: null, signal: 'SIGKILL', restartCount: 0 })
+  const { pid: second } = await nextEvent(sup, 'spawn', 5_000)
+  assert.notEqual(second, first)
+  assert.equal(pidAlive(first), false, 'the stuck worker is gone')
+  await allGone([first])
+  assert.deepEqual(names(events).slice(0, 5), ['spawn', 'unresponsive', 'exit', 'crashed', 'restarting'])
+  // Flagged no sooner than one interval plus the timeout after the spawn.
+  const spawnedAt = events[0].at
+  const flaggedAt = events.find((e) => e.name === 'unresponsive').at
+  assert.ok(flaggedAt - spawnedAt >= 550, `flagged after ${flaggedAt - spawnedAt} ms`)
+  assert.deepEqual(pids.slice(0, 2), [first, second])
+})
+
+test('a command worker gets no health checks unless asked', { timeout: 30_000 }, async (t) => {
+  const { sup, events } = supervise(t, 'worker-stuck.js', {
+    modulePath: undefined,
+    command: process.execPath,
+    args: [fixture('worker-stuck.js')],
+    healthCheckTimeout: 100,
+    stopTimeout: 200,
+  })
+  await sup.start()
+  await sleep(1_000)
+  assert.deepEqual(names(events), ['spawn'])
+  assert.equal(sup.state, 'running')
+})

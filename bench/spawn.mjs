@@ -1,0 +1,433 @@
+// Spawn and collect benchmark: tethered against child_process and execa, in one run.
+//
+//   node bench/spawn.mjs            full run (~2 minutes on 2 cores)
+//   node bench/spawn.mjs --quick    smoke run (a few seconds)
+//   NAPI_RS_NATIVE_LIBRARY_PATH=/path/to/release.node node bench/spawn.mjs   measure another build
+//
+// 1. Spawn throughput of /bin/true, sequential and at concurrency 32, all in this process.
+// 2. Collecting a large stdout (`head -c N /dev/zero`) as a Buffer. Each measurement runs in a
+//    fresh Node process (`--collect-one <contender> <bytes>`), so the peak RSS it reports belongs
+//    to that contender alone: VmHWM after the run minus VmRSS before it (after a forced GC and a
+//    reset of VmHWM), divided by the output size.
+// 3. A markdown table of medians with ratios to child_process.spawn, target checks, and the raw
+//    numbers in bench/results.json.
+
+import * as childProcess from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { cpus, loadavg } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+
+import {
+  MiB,
+  describeNativeAddon,
+  fmt,
+  fmtSpread,
+  forceGc,
+  markdownTable,
+  measureOps,
+  nowMs,
+  procStatusBytes,
+  resetPeakRss,
+  summarize,
+} from './lib.mjs'
+
+const require = createRequire(import.meta.url)
+const execFileP = promisify(childProcess.execFile)
+const THIS_FILE = fileURLToPath(import.meta.url)
+const RESULTS_FILE = fileURLToPath(new URL('./results.json', import.meta.url))
+const BASELINE = 'child_process.spawn'
+const BIG_MAX_BUFFER = 2 ** 31 // for the contenders that need a finite maxBuffer
+
+// ---------------------------------------------------------------------------------------------
+// Contenders
+
+/** Spawn-and-wait of /bin/true, one function per contender. Each rejects on a non-zero exit. */
+async function loadSpawners() {
+  const tethered = require('../index.js')
+  const { execa } = await import('execa')
+  return {
+    tethered: async () => {
+      const r = await tethered.spawnCollect('/bin/true')
+      if (r.exitCode !== 0) throw new Error(`tethered: /bin/true exited ${r.exitCode}/${r.signal}`)
+    },
+    // The same work tethered does: stdin ignored, stdout and stderr piped and read to the end.
+    'child_process.spawn': () =>
+      new Promise((resolve, reject) => {
+        const child = childProcess.spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'] })
+        child.stdout.resume()
+        child.stderr.resume()
+        child.on('error', reject)
+        child.on('close', (code, signal) =>
+          code === 0 ? resolve() : reject(new Error(`spawn: /bin/true exited ${code}/${signal}`)),
+        )
+      }),
+    'child_process.execFile': () => execFileP('/bin/true'),
+    execa: () => execa('/bin/true'),
+  }
+}
+
+/**
+ * Collect-as-Buffer of `head -c <bytes> /dev/zero`, one loader per contender (loaded lazily so
+ * a collect child process imports only what it measures). Each returns the collected bytes.
+ */
+const collectors = {
+  tethered: async () => {
+    const tethered = require('../index.js')
+    return async (bytes) => {
+      const r = await tethered.spawnCollect('head', ['-c', String(bytes), '/dev/zero'], {
+        encoding: 'buffer',
+        maxBuffer: Infinity,
+        timeout: 0,
+      })
+      if (r.exitCode !== 0) throw new Error(`tethered: head exited ${r.exitCode}/${r.signal}`)
+      return r.stdout
+    }
+  },
+  'child_process.spawn': async () => (bytes) =>
+    new Promise((resolve, reject) => {
+      const child = childProcess.spawn('head', ['-c', String(bytes), '/dev/zero'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      const chunks = []
+      let length = 0
+      child.stdout.on('data', (chunk) => {
+        chunks.push(chunk)
+        length += chunk.length
+      })
+      child.stderr.resume()
+      child.on('error', reject)
+      child.on('close', (code, signal) =>
+        code === 0
+          ? resolve(Buffer.concat(chunks, length))
+          : reject(new Error(`spawn: head exited ${code}/${signal}`)),
+      )
+    }),
+  'child_process.execFile': async () => async (bytes) => {
+    const { stdout } = await execFileP('head', ['-c', String(bytes), '/dev/zero'], {
+      encoding: 'buffer',
+      maxBuffer: BIG_MAX_BUFFER,
+    })
+    return stdout
+  },
+  execa: async () => {
+    const { execa } = await import('execa')
+    return async (bytes) => {
+      // execa 9: encoding 'buffer' resolves stdout as a Uint8Array.
+      const { stdout } = await execa('head', ['-c', String(bytes), '/dev/zero'], {
+        encoding: 'buffer',
+        maxBuffer: BIG_MAX_BUFFER,
+        stripFinalNewline: false,
+      })
+      return stdout
+    }
+  },
+}
+
+const CONTENDERS = ['tethered', 'child_process.spawn', 'child_process.execFile', 'execa']
+
+// ---------------------------------------------------------------------------------------------
+// --collect-one: one measurement in this (fresh) process, JSON on stdout
+
+async function collectOne(name, bytes) {
+  if (!collectors[name]) throw new Error(`unknown contender ${name}`)
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new Error(`bad byte count ${bytes}`)
+  const collect = await collectors[name]()
+  // Warm-up: load every code path once with a small output, then measure from a quiet heap.
+  await collect(4 * MiB)
+  const gcForced = forceGc()
+  const baselineRss = procStatusBytes('VmRSS')
+  const peakReset = resetPeakRss()
+  const start = nowMs()
+  const output = await collect(bytes)
+  const elapsedMs = nowMs() - start
+  const peakRss = procStatusBytes('VmHWM')
+  if (output.length !== bytes) throw new Error(`${name} collected ${output.length} bytes, not ${bytes}`)
+  if (output[0] !== 0 || output[bytes - 1] !== 0) throw new Error(`${name} collected wrong bytes`)
+  process.stdout.write(
+    `${JSON.stringify({
+      contender: name,
+      bytes,
+      elapsedMs,
+      mbPerSec: bytes / 1e6 / (elapsedMs / 1000),
+      baselineRss,
+      peakRss,
+      peakGrowth: peakRss - baselineRss,
+      peakGrowthRatio: (peakRss - baselineRss) / bytes,
+      gcForced,
+      peakReset,
+    })}\n`,
+  )
+}
+
+// The collect process in flight, killed if this process exits early (EPIPE, error, Ctrl-C).
+let runningChild = null
+process.on('exit', () => {
+  if (runningChild && runningChild.exitCode === null && runningChild.signalCode === null) runningChild.kill('SIGKILL')
+})
+
+async function collectInChild(name, bytes) {
+  const args = ['--expose-gc', THIS_FILE, '--collect-one', name, String(bytes)]
+  try {
+    const pending = execFileP(process.execPath, args, { timeout: 120_000, killSignal: 'SIGKILL' })
+    runningChild = pending.child
+    const { stdout } = await pending
+    runningChild = null
+    const lines = stdout.trim().split('\n')
+    return JSON.parse(lines[lines.length - 1])
+  } catch (err) {
+    runningChild = null
+    const detail = (err.stderr || err.message || String(err)).trim().split('\n').slice(-3).join(' ')
+    return { contender: name, bytes, error: detail }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main run
+
+function parseArgs(argv) {
+  const quick = argv.includes('--quick')
+  return quick
+    ? { quick, rounds: 1, seq: 100, conc: 200, concurrency: 32, warmup: 20, collectBytes: 32 * MiB, collectReps: 1, spawnBudgetSec: 60 }
+    : { quick, rounds: 3, seq: 1000, conc: 2000, concurrency: 32, warmup: 100, collectBytes: 256 * MiB, collectReps: 3, spawnBudgetSec: 120 }
+}
+
+/** The contenders in a different order each round, so slow drift does not favour one. */
+function rotated(list, by) {
+  const k = by % list.length
+  return [...list.slice(k), ...list.slice(0, k)]
+}
+
+function gitCommit() {
+  try {
+    const head = childProcess.execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: new URL('..', import.meta.url),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+    return head.trim()
+  } catch {
+    return null
+  }
+}
+
+async function runSpawnBenchmarks(config, log) {
+  const spawners = await loadSpawners()
+  const raw = Object.fromEntries(CONTENDERS.map((c) => [c, { sequential: [], concurrent: [], loopP99: [], errors: [] }]))
+
+  log(`\n## 1. Spawn /bin/true: ${config.seq} sequential, ${config.conc} at concurrency ${config.concurrency}, ${config.rounds} round(s)\n`)
+  // child_process forks this process, so its cost grows with this process's memory: show it.
+  log(`  this process: RSS ${fmt(process.memoryUsage.rss() / MiB)} MiB before the spawn runs`)
+  for (const name of CONTENDERS) {
+    try {
+      await measureOps(spawners[name], { total: config.warmup, concurrency: 1 })
+      await measureOps(spawners[name], { total: config.warmup, concurrency: config.concurrency })
+    } catch (err) {
+      raw[name].errors.push(`warm-up: ${err.message}`)
+    }
+  }
+  const sectionStart = nowMs()
+  for (let round = 0; round < config.rounds; round++) {
+    // On a loaded machine a round can take much longer; stop early rather than run for ever.
+    const elapsedSec = (nowMs() - sectionStart) / 1000
+    if (round > 0 && elapsedSec + elapsedSec / round > config.spawnBudgetSec) {
+      log(`  (stopping after ${round} round(s): another would pass the ${config.spawnBudgetSec} s budget of this section)`)
+      break
+    }
+    log(`  -- round ${round + 1}, load average ${loadavg()[0].toFixed(2)}`)
+    for (const name of rotated(CONTENDERS, round)) {
+      forceGc()
+      try {
+        const seq = await measureOps(spawners[name], { total: config.seq, concurrency: 1 })
+        forceGc()
+        const conc = await measureOps(spawners[name], {
+          total: config.conc,
+          concurrency: config.concurrency,
+          trackLoop: true,
+        })
+        raw[name].sequential.push(seq.opsPerSec)
+        raw[name].concurrent.push(conc.opsPerSec)
+        raw[name].loopP99.push(conc.loopDelay.p99)
+        log(
+          `  round ${round + 1}  ${name.padEnd(24)} seq ${fmt(seq.opsPerSec).padStart(6)} ops/s   ` +
+            `c${config.concurrency} ${fmt(conc.opsPerSec).padStart(6)} ops/s   loop p99 ${fmt(conc.loopDelay.p99, 1)} ms`,
+        )
+      } catch (err) {
+        raw[name].errors.push(err.message)
+        log(`  round ${round + 1}  ${name.padEnd(24)} FAILED: ${err.message}`)
+      }
+    }
+  }
+  return raw
+}
+
+async function runCollectBenchmarks(config, log) {
+  const raw = Object.fromEntries(CONTENDERS.map((c) => [c, { runs: [], errors: [] }]))
+  log(
+    `\n## 2. Collect ${fmt(config.collectBytes / MiB)} MiB of stdout as a Buffer, ` +
+      `${config.collectReps} fresh process(es) per contender\n`,
+  )
+  for (let rep = 0; rep < config.collectReps; rep++) {
+    log(`  -- run ${rep + 1}, load average ${loadavg()[0].toFixed(2)}`)
+    for (const name of rotated(CONTENDERS, rep)) {
+      const r = await collectInChild(name, config.collectBytes)
+      if (r.error) {
+        raw[name].errors.push(r.error)
+        log(`  run ${rep + 1}  ${name.padEnd(24)} FAILED: ${r.error}`)
+        continue
+      }
+      raw[name].runs.push(r)
+      log(
+        `  run ${rep + 1}  ${name.padEnd(24)} ${fmt(r.mbPerSec).padStart(6)} MB/s   ` +
+          `peak RSS growth ${fmt(r.peakGrowth / MiB)} MiB = ${fmt(r.peakGrowthRatio, 2)}× output` +
+          (r.peakReset ? '' : '  (VmHWM could not be reset)'),
+      )
+    }
+  }
+  return raw
+}
+
+function summarizeAll(spawnRaw, collectRaw) {
+  const out = {}
+  for (const name of CONTENDERS) {
+    out[name] = {
+      sequential: summarize(spawnRaw[name].sequential),
+      concurrent: summarize(spawnRaw[name].concurrent),
+      loopP99: summarize(spawnRaw[name].loopP99),
+      collectMbPerSec: summarize(collectRaw[name].runs.map((r) => r.mbPerSec)),
+      collectPeakGrowth: summarize(collectRaw[name].runs.map((r) => r.peakGrowthRatio)),
+    }
+  }
+  return out
+}
+
+const METRICS = [
+  { key: 'sequential', label: 'spawn /bin/true, sequential (ops/s)', decimals: 0 },
+  { key: 'concurrent', label: 'spawn /bin/true, concurrency 32 (ops/s)', decimals: 0 },
+  { key: 'loopP99', label: 'event-loop delay p99 at concurrency 32 (ms)', decimals: 1 },
+  { key: 'collectMbPerSec', label: 'collect stdout as Buffer (MB/s)', decimals: 0 },
+  { key: 'collectPeakGrowth', label: 'collect: peak RSS growth (× output)', decimals: 2 },
+]
+
+function ratio(summaries, name, key) {
+  const mine = summaries[name][key].median
+  const base = summaries[BASELINE][key].median
+  return mine === null || base === null || base === 0 ? null : mine / base
+}
+
+function resultTable(summaries, config) {
+  const rows = []
+  for (const metric of METRICS) {
+    for (const name of CONTENDERS) {
+      const s = summaries[name][metric.key]
+      const label = metric.key.startsWith('collect') ? metric.label.replace('stdout', `${fmt(config.collectBytes / MiB)} MiB`) : metric.label
+      rows.push([
+        name,
+        label,
+        fmt(s.median, metric.decimals),
+        `${fmt(s.min, metric.decimals)}–${fmt(s.max, metric.decimals)}`,
+        name === BASELINE ? '1.00×' : `${fmt(ratio(summaries, name, metric.key), 2)}×`,
+      ])
+    }
+  }
+  return markdownTable(['contender', 'metric', 'median', 'min–max', `vs ${BASELINE}`], rows, [2, 3, 4])
+}
+
+function checkTargets(summaries) {
+  const t = summaries.tethered
+  const seqRatio = ratio(summaries, 'tethered', 'sequential')
+  const concRatio = ratio(summaries, 'tethered', 'concurrent')
+  const collectRatio = ratio(summaries, 'tethered', 'collectMbPerSec')
+  const growth = t.collectPeakGrowth.median
+  return [
+    { target: `sequential spawn ≥ 3× ${BASELINE}`, measured: seqRatio, met: seqRatio !== null && seqRatio >= 3 },
+    { target: `concurrent spawn ≥ 3.5× ${BASELINE}`, measured: concRatio, met: concRatio !== null && concRatio >= 3.5 },
+    { target: `collect (encoding 'buffer') ≥ 2× ${BASELINE}`, measured: collectRatio, met: collectRatio !== null && collectRatio >= 2 },
+    { target: 'collect peak RSS growth ≤ 1.2× output', measured: growth, met: growth !== null && growth <= 1.2 },
+  ]
+}
+
+async function main(argv) {
+  const config = parseArgs(argv)
+  const lines = []
+  const log = (line = '') => {
+    lines.push(line)
+    console.log(line)
+  }
+  const started = nowMs()
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? null,
+    commit: gitCommit(),
+    addon: describeNativeAddon(),
+    config,
+  }
+  log(`# tethered spawn benchmark${config.quick ? ' (--quick: smoke run, numbers not meaningful)' : ''}`)
+  log(`Node ${meta.node}, ${meta.cpus} CPU(s) ${meta.cpuModel ?? ''}, commit ${meta.commit ?? '?'}`)
+  log(`Native addon: ${meta.addon.path} (${fmt((meta.addon.size ?? NaN) / MiB, 1)} MiB)`)
+  meta.loadAtStart = loadavg()[0]
+  const busy = meta.loadAtStart > meta.cpus * 0.5
+  if (busy) {
+    log(`WARNING: load average ${meta.loadAtStart.toFixed(2)} on ${meta.cpus} CPU(s) before starting: other work`)
+    log('  competes for the CPUs and slows fork-based spawns most, so ratios come out too favourable.')
+  }
+  if (meta.addon.debugBuild) {
+    log('WARNING: the native addon is a DEBUG build; build a release one first:')
+    log('  npx napi build --platform --release --js binding.js --dts binding.d.ts')
+  }
+
+  const spawnRaw = await runSpawnBenchmarks(config, log)
+  const collectRaw = await runCollectBenchmarks(config, log)
+  const summaries = summarizeAll(spawnRaw, collectRaw)
+  const targets = checkTargets(summaries)
+
+  log('\n## Summary (min / median / max)\n')
+  for (const name of CONTENDERS) {
+    const s = summaries[name]
+    log(
+      `  ${name.padEnd(24)} seq ${fmtSpread(s.sequential)} ops/s | c32 ${fmtSpread(s.concurrent)} ops/s | ` +
+        `collect ${fmtSpread(s.collectMbPerSec)} MB/s, peak ${fmtSpread(s.collectPeakGrowth, 2)}×`,
+    )
+  }
+  log('\n## Results (MB = 10^6 bytes; ratios are of medians)\n')
+  log(resultTable(summaries, config))
+  const caveat = config.quick ? ' (not judged meaningfully in --quick mode)' : busy ? ' (machine was busy: re-run on a quiet one)' : ''
+  log(`\n## Targets${caveat}\n`)
+  for (const t of targets) {
+    const shown = t.target.includes('RSS') ? `${fmt(t.measured, 2)}× output` : `${fmt(t.measured, 2)}×`
+    log(`  ${t.met ? 'MET    ' : 'NOT MET'}  tethered ${t.target}: ${shown}`)
+  }
+  const failures = CONTENDERS.flatMap((c) => [...spawnRaw[c].errors, ...collectRaw[c].errors].map((e) => `${c}: ${e}`))
+  if (failures.length) {
+    log('\n## Failures\n')
+    for (const f of failures) log(`  ${f}`)
+  }
+  const totalSec = (nowMs() - started) / 1000
+  log(`\nTotal time ${fmt(totalSec, 1)} s, load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+  log('(Other work on the machine makes these numbers noisy: compare contenders within one run.)')
+
+  writeFileSync(
+    RESULTS_FILE,
+    `${JSON.stringify({ meta: { ...meta, totalSec }, spawn: spawnRaw, collect: collectRaw, summaries, targets }, null, 2)}\n`,
+  )
+  log(`Raw results written to ${RESULTS_FILE}`)
+}
+
+// `node bench/spawn.mjs | head` closes our stdout early: stop quietly instead of crashing.
+process.stdout.on('error', (err) => process.exit(err.code === 'EPIPE' ? 0 : 1))
+
+const argv = process.argv.slice(2)
+try {
+  if (argv[0] === '--collect-one') {
+    await collectOne(argv[1], Number(argv[2]))
+  } else {
+    await main(argv)
+  }
+  process.exit(0)
+} catch (err) {
+  console.error(err?.stack ?? err)
+  process.exit(1)
+}

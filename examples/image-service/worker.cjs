@@ -1,0 +1,42 @@
+'use strict'
+// The thumbnail worker. tethered's Supervisor runs this file with Node and a real Node IPC
+// channel; the tethered/worker helper answers the supervisor's health checks and shutdown and
+// hands each request() body to the handler below.
+//
+// It is CommonJS, like the documented `require('tethered/worker')`: a CommonJS main module runs
+// to its end (handlers registered) before Node reads the first message from the IPC channel, so
+// a request sent the moment the worker spawned is answered, not missed.
+//
+// In your own app this line is `require('tethered/worker')`; the demo loads the package from
+// the repository root it lives in (see README.md, "The image-service demo").
+const { onRequest } = require('../../worker.js')
+const sharp = require('sharp')
+
+/** The longest side of a thumbnail, in pixels. */
+const THUMBNAIL_SIZE = 128
+
+onRequest(async ({ image, name }) => {
+  const input = Buffer.from(image, 'base64')
+  let output
+  try {
+    output = await sharp(input)
+      .rotate() // honour EXIF orientation
+      .resize(THUMBNAIL_SIZE, THUMBNAIL_SIZE, { fit: 'inside', withoutEnlargement: true })
+      .png()
+      .toBuffer({ resolveWithObject: true })
+  } catch (error) {
+    // What production image workers do on a decoder failure they do not trust themselves to
+    // survive (libvips/libjpeg state after a corrupt file, a native abort): leave at once. No
+    // answer is sent; the Supervisor sees the exit, rejects the request that was in flight with
+    // ERR_WORKER_EXITED and starts a fresh worker.
+    process.stderr.write(`worker ${process.pid}: cannot decode ${name ?? 'the upload'} (${error.message.split('\n')[0]}); exiting\n`)
+    process.exit(1)
+  }
+  return {
+    thumbnail: output.data.toString('base64'),
+    format: output.info.format,
+    width: output.info.width,
+    height: output.info.height,
+    pid: process.pid,
+  }
+})

@@ -1,0 +1,108 @@
+'use strict'
+// The Supervisor's EventEmitter face. The native side (src/supervisor, src/bindings/supervisor.rs)
+// validates the options, runs the worker, its channel, timers and restarts, and hands over
+// notices in batches; this file only turns them into events and settled promises, and moves
+// messages across as JSON text.
+const { EventEmitter } = require('node:events')
+const { NativeSupervisor } = require('../binding.js')
+
+class Supervisor extends EventEmitter {
+  #native
+  /** Promises of start/stop/send/request calls not yet settled, by call id. */
+  #calls = new Map()
+
+  constructor(options) {
+    super()
+    this.#native = new NativeSupervisor(options)
+  }
+
+  get pid() {
+    return this.#native.pid ?? null
+  }
+
+  get state() {
+    return this.#native.state
+  }
+
+  get restartCount() {
+    return this.#native.restartCount
+  }
+
+  get connected() {
+    return this.#native.connected
+  }
+
+  start() {
+    return this.#call(() => this.#native.start(this.#deliver))
+  }
+
+  stop() {
+    return this.#call(() => this.#native.stop())
+  }
+
+  // Like every method here, never throws: a message JSON cannot carry or a missing worker
+  // rejects the returned promise.
+  send(message) {
+    return this.#call(() => this.#native.send(JSON.stringify(message)))
+  }
+
+  request(message, options) {
+    return this.#call(() => this.#native.request(JSON.stringify(message), options))
+  }
+
+  /** Runs a native call; its outcome arrives later as a `settled` notice (null: done already). */
+  #call(invoke) {
+    return new Promise((resolve, reject) => {
+      const id = invoke()
+      if (id === null || id === undefined) resolve()
+      else this.#calls.set(id, { resolve, reject })
+    })
+  }
+
+  /** Receives a batch of notices from the native side, in order. */
+  #deliver = (notices) => {
+    for (const notice of notices) {
+      if (notice.kind === 'messages') {
+        for (const json of notice.json) guarded(() => this.emit('message', JSON.parse(json)))
+      } else {
+        guarded(() => this.#handle(notice))
+      }
+    }
+  }
+
+  #handle(notice) {
+    switch (notice.kind) {
+      case 'settled': {
+        const call = this.#calls.get(notice.call)
+        this.#calls.delete(notice.call)
+        if (notice.error !== undefined) call.reject(notice.error)
+        else call.resolve(notice.json === undefined ? undefined : JSON.parse(notice.json))
+        break
+      }
+      case 'error':
+        // An 'error' nobody listens for would crash the process; a supervisor must not, so
+        // it becomes a process warning instead.
+        if (this.listenerCount('error') > 0) this.emit('error', notice.value)
+        else process.emitWarning(notice.value)
+        break
+      default:
+        this.emit(notice.kind, notice.value)
+    }
+  }
+}
+
+/**
+ * Runs `deliver`; if a listener throws, that is its own uncaught exception, as with any
+ * emitter, and the rest of the batch (settlements included) is still delivered.
+ */
+function guarded(deliver) {
+  try {
+    deliver()
+  } catch (error) {
+    process.nextTick(() => {
+      throw error
+    })
+  }
+}
+
+module.exports = { Supervisor }
