@@ -21,14 +21,19 @@
 //! child makes (the registration is edge-triggered, and a pipe signals an edge per write):
 //! hundreds of thousands of useless thread wake-ups per gigabyte.
 //!
-//! Closing is a separate concern from reading: each pipe sits in a [`Slot`] that can be closed at
+//! Closing is a separate concern from reading: each pipe sits in a `Slot` that can be closed at
 //! any time (the consumer destroyed its stream, the child exited and stdin is closed for the
 //! user). A pending wait on a closed slot returns at once, and the fd is closed as soon as the
 //! last user lets go of it — not when JavaScript garbage-collects the child.
 //!
+//! The launcher starts the child asynchronously, but the Node API hands out the streams at once:
+//! a [`StreamChild`] exists before its process does. Until [`StreamChild::start`] completes,
+//! reads find nothing, waits and writes wait for the start, `kill` is queued, and a pipe closed
+//! early is closed as soon as it exists. A child that cannot start reports why to every waiter.
+//!
 //! [`StreamChild::exited`] waits for the leader and runs everything that ends a child early
 //! (timeout, abort, the kill escalation of [`Killer`]). When the leader is reaped it closes stdin
-//! and lets go of the pidfd.
+//! and lets go of the process handle.
 
 use std::io;
 use std::mem::MaybeUninit;
