@@ -5,8 +5,8 @@ use napi::{Env, JsValue};
 use napi_derive::napi;
 
 use super::{
-  exit_fields, js_error, reject, reject_with, shift_options, throw, to_value, AbortListener,
-  OPTION_DEPTH,
+  exit_fields, js_error, parent_env, read_call_arguments, reject, reject_with, throw,
+  AbortListener, CallArguments,
 };
 use crate::collect::{self, Ending, Outcome};
 use crate::error::{errno_description, Error as TetheredError};
@@ -49,14 +49,13 @@ fn start_collect<'env>(
   options: Option<Unknown<'env>>,
   shape: ResultShape,
 ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-  let (args, options) = shift_options(args, options)?;
-  let command = to_value(env, Some(command), 0)?;
-  let args = to_value(env, args, 1)?;
-  let options_value = to_value(env, options, OPTION_DEPTH)?;
-  // The environment is read here, on the JS thread, the only thread that changes it.
-  let parent_env =
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-  let plan = options::parse_collect(&command, &args, &options_value, parent_env)
+  let CallArguments {
+    command,
+    args,
+    options: options_value,
+    options_object: options,
+  } = read_call_arguments(env, command, args, options)?;
+  let plan = options::parse_collect(&command, &args, &options_value, parent_env())
     .map_err(|e| throw(env, &e))?;
   let encoding = plan.encoding;
   let (abort_rx, listener) = match (&plan.abort_signal, options) {

@@ -23,6 +23,35 @@ const OPTION_DEPTH: u8 = 2;
 /// `EventTarget.prototype.addEventListener` / `removeEventListener`.
 type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
 
+/// The `(command, args, options)` of a process call in the option parser's view, and the
+/// options object itself (its AbortSignal is listened to).
+struct CallArguments<'env> {
+  command: Value,
+  args: Value,
+  options: Value,
+  options_object: Option<Unknown<'env>>,
+}
+
+fn read_call_arguments<'env>(
+  env: &Env,
+  command: Unknown<'env>,
+  args: Option<Unknown<'env>>,
+  options: Option<Unknown<'env>>,
+) -> Result<CallArguments<'env>> {
+  let (args, options) = shift_options(args, options)?;
+  Ok(CallArguments {
+    command: to_value(env, Some(command), 0)?,
+    args: to_value(env, args, 1)?,
+    options: to_value(env, options, OPTION_DEPTH)?,
+    options_object: options,
+  })
+}
+
+/// This process's environment. Read on the JS thread, the only thread that changes it.
+fn parent_env() -> impl Iterator<Item = (String, String)> {
+  std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
 /// `fn(command, options)` is accepted as `fn(command, [], options)`, as Node and execa do.
 fn shift_options<'env>(
   args: Option<Unknown<'env>>,

@@ -17,7 +17,8 @@ use napi_derive::napi;
 use tokio::sync::oneshot;
 
 use super::{
-  exit_fields, js_error, reject, shift_options, throw, to_value, AbortListener, OPTION_DEPTH,
+  exit_fields, js_error, parent_env, read_call_arguments, reject, throw, to_value, AbortListener,
+  CallArguments,
 };
 use crate::collect::Ending;
 use crate::error::Error as TetheredError;
@@ -45,14 +46,13 @@ pub fn spawn_stream(
   args: Option<Unknown>,
   options: Option<Unknown>,
 ) -> Result<NativeChild> {
-  let (args, options) = shift_options(args, options)?;
-  let command = to_value(env, Some(command), 0)?;
-  let args = to_value(env, args, 1)?;
-  let options_value = to_value(env, options, OPTION_DEPTH)?;
-  // The environment is read here, on the JS thread, the only thread that changes it.
-  let parent_env =
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-  let plan = options::parse_stream(&command, &args, &options_value, parent_env)
+  let CallArguments {
+    command,
+    args,
+    options: options_value,
+    options_object: options,
+  } = read_call_arguments(env, command, args, options)?;
+  let plan = options::parse_stream(&command, &args, &options_value, parent_env())
     .map_err(|e| throw(env, &e))?;
   let piped = plan.stdio.map(|mode| mode == StdioMode::Pipe);
   if plan.abort_signal == Some(true) {
