@@ -163,25 +163,16 @@ pub fn parse_collect(
       ))
     }
   };
-  let encoding = match options.get("encoding") {
-    Value::Undefined => Encoding::Utf8,
-    Value::String(s) if s == "utf8" || s == "utf-8" => Encoding::Utf8,
-    Value::String(s) if s == "buffer" => Encoding::Buffer,
-    v @ Value::String(_) => {
-      return Err(Error::invalid_value(
-        "options.encoding",
-        "must be 'utf8' or 'buffer'",
-        describe(v),
-      ))
-    }
-    v => {
-      return Err(Error::invalid_type(
-        "options.encoding",
-        "of type string",
-        describe(v),
-      ))
-    }
-  };
+  let encoding = choice(
+    options.get("encoding"),
+    "options.encoding",
+    Encoding::Utf8,
+    &[
+      ("utf8", Encoding::Utf8),
+      ("utf-8", Encoding::Utf8),
+      ("buffer", Encoding::Buffer),
+    ],
+  )?;
   Ok(CollectPlan {
     launch: base.launch,
     kill: base.kill,
@@ -307,25 +298,15 @@ pub fn parse_supervisor(
   let cwd = optional_string(options.get("cwd"), "options.cwd")?;
   let env = build_env(options.get("env"), true, parent_env)?;
 
-  let restart = match options.get("restart") {
-    Value::Undefined => RestartPolicy::OnFailure,
-    Value::String(s) if s == "on-failure" => RestartPolicy::OnFailure,
-    Value::String(s) if s == "always" => RestartPolicy::Always,
-    v @ Value::String(_) => {
-      return Err(Error::invalid_value(
-        "options.restart",
-        "must be 'on-failure' or 'always'",
-        describe(v),
-      ))
-    }
-    v => {
-      return Err(Error::invalid_type(
-        "options.restart",
-        "of type string",
-        describe(v),
-      ))
-    }
-  };
+  let restart = choice(
+    options.get("restart"),
+    "options.restart",
+    RestartPolicy::OnFailure,
+    &[
+      ("on-failure", RestartPolicy::OnFailure),
+      ("always", RestartPolicy::Always),
+    ],
+  )?;
   let max_restarts = match options.get("maxRestarts") {
     Value::Undefined => DEFAULT_MAX_RESTARTS,
     Value::Number(n) if *n == f64::INFINITY => u64::MAX,
@@ -354,26 +335,16 @@ pub fn parse_supervisor(
     Value::Undefined => Signal::SIGTERM,
     v => signals::parse(v, "options.killSignal")?,
   };
-  let stdio = match options.get("stdio") {
-    Value::Undefined => StdioMode::Inherit,
-    Value::String(s) if s == "inherit" => StdioMode::Inherit,
-    Value::String(s) if s == "pipe" => StdioMode::Pipe,
-    Value::String(s) if s == "ignore" => StdioMode::Ignore,
-    v @ Value::String(_) => {
-      return Err(Error::invalid_value(
-        "options.stdio",
-        "must be 'inherit', 'pipe' or 'ignore'",
-        describe(v),
-      ))
-    }
-    v => {
-      return Err(Error::invalid_type(
-        "options.stdio",
-        "of type string",
-        describe(v),
-      ))
-    }
-  };
+  let stdio = choice(
+    options.get("stdio"),
+    "options.stdio",
+    StdioMode::Inherit,
+    &[
+      ("inherit", StdioMode::Inherit),
+      ("pipe", StdioMode::Pipe),
+      ("ignore", StdioMode::Ignore),
+    ],
+  )?;
   Ok(SupervisorPlan {
     launch: LaunchSpec {
       command,
@@ -660,6 +631,31 @@ fn optional_string(value: &Value, name: &str) -> Result<Option<String>, Error> {
   match value {
     Value::Undefined => Ok(None),
     Value::String(s) => no_nul(s, name).map(Some),
+    v => Err(Error::invalid_type(name, "of type string", describe(v))),
+  }
+}
+
+/// A string option that must be one of `choices`; `default` when it is absent.
+fn choice<T: Copy>(
+  value: &Value,
+  name: &str,
+  default: T,
+  choices: &[(&str, T)],
+) -> Result<T, Error> {
+  match value {
+    Value::Undefined => Ok(default),
+    Value::String(s) => match choices.iter().find(|(key, _)| key == s) {
+      Some(&(_, chosen)) => Ok(chosen),
+      None => {
+        let quoted: Vec<String> = choices.iter().map(|(key, _)| format!("'{key}'")).collect();
+        let (last, rest) = quoted.split_last().expect("choices are never empty");
+        Err(Error::invalid_value(
+          name,
+          format!("must be {} or {last}", rest.join(", ")),
+          describe(value),
+        ))
+      }
+    },
     v => Err(Error::invalid_type(name, "of type string", describe(v))),
   }
 }
