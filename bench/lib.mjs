@@ -1,9 +1,11 @@
 // Small measuring helpers shared by the benchmarks in this directory. Nothing here knows about
 // tethered: timing, a worker pool, statistics, memory readings from /proc and table printing.
 
+import { execFile } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 
 export const MiB = 1024 * 1024
 
@@ -170,4 +172,28 @@ function elfSectionNames(bytes) {
     if (end > start) names.push(bytes.toString('latin1', start, end))
   }
   return names
+}
+
+// The measuring child in flight, killed if this process exits early (EPIPE, error, Ctrl-C).
+let runningChild = null
+process.on('exit', () => {
+  if (runningChild && runningChild.exitCode === null && runningChild.signalCode === null) runningChild.kill('SIGKILL')
+})
+
+/**
+ * Runs `node <args>` (a measurement in a fresh process) and returns the JSON its last stdout
+ * line holds, or `{ error }` with the tail of its stderr.
+ */
+export async function runJsonChild(args, { timeout }) {
+  try {
+    const pending = promisify(execFile)(process.execPath, args, { timeout, killSignal: 'SIGKILL', maxBuffer: 64 * MiB })
+    runningChild = pending.child
+    const { stdout } = await pending
+    const lines = stdout.trim().split('\n')
+    return JSON.parse(lines[lines.length - 1])
+  } catch (err) {
+    return { error: (err.stderr || err.message || String(err)).trim().split('\n').slice(-3).join(' ') }
+  } finally {
+    runningChild = null
+  }
 }

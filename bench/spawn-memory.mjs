@@ -38,7 +38,6 @@ import { cpus, loadavg } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 
 import {
   MiB,
@@ -50,10 +49,10 @@ import {
   percentile,
   procStatusBytes,
   summarize,
+  runJsonChild,
 } from './lib.mjs'
 
 const require = createRequire(import.meta.url)
-const execFileP = promisify(childProcess.execFile)
 const THIS_FILE = fileURLToPath(import.meta.url)
 const RESULTS_FILE = fileURLToPath(new URL('./results-memory.json', import.meta.url))
 const CONTENDERS = ['tethered', 'child_process.spawn']
@@ -188,30 +187,10 @@ async function childRun(name, mib, cfg) {
   }
 }
 
-// The measuring process in flight, killed if this process exits early (EPIPE, error, Ctrl-C).
-let runningChild = null
-process.on('exit', () => {
-  if (runningChild && runningChild.exitCode === null && runningChild.signalCode === null) runningChild.kill('SIGKILL')
-})
-
 async function measureInChild(name, mib, cfg) {
   const args = [THIS_FILE, '--child', name, String(mib), JSON.stringify(cfg)]
-  try {
-    const pending = execFileP(process.execPath, args, {
-      timeout: 240_000,
-      killSignal: 'SIGKILL',
-      maxBuffer: 64 * MiB,
-    })
-    runningChild = pending.child
-    const { stdout } = await pending
-    runningChild = null
-    const lines = stdout.trim().split('\n')
-    return JSON.parse(lines[lines.length - 1])
-  } catch (err) {
-    runningChild = null
-    const detail = (err.stderr || err.message || String(err)).trim().split('\n').slice(-3).join(' ')
-    return { contender: name, mib, error: detail }
-  }
+  const result = await runJsonChild(args, { timeout: 240_000 })
+  return result.error ? { contender: name, mib, error: result.error } : result
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import {
   procStatusBytes,
   resetPeakRss,
   summarize,
+  runJsonChild,
 } from './lib.mjs'
 
 const require = createRequire(import.meta.url)
@@ -161,26 +162,9 @@ async function collectOne(name, bytes) {
   )
 }
 
-// The collect process in flight, killed if this process exits early (EPIPE, error, Ctrl-C).
-let runningChild = null
-process.on('exit', () => {
-  if (runningChild && runningChild.exitCode === null && runningChild.signalCode === null) runningChild.kill('SIGKILL')
-})
-
 async function collectInChild(name, bytes) {
-  const args = ['--expose-gc', THIS_FILE, '--collect-one', name, String(bytes)]
-  try {
-    const pending = execFileP(process.execPath, args, { timeout: 120_000, killSignal: 'SIGKILL' })
-    runningChild = pending.child
-    const { stdout } = await pending
-    runningChild = null
-    const lines = stdout.trim().split('\n')
-    return JSON.parse(lines[lines.length - 1])
-  } catch (err) {
-    runningChild = null
-    const detail = (err.stderr || err.message || String(err)).trim().split('\n').slice(-3).join(' ')
-    return { contender: name, bytes, error: detail }
-  }
+  const result = await runJsonChild(['--expose-gc', THIS_FILE, '--collect-one', name, String(bytes)], { timeout: 120_000 })
+  return result.error ? { contender: name, bytes, error: result.error } : result
 }
 
 // ---------------------------------------------------------------------------------------------
