@@ -74,11 +74,21 @@ class Supervisor extends EventEmitter {
     switch (notice.kind) {
       case 'settled': {
         const call = this.#calls.get(notice.call)
+        if (call === undefined) {
+          // Cannot happen: every id comes from a call made above, and ids never repeat. Were it
+          // to happen, it is a bug to report, not a reason to crash the host process.
+          bugReport(`tethered: a settlement for call ${notice.call}, which is not waiting for one`)
+          break
+        }
         this.#calls.delete(notice.call)
         if (notice.error !== undefined) call.reject(notice.error)
         else call.resolve(notice.json === undefined ? undefined : JSON.parse(notice.json))
         break
       }
+      case 'warning':
+        // The native side found a bug of its own while taking in a batch.
+        bugReport(notice.value)
+        break
       case 'error':
         // An 'error' nobody listens for would crash the process; a supervisor must not, so
         // it becomes a process warning instead.
@@ -89,6 +99,11 @@ class Supervisor extends EventEmitter {
         this.emit(notice.kind, notice.value)
     }
   }
+}
+
+/** Tells the operator about a bug of tethered, as a process warning. */
+function bugReport(message) {
+  process.emitWarning(`${message}; please report this bug`, 'TetheredBugWarning')
 }
 
 /**

@@ -3,12 +3,14 @@
 //!
 //! How notices reach JavaScript, and why Node exits exactly when it should:
 //! - The driver's notices queue up in an [`Outbox`]. The first one queued schedules one call
-//!   of a threadsafe function; that call takes the whole queue on the JS thread and hands it
-//!   to the JS callback as one array, so a burst of 10,000 messages costs a few JS calls.
+//!   of a threadsafe function; that call takes the whole queue on the JS thread ([`Outbox::
+//!   deliver`]) and hands it to the JS callback as one array, so a burst of 10,000 messages
+//!   costs a few JS calls.
 //! - The threadsafe function exists only while the supervisor has work under way: from a
 //!   `start()` until it is at rest (idle, stopped or exhausted) with every call settled. It is
 //!   a strong one — a running worker keeps Node alive, as a forked child does — and it is
-//!   released on the JS thread as soon as a delivered batch leaves the supervisor at rest. (A
+//!   released on the JS thread, as the last step of a delivery, as soon as a delivered batch
+//!   leaves the supervisor at rest with no call unsettled ([`Unsettled`] counts them). (A
 //!   weak one would lose queued notices when Node exits; one kept for ever would keep Node
 //!   alive for ever.) At rest nothing is left to deliver: `stop()` is done at once,
 //!   `send()`/`request()` fail at once with `ERR_IPC_CHANNEL_CLOSED`, and only `start()`, which
@@ -17,9 +19,11 @@
 //! - A call that does not finish at once returns an id; its outcome is a `settled` notice in
 //!   line with the events, so a `start()` resolves after its 'spawn' event. Getters read the
 //!   state as of the last delivered batch, so they agree with the events JavaScript has seen.
+//! - Call ids are JavaScript numbers counted up from 1; exact below 2^53, they never repeat in
+//!   a supervisor's life, so a settlement always finds its call.
 
 use std::cell::Cell;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -29,18 +33,22 @@ use napi_derive::napi;
 use super::{exit_fields, js_error, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
 use crate::options::{self, Value};
-use crate::supervisor::driver::{self, CallId, Handle, Listener, Notice, Sent, Snapshot};
+use crate::supervisor::channel::Sent;
+use crate::supervisor::driver;
+use crate::supervisor::handle::Handle;
 use crate::supervisor::machine::Event;
+use crate::supervisor::notice::{CallId, Listener, Notice, Snapshot};
 
 /// Delivers the queued notices when Node runs it: the JS callback receives them as one array.
-type Delivery = ThreadsafeFunction<Flush, (), Flush, Status, false>;
+type Delivery = ThreadsafeFunction<(), (), Batch, Status, false>;
 
 /// A supervisor: options are checked when it is made; the worker starts with `start()`.
 #[napi]
 pub struct NativeSupervisor {
   driver: Handle,
   outbox: Arc<Outbox>,
-  next_call: Cell<CallId>,
+  /// The id of the last call made.
+  last_call: Cell<CallId>,
 }
 
 #[napi]
@@ -57,8 +65,7 @@ impl NativeSupervisor {
     let exec_path: String = process.get_named_property("execPath")?;
     let plan =
       options::parse_supervisor(&options, parent_env, &exec_path).map_err(|e| throw(&env, &e))?;
-    let outbox = Arc::new_cyclic(|me| Outbox {
-      me: me.clone(),
+    let outbox = Arc::new(Outbox {
       deliveries: Mutex::new(Deliveries::default()),
     });
     let (driver, run) = driver::driver(plan, outbox.clone());
@@ -66,7 +73,7 @@ impl NativeSupervisor {
     Ok(NativeSupervisor {
       driver,
       outbox,
-      next_call: Cell::new(0),
+      last_call: Cell::new(0),
     })
   }
 
@@ -76,28 +83,37 @@ impl NativeSupervisor {
     ts_args_type = "onNotices: (notices: SupervisorNotice[]) => void",
     ts_return_type = "number"
   )]
-  pub fn start(&self, env: Env, on_notices: Function<Flush, ()>) -> Result<CallId> {
+  pub fn start(&self, env: Env, on_notices: Function<Batch, ()>) -> Result<f64> {
     {
       let mut deliveries = self.outbox.lock();
       if deliveries.delivery.is_none() {
+        // Weak: the outbox owns the delivery function, which must not keep it alive.
+        let outbox = Arc::downgrade(&self.outbox);
         let delivery = on_notices
-          .build_threadsafe_function::<Flush>()
+          .build_threadsafe_function::<()>()
           .callee_handled::<false>()
-          .build_callback(|ctx| Ok(ctx.value))?;
+          .build_callback(move |_| {
+            let batch = outbox.upgrade().map(|outbox| outbox.deliver());
+            Ok(batch.unwrap_or_default())
+          })?;
         deliveries.delivery = Some(delivery);
       }
     }
-    self.call(&env, |driver, call| driver.start(call))
+    let call = self.next_call();
+    self.driver.start(call).map_err(|e| throw(&env, &e))?;
+    Ok(self.settled_later(call))
   }
 
   /// Stops the worker (see `stop()` in the README). Returns the call id, or `null` when the
   /// supervisor is already at rest and there is nothing to wait for.
   #[napi(ts_return_type = "number | null")]
-  pub fn stop(&self, env: Env) -> Result<Option<CallId>> {
+  pub fn stop(&self, env: Env) -> Result<Option<f64>> {
     if !self.outbox.is_busy() {
       return Ok(None);
     }
-    self.call(&env, |driver, call| driver.stop(call)).map(Some)
+    let call = self.next_call();
+    self.driver.stop(call).map_err(|e| throw(&env, &e))?;
+    Ok(Some(self.settled_later(call)))
   }
 
   /// Sends one JSON text (`JSON.stringify(message)`) to the worker. Returns `null` when it was
@@ -107,15 +123,12 @@ impl NativeSupervisor {
     ts_args_type = "json: string | undefined",
     ts_return_type = "number | null"
   )]
-  pub fn send(&self, env: Env, json: Option<String>) -> Result<Option<CallId>> {
+  pub fn send(&self, env: Env, json: Option<String>) -> Result<Option<f64>> {
     let json = message_text(&env, json)?;
     let call = self.next_call();
     match self.driver.send(json, call) {
       Ok(Sent::Written) => Ok(None),
-      Ok(Sent::Queued) => {
-        self.outbox.lock().unsettled += 1;
-        Ok(Some(call))
-      }
+      Ok(Sent::Queued) => Ok(Some(self.settled_later(call))),
       Err(error) => Err(throw(&env, &error)),
     }
   }
@@ -126,18 +139,16 @@ impl NativeSupervisor {
     ts_args_type = "json: string | undefined, options?: { timeout?: number }",
     ts_return_type = "number"
   )]
-  pub fn request(
-    &self,
-    env: Env,
-    json: Option<String>,
-    options: Option<Unknown>,
-  ) -> Result<CallId> {
+  pub fn request(&self, env: Env, json: Option<String>, options: Option<Unknown>) -> Result<f64> {
     let options = to_value(&env, options, 1)?;
     let timeout = options::parse_request_options(&options).map_err(|e| throw(&env, &e))?;
     let body_json = message_text(&env, json)?;
-    self.call(&env, |driver, call| {
-      driver.request(&body_json, timeout, call)
-    })
+    let call = self.next_call();
+    self
+      .driver
+      .request(&body_json, timeout, call)
+      .map_err(|e| throw(&env, &e))?;
+    Ok(self.settled_later(call))
   }
 
   #[napi(getter, ts_return_type = "SupervisorState")]
@@ -163,27 +174,24 @@ impl NativeSupervisor {
 
 impl NativeSupervisor {
   fn next_call(&self) -> CallId {
-    let call = self.next_call.get().wrapping_add(1);
-    self.next_call.set(call);
+    // A u64 does not run out; the id stays exact as a JS number for 2^53 calls.
+    let call = self.last_call.get() + 1;
+    self.last_call.set(call);
     call
   }
 
-  /// Makes a call the driver settles later; until it is settled, the supervisor keeps Node
-  /// alive.
-  fn call(
-    &self,
-    env: &Env,
-    make: impl FnOnce(&Handle, CallId) -> std::result::Result<(), TetheredError>,
-  ) -> Result<CallId> {
-    let call = self.next_call();
-    // Counted first: the settlement can only be taken in later on this (the JS) thread.
-    self.outbox.lock().unsettled += 1;
-    if let Err(error) = make(&self.driver, call) {
-      self.outbox.lock().unsettled -= 1;
-      return Err(throw(env, &error));
-    }
-    Ok(call)
+  /// Counts `call`, made and accepted, as waiting for its `settled` notice (until then the
+  /// supervisor keeps Node alive), and gives its id to JavaScript. Counting after the call is
+  /// made is early enough: a settlement is taken in only by a delivery, and deliveries run on
+  /// this (the JS) thread, after this call returns.
+  fn settled_later(&self, call: CallId) -> f64 {
+    self.outbox.lock().unsettled.add();
+    call_id_to_js(call)
   }
+}
+
+fn call_id_to_js(call: CallId) -> f64 {
+  call as f64
 }
 
 /// A message as JSON text, checked: `JSON.stringify` gives `undefined` for what JSON cannot
@@ -210,7 +218,6 @@ fn message_text(env: &Env, json: Option<String>) -> Result<String> {
 
 /// The notices on their way to JavaScript, and what the JS thread knows from those delivered.
 pub struct Outbox {
-  me: Weak<Outbox>,
   deliveries: Mutex<Deliveries>,
 }
 
@@ -223,8 +230,39 @@ struct Deliveries {
   delivery: Option<Delivery>,
   /// As of the last delivered batch.
   snapshot: Option<Snapshot>,
-  /// Calls whose `settled` notice has not been delivered yet.
-  unsettled: usize,
+  unsettled: Unsettled,
+}
+
+/// The calls whose `settled` notice has not been delivered yet; while there are any, the
+/// supervisor keeps Node alive. Counted here alone: up when a call is made, down when its
+/// settlement is delivered.
+#[derive(Default)]
+struct Unsettled(usize);
+
+impl Unsettled {
+  fn add(&mut self) {
+    // Every call holds a JS promise, so memory runs out long before the count could.
+    self.0 = self.0.saturating_add(1);
+  }
+
+  /// Takes in a delivered settlement. One for a call never counted is a bug of this crate: it
+  /// is reported, and the count stays at zero rather than wrapping to a count that would keep
+  /// Node alive for ever.
+  fn settle(&mut self, call: CallId) -> std::result::Result<(), String> {
+    match self.0.checked_sub(1) {
+      Some(left) => {
+        self.0 = left;
+        Ok(())
+      }
+      None => Err(format!(
+        "tethered: a settlement for call {call} arrived while no call was waiting for one"
+      )),
+    }
+  }
+
+  fn is_zero(&self) -> bool {
+    self.0 == 0
+  }
 }
 
 impl Outbox {
@@ -243,35 +281,50 @@ impl Outbox {
     self.lock().delivery.is_some()
   }
 
-  /// Takes every queued notice, on the JS thread, and releases the delivery function when they
-  /// leave the supervisor at rest with every call settled.
-  fn take_batch(&self) -> Vec<Notice> {
+  /// One delivery, run on the JS thread when Node calls the delivery function: takes in every
+  /// queued notice, then releases the delivery function if they leave nothing under way.
+  fn deliver(&self) -> Batch {
     let (batch, released) = {
       let mut deliveries = self.lock();
-      deliveries.flush_scheduled = false;
-      let batch = std::mem::take(&mut deliveries.queue);
-      for notice in &batch {
-        match notice {
-          Notice::Snapshot(snapshot) => deliveries.snapshot = Some(*snapshot),
-          Notice::Settled { .. } => deliveries.unsettled -= 1,
-          _ => {}
-        }
-      }
-      let at_rest = deliveries
-        .snapshot
-        .unwrap_or(Snapshot::IDLE)
-        .state
-        .is_at_rest();
-      let released = if at_rest && deliveries.unsettled == 0 {
-        deliveries.delivery.take()
-      } else {
-        None
-      };
-      (batch, released)
+      let batch = deliveries.take_batch();
+      (batch, deliveries.release_if_done())
     };
-    // Released outside the lock; from here on nothing of this supervisor keeps Node alive.
+    // Dropped outside the lock; from here on nothing of this supervisor keeps Node alive.
     drop(released);
     batch
+  }
+}
+
+impl Deliveries {
+  /// Takes the queue, and takes in what the JS thread must know of it: the latest snapshot
+  /// and which calls are settled.
+  fn take_batch(&mut self) -> Batch {
+    self.flush_scheduled = false;
+    let notices = std::mem::take(&mut self.queue);
+    let mut warnings = Vec::new();
+    for notice in &notices {
+      match notice {
+        Notice::Snapshot(snapshot) => self.snapshot = Some(*snapshot),
+        Notice::Settled { call, .. } => {
+          if let Err(bug) = self.unsettled.settle(*call) {
+            warnings.push(bug);
+          }
+        }
+        _ => {}
+      }
+    }
+    Batch { notices, warnings }
+  }
+
+  /// The delivery function, handed over to be dropped, once the supervisor is at rest with
+  /// every call settled: nothing is left to deliver until `start()` brings a new one.
+  fn release_if_done(&mut self) -> Option<Delivery> {
+    let at_rest = self.snapshot.unwrap_or(Snapshot::IDLE).state.is_at_rest();
+    if at_rest && self.unsettled.is_zero() {
+      self.delivery.take()
+    } else {
+      None
+    }
   }
 }
 
@@ -283,33 +336,30 @@ impl Listener for Outbox {
       return;
     }
     if let Some(delivery) = &deliveries.delivery {
-      // Fails only while Node is shutting down, when nobody is left to tell.
-      let status = delivery.call(
-        Flush(self.me.clone()),
-        ThreadsafeFunctionCallMode::NonBlocking,
-      );
+      // Fails only while Node is shutting down, when nobody is left to tell. The queue is
+      // taken when Node runs the call, so everything queued until then rides along.
+      let status = delivery.call((), ThreadsafeFunctionCallMode::NonBlocking);
       deliveries.flush_scheduled = status == Status::Ok;
     }
   }
 }
 
-/// One delivery call: turned into a JS value on the JS thread, it takes the outbox's queue
-/// then, so everything queued until Node runs it rides along.
-pub struct Flush(Weak<Outbox>);
+/// The notices of one delivery, and reports of bugs found while taking them in.
+#[derive(Default)]
+pub struct Batch {
+  notices: Vec<Notice>,
+  warnings: Vec<String>,
+}
 
-impl ToNapiValue for Flush {
-  unsafe fn to_napi_value(raw_env: sys::napi_env, flush: Self) -> Result<sys::napi_value> {
+impl ToNapiValue for Batch {
+  // A plain conversion: what a delivery does to the outbox was done by `Outbox::deliver`.
+  unsafe fn to_napi_value(raw_env: sys::napi_env, batch: Self) -> Result<sys::napi_value> {
     let env = Env::from_raw(raw_env);
-    let batch = flush
-      .0
-      .upgrade()
-      .map(|outbox| outbox.take_batch())
-      .unwrap_or_default();
     let mut notices = env.create_array(0)?;
     // Consecutive messages travel as one notice with an array of texts: a burst costs one
     // object, not one per message.
     let mut messages: Option<Array> = None;
-    for notice in batch {
+    for notice in batch.notices {
       if let Notice::Message(json) = notice {
         let run = match &mut messages {
           Some(run) => run,
@@ -329,6 +379,12 @@ impl ToNapiValue for Flush {
       if let Some(notice) = notice_to_js(&env, notice)? {
         notices.insert(notice)?;
       }
+    }
+    for warning in batch.warnings {
+      let mut obj = Object::new(&env)?;
+      obj.set("kind", "warning")?;
+      obj.set("value", warning)?;
+      notices.insert(obj)?;
     }
     Ok(notices.raw())
   }
@@ -353,7 +409,7 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
     }
     Notice::Settled { call, outcome } => {
       obj.set("kind", "settled")?;
-      obj.set("call", call)?;
+      obj.set("call", call_id_to_js(call))?;
       match outcome {
         Ok(Some(json)) => obj.set("json", json_text(env, json)?)?,
         Ok(None) => {}
@@ -374,7 +430,8 @@ fn json_text(env: &Env, json: String) -> Result<Unknown<'_>> {
   }
 }
 
-/// The event name and the payload DESIGN §4 gives it.
+/// The event name and its payload, as the README's `new Supervisor(options)` section lists
+/// them.
 fn event_to_js(env: &Env, event: Event) -> Result<(&'static str, Object<'_>)> {
   let mut value = Object::new(env)?;
   let kind = match event {

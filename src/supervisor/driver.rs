@@ -1,184 +1,38 @@
-//! The tokio driver: it owns a [`Machine`] and carries out what it decides — starts workers with
-//! a Node IPC channel, writes to and reads from that channel, runs the timers, waits for exits —
-//! and tells one [`Listener`] everything JavaScript must hear, as [`Notice`]s, in order.
+//! The driver task: it owns a [`Machine`] and carries out what it decides — starts workers,
+//! writes pings and the shutdown message, signals process groups, runs the timers and the
+//! request deadlines, and settles `start`, `stop` and the requests a worker's end leaves
+//! unanswered — telling one [`Listener`] everything JavaScript must hear, in order.
 //!
 //! Why it is shaped this way:
 //! - One task owns the machine, so its inputs are applied one at a time, in the order they
 //!   happened. The notices of one step reach the listener in one call, so a state change and
 //!   the events it causes are never split between two deliveries.
-//! - Messages do not queue behind that task. `send()` writes to the socket at once, from the
-//!   caller's thread, when nothing is queued before it — up to 256 KiB, the rest of a larger
-//!   message queues for the channel's writer task, as does anything sent while bytes are
-//!   queued, so the order is the order of the calls; `request()` registers its id and writes
-//!   the same way. (Routing every message through the driver and writer tasks cost two
-//!   thread hops per message; writing all of a large message on the caller's thread kept
-//!   JavaScript waiting while the kernel copied it.) Each worker's reader task hands messages and request answers to the listener
-//!   itself, and tells the machine that the worker is alive only when that matters to it (a
-//!   ping awaits its pong, or the restart count is to be reset). A message thus crosses one
-//!   socket and one thread hop back to JavaScript, and busy traffic does not wake the driver.
-//! - The reader reports in the order things happened: messages and output, then the end of the
-//!   channel, then the exit — after a short drain, so nothing a worker wrote before dying
-//!   arrives after its 'exit'. Reports need no worker id: a worker's last report is its exit,
-//!   and the machine starts the next worker only after that.
+//! - It is not on the path of messages (see [`super::handle`] and [`super::worker`]): it hears
+//!   from a worker's reader only that the worker is alive when that matters to the machine (a
+//!   ping awaits its pong, or the restart count is to be reset), that its channel ended, and
+//!   that it exited.
 //! - Every call that does not finish at once (`start`, `stop`, a queued `send`, `request`) is
 //!   settled exactly once by a [`Notice::Settled`], in line with the events: a `start()`
-//!   resolves after its 'spawn' event. When a worker goes, its channel settles whatever it still
-//!   held, and its requests are rejected, so no call is ever left hanging.
+//!   resolves after its 'spawn' event. When a worker goes, its channel settles whatever it
+//!   still held, and its requests are rejected, so no call is ever left hanging.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
-use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::net::UnixStream as StdUnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
 
-use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{sendmsg, setsockopt, sockopt, MsgFlags};
-use tokio::io::{AsyncReadExt, Interest};
-use tokio::net::unix::pipe;
-use tokio::net::UnixStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use super::machine::{Action, Event, Input, Machine, State, Timer};
-use crate::collect::DRAIN_AFTER_EXIT;
-use crate::error::{Error, StreamName};
-use crate::ipc::{self, Decoder, Incoming, Received};
-use crate::launch::{self, ExitStatus, ProcessGroup, StdioMode};
-use crate::options::{LaunchSpec, SupervisorPlan};
-
-/// The worker's end of the IPC socket is its fd 3, as `fork()` would place it with default stdio.
-const CHANNEL_FD: &str = "3";
-
-/// The send buffer asked for on both ends of the channel.
-const SEND_BUFFER: usize = 4 << 20;
-
-/// The most of a message `send()` writes on the caller's (JavaScript's) thread; the writer task
-/// writes the rest, so a 5 MB message does not hold JavaScript up while the kernel copies it.
-const DIRECT_WRITE: usize = 256 * 1024;
-
-/// The most read from the channel or a pipe at once.
-const READ_CHUNK: usize = 256 * 1024;
-
-/// Identifies one call from JavaScript; its settlement carries the same id.
-pub type CallId = u32;
-
-/// The state as the getters show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Snapshot {
-  pub state: State,
-  pub pid: Option<u32>,
-  pub restart_count: u64,
-  pub connected: bool,
-}
-
-impl Snapshot {
-  pub const IDLE: Snapshot = Snapshot {
-    state: State::Idle,
-    pid: None,
-    restart_count: 0,
-    connected: false,
-  };
-}
-
-/// What JavaScript must hear, in order.
-#[derive(Debug)]
-pub enum Notice {
-  /// The state, pid, restart count or connection changed; comes before the events that follow
-  /// from the change, so a listener reading the getters sees the new values.
-  Snapshot(Snapshot),
-  Event(Event),
-  /// A message from the worker, as the JSON text it wrote.
-  Message(String),
-  Output {
-    stream: StreamName,
-    chunk: Vec<u8>,
-  },
-  /// A call is over. `Ok(Some(json))` is the result a request was answered with.
-  Settled {
-    call: CallId,
-    outcome: Result<Option<String>, Error>,
-  },
-}
-
-/// Where notices go. Called from tokio worker threads and from the thread calling
-/// [`Handle::send`]; must not block. Notices that belong together come in one call.
-pub trait Listener: Send + Sync + 'static {
-  fn notify(&self, notices: Vec<Notice>);
-}
-
-/// How a `send()` went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-  /// Written to the socket: done.
-  Written,
-  /// Queued behind earlier bytes; a [`Notice::Settled`] with the call's id follows.
-  Queued,
-}
-
-/// The caller's side of a driver.
-pub struct Handle {
-  commands: mpsc::UnboundedSender<Command>,
-  connection: Arc<Connection>,
-}
-
-impl Handle {
-  /// Starts supervising; settled once the first worker runs (or could not be started).
-  pub fn start(&self, call: CallId) -> Result<(), Error> {
-    self.command(Command::Start(call))
-  }
-
-  /// Stops the worker within `stopTimeout`, no restart; settled once it is gone.
-  pub fn stop(&self, call: CallId) -> Result<(), Error> {
-    self.command(Command::Stop(call))
-  }
-
-  /// Sends one JSON text without a raw newline (what `JSON.stringify` gives) to the worker.
-  /// `ERR_IPC_CHANNEL_CLOSED` when no worker is connected.
-  pub fn send(&self, json: String, call: CallId) -> Result<Sent, Error> {
-    let link = self.connection.lock();
-    let channel = link.channel.as_ref().ok_or(Error::ChannelClosed)?;
-    channel.write(json.into_bytes(), Some(call))
-  }
-
-  /// Sends `body_json` as a request; settled with the worker's answer, `ERR_TIMEOUT` after
-  /// `timeout`, or `ERR_WORKER_EXITED` when the worker goes first.
-  pub fn request(
-    &self,
-    body_json: &str,
-    timeout: Option<Duration>,
-    call: CallId,
-  ) -> Result<(), Error> {
-    let mut link = self.connection.lock();
-    let channel = link.channel.clone().ok_or(Error::ChannelClosed)?;
-    let id = link.next_request_id;
-    link.next_request_id += 1;
-    if let Some(after) = timeout {
-      let at = Instant::now() + after;
-      self.command(Command::Deadline { id, at })?;
-    }
-    // Registered before it is written: the answer may be read before `write` returns.
-    link.requests.insert(id, InFlight { call, timeout });
-    if let Err(error) = channel.write(ipc::encode_request(id, body_json), None) {
-      link.requests.remove(&id);
-      return Err(error);
-    }
-    Ok(())
-  }
-
-  fn command(&self, command: Command) -> Result<(), Error> {
-    self
-      .commands
-      .send(command)
-      .map_err(|_| Error::InvalidState {
-        action: "use",
-        state: "shut down",
-      })
-  }
-}
+use super::connection::Connection;
+use super::handle::{Command, Handle};
+use super::machine::{Action, Event, Input, Machine, Timer};
+use super::notice::{CallId, Listener, Notice, Snapshot};
+use super::worker::{Report, Worker, WorkerSpec};
+use crate::error::Error;
+use crate::ipc;
+use crate::launch::ExitStatus;
+use crate::options::SupervisorPlan;
 
 /// Builds the driver of `plan`: the handle commands it; the future, run on a tokio runtime,
 /// does the work. It ends once the handle is dropped and the supervisor is at rest (a worker
@@ -189,18 +43,10 @@ pub fn driver(
 ) -> (Handle, impl Future<Output = ()> + Send) {
   let (commands_tx, commands) = mpsc::unbounded_channel();
   let (reports_tx, reports) = mpsc::unbounded_channel();
-  let connection = Arc::new(Connection {
-    link: Mutex::new(Link {
-      channel: None,
-      requests: HashMap::new(),
-      next_request_id: 1,
-    }),
-    wants_sign_of_life: AtomicBool::new(false),
-  });
+  let connection = Arc::new(Connection::default());
   let driver = Driver {
     machine: Machine::new(plan.policy),
-    launch: with_channel_env(plan.launch),
-    stdio: plan.stdio,
+    spec: WorkerSpec::new(plan.launch, plan.stdio),
     listener,
     notices: Vec::new(),
     connection: connection.clone(),
@@ -212,34 +58,8 @@ pub fn driver(
     deadlines: BTreeSet::new(),
     snapshot: Snapshot::IDLE,
   };
-  let handle = Handle {
-    commands: commands_tx,
-    connection,
-  };
+  let handle = Handle::new(commands_tx, connection);
   (handle, driver.run(commands, reports))
-}
-
-/// The environment that makes Node open the channel: `NODE_CHANNEL_FD` names the socket's fd,
-/// and json serialization is what the decoder speaks.
-fn with_channel_env(mut launch: LaunchSpec) -> LaunchSpec {
-  const FD: &str = "NODE_CHANNEL_FD";
-  const MODE: &str = "NODE_CHANNEL_SERIALIZATION_MODE";
-  launch.env.retain(|(key, _)| key != FD && key != MODE);
-  launch.env.push((FD.into(), CHANNEL_FD.into()));
-  launch.env.push((MODE.into(), "json".into()));
-  launch
-}
-
-/// What the handle asks of the driver task.
-#[derive(Debug)]
-enum Command {
-  Start(CallId),
-  Stop(CallId),
-  /// Request `id` times out at `at`.
-  Deadline {
-    id: u64,
-    at: Instant,
-  },
 }
 
 /// Timer slots in the order they are checked when several are due at once.
@@ -257,231 +77,9 @@ fn slot(timer: Timer) -> usize {
     .expect("every timer has a slot")
 }
 
-/// What a worker's reader task tells the driver.
-enum Report {
-  /// Something arrived from the worker.
-  Alive,
-  ChannelClosed,
-  /// `Err` when the launcher died, which takes the worker with it.
-  Exited(Result<ExitStatus, Error>),
-}
-
-/// The connection to the connected worker, shared by the caller's thread and the driver.
-struct Connection {
-  link: Mutex<Link>,
-  /// Whether the machine has a use for the next sign of life: the restart count is above zero
-  /// or a ping awaits its pong. Otherwise readers do not wake the driver for every message.
-  wants_sign_of_life: AtomicBool,
-}
-
-struct Link {
-  /// The connected worker's channel; `None` whenever the machine says no worker is connected.
-  channel: Option<Arc<Channel>>,
-  /// Requests waiting for an answer, by request id.
-  requests: HashMap<u64, InFlight>,
-  next_request_id: u64,
-}
-
-struct InFlight {
-  call: CallId,
-  timeout: Option<Duration>,
-}
-
-impl Connection {
-  fn lock(&self) -> MutexGuard<'_, Link> {
-    lock(&self.link)
-  }
-}
-
-/// Locks `mutex`, also after a panic elsewhere: the data guarded here stays consistent between
-/// statements, and a poisoned lock would otherwise fail every later call.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-  mutex
-    .lock()
-    .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// One worker's IPC socket and the bytes waiting to be written to it, in order.
-struct Channel {
-  socket: UnixStream,
-  pending: Mutex<Pending>,
-  /// Wakes the writer task: bytes were queued, or the channel closed.
-  wake: Notify,
-}
-
-#[derive(Default)]
-struct Pending {
-  queue: VecDeque<Outgoing>,
-  closed: bool,
-}
-
-/// One message for the channel: its line, sent with the terminator after it, of which
-/// `written` bytes already are; and the `send()` it settles.
-struct Outgoing {
-  line: Vec<u8>,
-  written: usize,
-  settles: Option<CallId>,
-}
-
-impl Outgoing {
-  fn is_done(&self) -> bool {
-    self.written == self.line.len() + ipc::TERMINATOR.len()
-  }
-
-  /// One non-blocking write of what is left, at most `limit` bytes of the line; a full socket
-  /// is `WouldBlock`. The terminator goes in the same system call as the end of the line.
-  fn send_once(&mut self, fd: RawFd, limit: usize) -> io::Result<usize> {
-    let (line, terminator) = match self.line.get(self.written..) {
-      Some(rest) => (rest, ipc::TERMINATOR),
-      None => (&[][..], &ipc::TERMINATOR[self.written - self.line.len()..]),
-    };
-    let (line, terminator) = if line.len() > limit {
-      (&line[..limit], &[][..])
-    } else {
-      (line, terminator)
-    };
-    let slices = [IoSlice::new(line), IoSlice::new(terminator)];
-    // MSG_NOSIGNAL: a closed peer is an EPIPE error, not a SIGPIPE.
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-    let sent = loop {
-      match sendmsg::<()>(fd, &slices, &[], flags, None) {
-        Err(Errno::EINTR) => {}
-        other => break other.map_err(io::Error::from)?,
-      }
-    };
-    self.written += sent;
-    Ok(sent)
-  }
-}
-
-impl Channel {
-  /// Writes at once what the socket takes (up to [`DIRECT_WRITE`]) when nothing is queued
-  /// before it; queues the rest for the writer task.
-  fn write(&self, line: Vec<u8>, settles: Option<CallId>) -> Result<Sent, Error> {
-    let mut pending = lock(&self.pending);
-    if pending.closed {
-      return Err(Error::ChannelClosed);
-    }
-    let mut outgoing = Outgoing {
-      line,
-      written: 0,
-      settles,
-    };
-    if pending.queue.is_empty() {
-      let fd = self.socket.as_raw_fd();
-      let mut budget = DIRECT_WRITE;
-      while !outgoing.is_done() && budget > 0 {
-        match outgoing.send_once(fd, budget) {
-          Ok(sent) => budget = budget.saturating_sub(sent),
-          Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-          Err(_) => {
-            // The worker's end is gone; its reader sees EOF and the driver detaches it.
-            pending.closed = true;
-            self.wake.notify_one();
-            return Err(Error::ChannelClosed);
-          }
-        }
-      }
-      if outgoing.is_done() {
-        return Ok(Sent::Written);
-      }
-    }
-    pending.queue.push_back(outgoing);
-    self.wake.notify_one();
-    Ok(Sent::Queued)
-  }
-
-  /// Closes the channel for writing; whatever was still queued is settled as not sent.
-  fn close(&self) -> Vec<Notice> {
-    let mut pending = lock(&self.pending);
-    pending.closed = true;
-    self.wake.notify_one();
-    unsent(&mut pending.queue)
-  }
-}
-
-/// Settlements for the `send()`s among `queue`'s bytes, which will never be written.
-fn unsent(queue: &mut VecDeque<Outgoing>) -> Vec<Notice> {
-  queue
-    .drain(..)
-    .filter_map(|outgoing| outgoing.settles)
-    .map(|call| Notice::Settled {
-      call,
-      outcome: Err(Error::ChannelClosed),
-    })
-    .collect()
-}
-
-/// Writes what [`Channel::write`] queued, waiting for the socket to take it, and settles each
-/// queued `send()` once its last byte is written. Ends when the channel closes.
-async fn write_queued(channel: Arc<Channel>, listener: Arc<dyn Listener>) {
-  loop {
-    let wake = channel.wake.notified();
-    let mut settled = Vec::new();
-    let waiting = {
-      let mut pending = lock(&channel.pending);
-      if pending.closed {
-        settled = unsent(&mut pending.queue);
-        None
-      } else {
-        let fd = channel.socket.as_raw_fd();
-        while let Some(front) = pending.queue.front_mut() {
-          // Through tokio, so that a full socket clears the readiness waited for below.
-          match channel
-            .socket
-            .try_io(Interest::WRITABLE, || front.send_once(fd, usize::MAX))
-          {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => {
-              pending.closed = true;
-              break;
-            }
-          }
-          if !front.is_done() {
-            continue;
-          }
-          if let Some(call) = front.settles {
-            settled.push(Notice::Settled {
-              call,
-              outcome: Ok(None),
-            });
-          }
-          pending.queue.pop_front();
-        }
-        if pending.closed {
-          settled.extend(unsent(&mut pending.queue));
-        }
-        (!pending.closed).then_some(!pending.queue.is_empty())
-      }
-    };
-    if !settled.is_empty() {
-      listener.notify(settled);
-    }
-    match waiting {
-      None => return,
-      // The socket is full: wait until it takes more (or the channel closes).
-      Some(true) => {
-        tokio::select! {
-          _ = channel.socket.ready(Interest::WRITABLE) => {}
-          () = wake => {}
-        }
-      }
-      Some(false) => wake.await,
-    }
-  }
-}
-
-/// The live worker as the driver holds it.
-struct Worker {
-  group: Arc<ProcessGroup>,
-  channel: Arc<Channel>,
-}
-
 struct Driver {
   machine: Machine,
-  launch: LaunchSpec,
-  stdio: StdioMode,
+  spec: WorkerSpec,
   listener: Arc<dyn Listener>,
   /// Notices of the current step, handed to the listener together when it ends.
   notices: Vec<Notice>,
@@ -578,10 +176,7 @@ impl Driver {
           Action::Spawn => inputs.push_back(self.spawn_worker().await),
           Action::SendPing => {
             // Before the ping is written: its pong may be read before this task runs again.
-            self
-              .connection
-              .wants_sign_of_life
-              .store(true, Ordering::Release);
+            self.connection.want_sign_of_life(true);
             self.write_control(ipc::encode(&ipc::ping()));
           }
           Action::SendShutdown => self.write_control(ipc::encode(&ipc::shutdown())),
@@ -628,10 +223,7 @@ impl Driver {
       }
       let awaiting_pong = self.timers[slot(Timer::HealthDeadline)].is_some();
       let wanted = awaiting_pong || self.machine.restart_count() > 0;
-      self
-        .connection
-        .wants_sign_of_life
-        .store(wanted, Ordering::Release);
+      self.connection.want_sign_of_life(wanted);
     }
   }
 
@@ -661,57 +253,24 @@ impl Driver {
     }
   }
 
-  /// Starts a worker with a fresh IPC channel; the outcome is the machine's next input.
+  /// Starts a worker; the outcome is the machine's next input.
   async fn spawn_worker(&mut self) -> Input {
-    let spawn_error = |e: io::Error| Error::Spawn {
-      errno: e.raw_os_error().unwrap_or(libc::EIO),
-      command: self.launch.command.clone(),
-      args: self.launch.args.clone(),
-    };
-    let (ours, theirs) = match StdUnixStream::pair() {
-      Ok(pair) => pair,
-      Err(e) => return Input::SpawnFailed(spawn_error(e)),
-    };
-    // Roomier send buffers let a large message cross in one write each way instead of in
-    // pieces, each a wake-up of the other side. The kernel caps them (net.core.wmem_max); any
-    // size works.
-    for end in [ours.as_fd(), theirs.as_fd()] {
-      let _ = setsockopt(&end, sockopt::SndBuf, &SEND_BUFFER);
-    }
-    let socket = match ours
-      .set_nonblocking(true)
-      .and_then(|()| UnixStream::from_std(ours))
-    {
-      Ok(socket) => socket,
-      Err(e) => return Input::SpawnFailed(spawn_error(e)),
-    };
-    let stdio = [StdioMode::Ignore, self.stdio, self.stdio];
-    // `theirs` travels to the launcher and is closed here once sent, so the worker's exit (or
-    // disconnect) reads as EOF on our end.
-    let launched = match launch::launch(&self.launch, stdio, vec![theirs.into()]).await {
-      Ok(launched) => launched,
-      Err(error) => return Input::SpawnFailed(error),
-    };
-    let pid = launched.pid;
-    let group = Arc::new(launched.process);
-    let channel = Arc::new(Channel {
-      socket,
-      pending: Mutex::new(Pending::default()),
-      wake: Notify::new(),
-    });
-    tokio::spawn(write_queued(channel.clone(), self.listener.clone()));
-    tokio::spawn(
-      WorkerWatch {
-        group: group.clone(),
-        channel: channel.clone(),
-        connection: self.connection.clone(),
-        listener: self.listener.clone(),
-        reports: self.reports.clone(),
+    let spawned = self
+      .spec
+      .spawn(
+        self.connection.clone(),
+        self.listener.clone(),
+        self.reports.clone(),
+      )
+      .await;
+    match spawned {
+      Ok(worker) => {
+        let pid = worker.pid;
+        self.worker = Some(worker);
+        Input::Spawned { pid }
       }
-      .run([launched.stdout, launched.stderr]),
-    );
-    self.worker = Some(Worker { group, channel });
-    Input::Spawned { pid }
+      Err(error) => Input::SpawnFailed(error),
+    }
   }
 
   /// The earliest armed timer or request deadline.
@@ -735,8 +294,7 @@ impl Driver {
       }
       self.deadlines.pop_first();
       // An answer that came first already took it out.
-      let request = self.connection.lock().requests.remove(&id);
-      if let Some(request) = request {
+      if let Some(request) = self.connection.take_request(id) {
         let after = request.timeout.unwrap_or_default();
         self.settle(request.call, Err(Error::RequestTimeout { after }));
       }
@@ -765,175 +323,329 @@ impl Driver {
   }
 }
 
-/// What a worker's reader task needs.
-struct WorkerWatch {
-  group: Arc<ProcessGroup>,
-  channel: Arc<Channel>,
-  connection: Arc<Connection>,
-  listener: Arc<dyn Listener>,
-  reports: mpsc::UnboundedSender<Report>,
-}
-
-impl WorkerWatch {
-  /// Reads the worker's channel and output pipes and waits for its exit. Messages, answers and
-  /// output go to the listener as they come; the driver hears that the worker is alive, that
-  /// the channel ended, and last the exit — once the channel and pipes reached EOF or
-  /// [`DRAIN_AFTER_EXIT`] passed (a descendant may hold them open).
-  async fn run(self, [mut stdout, mut stderr]: [Option<pipe::Receiver>; 2]) {
-    let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut out_buf = vec![0u8; READ_CHUNK];
-    let mut err_buf = vec![0u8; READ_CHUNK];
-    let mut channel_open = true;
-    let mut exit = None;
-    let mut drain_until = None;
-    let wait = self.group.wait();
-    tokio::pin!(wait);
-    loop {
-      if exit.is_some() && !channel_open && stdout.is_none() && stderr.is_none() {
-        break;
-      }
-      tokio::select! {
-        read = read_socket(&self.channel.socket, &mut buf), if channel_open => match read {
-          Some(n) => {
-            decoder.feed(&buf[..n]);
-            self.take_messages(&mut decoder);
-          }
-          None => {
-            channel_open = false;
-            self.report(Report::ChannelClosed);
-          }
-        },
-        chunk = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match chunk {
-          Some(chunk) => self.output(StreamName::Stdout, chunk),
-          None => stdout = None,
-        },
-        chunk = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match chunk {
-          Some(chunk) => self.output(StreamName::Stderr, chunk),
-          None => stderr = None,
-        },
-        status = &mut wait, if exit.is_none() => {
-          exit = Some(status);
-          drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
-        }
-        () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
-      }
-    }
-    self.report(Report::Exited(
-      exit.expect("the loop ends only after the exit"),
-    ));
-  }
-
-  /// Hands every complete message to the listener: the user's as they are, answers as the
-  /// settlement of their request; then tells the driver the worker is alive.
-  fn take_messages(&self, decoder: &mut Decoder) {
-    let mut notices = Vec::new();
-    let mut any = false;
-    while let Some(message) = decoder.next_message() {
-      any = true;
-      let Received { incoming, json } = match message {
-        Ok(received) => received,
-        Err(malformed) => {
-          notices.push(Notice::Event(Event::Error(malformed)));
-          continue;
-        }
-      };
-      match incoming {
-        Incoming::User => notices.push(Notice::Message(json)),
-        Incoming::Response { id, outcome } => {
-          // An answer after its timeout finds nothing: the caller was already told.
-          if let Some(request) = self.connection.lock().requests.remove(&id) {
-            notices.push(Notice::Settled {
-              call: request.call,
-              outcome: outcome.map(|result| result.map(|value| value.to_string())),
-            });
-          }
-        }
-        Incoming::Pong | Incoming::NodeInternal => {}
-      }
-    }
-    if !notices.is_empty() {
-      self.listener.notify(notices);
-    }
-    // Any word from the worker, even one that could not be parsed, shows it is alive.
-    if any
-      && self
-        .connection
-        .wants_sign_of_life
-        .swap(false, Ordering::AcqRel)
-    {
-      self.report(Report::Alive);
-    }
-  }
-
-  fn output(&self, stream: StreamName, chunk: Vec<u8>) {
-    self.listener.notify(vec![Notice::Output { stream, chunk }]);
-  }
-
-  fn report(&self, report: Report) {
-    // The driver outlives every worker task it started, so this cannot fail in practice.
-    let _ = self.reports.send(report);
-  }
-}
-
-/// Reads what the socket has; `None` at EOF or on an error, which ends the channel all the same.
-async fn read_socket(socket: &UnixStream, buf: &mut [u8]) -> Option<usize> {
-  loop {
-    if socket.readable().await.is_err() {
-      return None;
-    }
-    match socket.try_read(buf) {
-      Ok(0) => return None,
-      Ok(n) => return Some(n),
-      Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-      }
-      Err(_) => return None,
-    }
-  }
-}
-
-/// The next chunk from an output pipe; `None` at EOF or on an error.
-async fn read_some(pipe: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> Option<Vec<u8>> {
-  match pipe.as_mut()?.read(buf).await {
-    Ok(n) if n > 0 => Some(buf[..n].to_vec()),
-    _ => None,
-  }
-}
-
 #[cfg(test)]
 mod tests {
-  use super::*;
+  //! The driver seen through its listener, as JavaScript sees it, with real workers started
+  //! by the launcher: `sh` scripts that write the channel's bytes themselves (fd 3) where the
+  //! test needs exact control of what crosses, Node where it needs Node's own IPC.
 
-  #[test]
-  fn the_channel_env_replaces_inherited_values() {
-    let launch = LaunchSpec {
-      command: "node".into(),
-      args: vec![],
-      cwd: None,
-      env: vec![
-        ("NODE_CHANNEL_FD".into(), "7".into()),
-        ("PATH".into(), "/bin".into()),
-        ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "advanced".into()),
-      ],
-      kill_on_parent_exit: true,
-    };
-    let env = with_channel_env(launch).env;
-    assert_eq!(
-      env,
-      [
-        ("PATH".to_string(), "/bin".to_string()),
-        ("NODE_CHANNEL_FD".to_string(), "3".to_string()),
-        (
-          "NODE_CHANNEL_SERIALIZATION_MODE".to_string(),
-          "json".to_string()
-        ),
-      ]
+  use std::sync::Mutex;
+  use std::time::Duration;
+
+  use tokio::sync::Notify;
+  use tokio::task::JoinHandle;
+
+  use super::*;
+  use crate::options::{parse_supervisor, Value};
+  use crate::supervisor::channel::{Sent, DIRECT_WRITE};
+  use crate::test_support::{block_on, launcher_in_place, living_members};
+
+  /// How long any one expected notice may take on a busy machine.
+  const WAIT: Duration = Duration::from_secs(15);
+
+  /// The call id every test starts with.
+  const START: CallId = 1;
+
+  /// Collects every notice, in order.
+  #[derive(Default)]
+  struct Recorder {
+    notices: Mutex<Vec<Notice>>,
+    arrived: Notify,
+  }
+
+  impl Listener for Recorder {
+    fn notify(&self, notices: Vec<Notice>) {
+      self.notices.lock().unwrap().extend(notices);
+      self.arrived.notify_waiters();
+    }
+  }
+
+  impl Recorder {
+    /// Waits until `done` holds for the notices so far.
+    async fn until(&self, what: &str, done: impl Fn(&[Notice]) -> bool) {
+      let deadline = Instant::now() + WAIT;
+      loop {
+        // Made before the check: a notice recorded in between still wakes it.
+        let arrived = self.arrived.notified();
+        if done(&self.notices.lock().unwrap()) {
+          return;
+        }
+        if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+          panic!("no {what} within {WAIT:?}; got {}", self.summary());
+        }
+      }
+    }
+
+    fn check<T>(&self, look: impl FnOnce(&[Notice]) -> T) -> T {
+      look(&self.notices.lock().unwrap())
+    }
+
+    /// The notices so far, each cut short, for a failure message.
+    fn summary(&self) -> String {
+      self.check(|notices| {
+        let lines: Vec<String> = notices
+          .iter()
+          .map(|notice| format!("{notice:?}").chars().take(160).collect())
+          .collect();
+        lines.join("\n  ")
+      })
+    }
+  }
+
+  fn settlements(notices: &[Notice], of: CallId) -> Vec<&Result<Option<String>, Error>> {
+    notices
+      .iter()
+      .filter_map(|notice| match notice {
+        Notice::Settled { call, outcome } if *call == of => Some(outcome),
+        _ => None,
+      })
+      .collect()
+  }
+
+  fn events(notices: &[Notice]) -> Vec<&Event> {
+    notices
+      .iter()
+      .filter_map(|notice| match notice {
+        Notice::Event(event) => Some(event),
+        _ => None,
+      })
+      .collect()
+  }
+
+  fn spawned_pids(notices: &[Notice]) -> Vec<u32> {
+    events(notices)
+      .into_iter()
+      .filter_map(|event| match event {
+        Event::Spawn { pid } => Some(*pid),
+        _ => None,
+      })
+      .collect()
+  }
+
+  fn messages(notices: &[Notice]) -> Vec<&str> {
+    notices
+      .iter()
+      .filter_map(|notice| match notice {
+        Notice::Message(json) => Some(json.as_str()),
+        _ => None,
+      })
+      .collect()
+  }
+
+  /// Where an event is among the events, to compare orders.
+  fn position(notices: &[Notice], matches: impl Fn(&Event) -> bool) -> Option<usize> {
+    events(notices).into_iter().position(matches)
+  }
+
+  /// A started supervisor of one worker.
+  struct Supervised {
+    handle: Handle,
+    driver: JoinHandle<()>,
+    recorder: Arc<Recorder>,
+  }
+
+  /// Starts supervising `command args` with fast restarts and stops, plus `options`, and
+  /// waits until `start()` is settled.
+  async fn supervise(command: &str, args: &[&str], options: Vec<(&str, f64)>) -> Supervised {
+    launcher_in_place();
+    let args = args.iter().map(|&a| Value::String(a.into())).collect();
+    let mut fields = vec![
+      ("command".to_string(), Value::String(command.into())),
+      ("args".to_string(), Value::Array(args)),
+      ("stdio".to_string(), Value::String("pipe".into())),
+      ("restartDelay".to_string(), Value::Number(20.0)),
+      ("stopTimeout".to_string(), Value::Number(400.0)),
+    ];
+    fields.extend(
+      options
+        .into_iter()
+        .map(|(key, n)| (key.to_string(), Value::Number(n))),
     );
+    let plan = parse_supervisor(&Value::Object(fields), std::env::vars(), "node").unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let (handle, run) = driver(plan, recorder.clone());
+    let driver = tokio::spawn(run);
+    handle.start(START).unwrap();
+    recorder
+      .until("settled start()", |n| !settlements(n, START).is_empty())
+      .await;
+    recorder.check(|n| assert!(matches!(settlements(n, START)[..], [Ok(None)])));
+    Supervised {
+      handle,
+      driver,
+      recorder,
+    }
+  }
+
+  impl Supervised {
+    /// Drops the handle, which stops the worker; the driver must then end, and no worker it
+    /// started may be left running.
+    async fn finish(self) {
+      drop(self.handle);
+      tokio::time::timeout(WAIT, self.driver)
+        .await
+        .expect("the driver ends once its handle is gone")
+        .unwrap();
+      for pid in self.recorder.check(spawned_pids) {
+        assert_eq!(living_members(pid as i32), 0, "worker {pid} left running");
+      }
+    }
   }
 
   #[test]
   fn every_timer_has_its_own_slot() {
     let slots: BTreeSet<usize> = TIMERS.iter().map(|&t| slot(t)).collect();
     assert_eq!(slots.len(), TIMERS.len());
+  }
+
+  #[test]
+  fn a_crash_mid_request_rejects_it_and_restarts_the_worker() {
+    block_on(async {
+      let script = "read -r request <&3; exit 3";
+      let s = supervise("sh", &["-c", script], vec![]).await;
+      s.handle.request(r#"{"n":1}"#, None, 2).unwrap();
+      s.recorder
+        .until("a second worker", |n| spawned_pids(n).len() == 2)
+        .await;
+      s.recorder.check(|n| {
+        let first = spawned_pids(n)[0];
+        assert!(
+          matches!(settlements(n, 2)[..], [Err(Error::WorkerExited { pid })] if *pid == first),
+          "{:?}",
+          settlements(n, 2)
+        );
+        let crashed = position(n, |e| {
+          matches!(
+            e,
+            Event::Crashed {
+              status: ExitStatus::Code(3),
+              restart_count: 0
+            }
+          )
+        });
+        let restarting = position(n, |e| matches!(e, Event::Restarting { attempt: 1, .. }));
+        let respawned = position(n, |e| matches!(e, Event::Spawn { pid } if *pid != first));
+        assert!(crashed.is_some(), "no crash event in {:?}", events(n));
+        assert!(
+          crashed < restarting && restarting < respawned,
+          "{:?}",
+          events(n)
+        );
+      });
+      s.finish().await;
+    })
+  }
+
+  #[test]
+  fn a_worker_that_does_not_answer_pings_is_killed_and_restarted() {
+    block_on(async {
+      let options = vec![
+        ("healthCheckInterval", 100.0),
+        ("healthCheckTimeout", 100.0),
+      ];
+      let s = supervise("sh", &["-c", "exec sleep 30"], options).await;
+      s.recorder
+        .until("a second worker", |n| spawned_pids(n).len() == 2)
+        .await;
+      s.recorder.check(|n| {
+        let first = spawned_pids(n)[0];
+        let unresponsive = position(n, |e| matches!(e, Event::Unresponsive { pid } if *pid == first));
+        let killed = position(n, |e| {
+          matches!(e, Event::Crashed { status: ExitStatus::Signal(signal), .. } if *signal == libc::SIGKILL)
+        });
+        let respawned = position(n, |e| matches!(e, Event::Spawn { pid } if *pid != first));
+        assert!(unresponsive.is_some(), "not unresponsive: {:?}", events(n));
+        assert!(unresponsive < killed && killed < respawned, "{:?}", events(n));
+      });
+      s.finish().await;
+    })
+  }
+
+  #[test]
+  fn a_message_written_in_pieces_arrives_whole() {
+    block_on(async {
+      // The second message is split inside the two bytes of 'é'.
+      let script = r#"printf '{"part":' >&3; sleep 0.2
+        printf '1}\n{"word":"caf\303' >&3; sleep 0.2
+        printf '\251"}\n' >&3; exec sleep 30"#;
+      let s = supervise("sh", &["-c", script], vec![]).await;
+      s.recorder
+        .until("two messages", |n| messages(n).len() == 2)
+        .await;
+      s.recorder.check(|n| {
+        assert_eq!(messages(n), [r#"{"part":1}"#, r#"{"word":"café"}"#]);
+        assert!(
+          !events(n).iter().any(|e| matches!(e, Event::Error(_))),
+          "{:?}",
+          events(n)
+        );
+      });
+      s.finish().await;
+    })
+  }
+
+  #[test]
+  fn a_5_mb_message_crosses_both_ways_intact() {
+    block_on(async {
+      let echo = "process.on('message', (message) => process.send(message))";
+      let s = supervise("node", &["-e", echo], vec![]).await;
+      let text: String = (0..5_000_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+      let json = format!("\"{text}\"");
+      assert!(json.len() > DIRECT_WRITE);
+      // More than is written on the caller's thread: the rest is queued, and the send settled
+      // once it is all written.
+      assert_eq!(s.handle.send(json.clone(), 2).unwrap(), Sent::Queued);
+      s.recorder
+        .until("the echo", |n| !messages(n).is_empty())
+        .await;
+      s.recorder.check(|n| {
+        assert!(matches!(settlements(n, 2)[..], [Ok(None)]));
+        let echoed = messages(n);
+        assert_eq!(echoed.len(), 1);
+        assert_eq!(echoed[0].len(), json.len());
+        assert!(echoed[0] == json, "the echo differs from what was sent");
+      });
+      s.finish().await;
+    })
+  }
+
+  #[test]
+  fn an_answer_after_the_deadline_is_dropped_and_the_request_times_out_once() {
+    block_on(async {
+      // Answers request 1 at once, request 2 too late, then says it is done.
+      let script = r#"read -r first <&3
+        printf '{"tethered":"response","id":1,"result":{"ok":true}}\n' >&3
+        read -r second <&3; sleep 0.5
+        printf '{"tethered":"response","id":2,"result":"late"}\n{"done":true}\n' >&3
+        exec sleep 30"#;
+      let s = supervise("sh", &["-c", script], vec![]).await;
+      s.handle
+        .request("1", Some(Duration::from_secs(10)), 2)
+        .unwrap();
+      s.recorder
+        .until("the first answer", |n| !settlements(n, 2).is_empty())
+        .await;
+      let deadline = Duration::from_millis(100);
+      s.handle.request("2", Some(deadline), 3).unwrap();
+      s.recorder
+        .until("the worker's last message", |n| !messages(n).is_empty())
+        .await;
+      s.recorder.check(|n| {
+        assert!(matches!(
+          settlements(n, 2)[..],
+          [Ok(Some(result))] if result == r#"{"ok":true}"#
+        ));
+        assert!(
+          matches!(settlements(n, 3)[..], [Err(Error::RequestTimeout { after })] if *after == deadline),
+          "{:?}",
+          settlements(n, 3)
+        );
+        assert_eq!(messages(n), [r#"{"done":true}"#], "the late answer is not a message");
+        assert_eq!(spawned_pids(n).len(), 1, "a timeout leaves the worker running");
+      });
+      s.finish().await;
+    })
   }
 }

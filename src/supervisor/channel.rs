@@ -1,0 +1,258 @@
+//! One worker's IPC socket: messages written in the order of the calls, and bytes read.
+//!
+//! Why writing is shaped this way:
+//! - A message does not queue behind any task. [`Channel::write`] writes to the socket at once,
+//!   on the caller's thread, when nothing is queued before it — up to [`DIRECT_WRITE`]; the
+//!   rest of a larger message queues for the writer task ([`write_queued`]), as does anything
+//!   written while bytes are queued, so the order on the wire is the order of the calls.
+//!   (Routing every message through a task cost a thread hop per message; writing all of a
+//!   large message on the caller's thread kept JavaScript waiting while the kernel copied it.)
+//! - A queued `send()` is settled by the writer once its last byte is written, or as not sent
+//!   when the channel closes first, so no call waits on a channel that is gone.
+//! - Writes never block and never raise SIGPIPE: a full socket queues, a closed peer closes
+//!   the channel, and the worker's reader sees the end and reports it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, setsockopt, sockopt, MsgFlags};
+use tokio::io::Interest;
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+use super::lock;
+use super::notice::{CallId, Listener, Notice};
+use crate::error::Error;
+use crate::ipc;
+
+/// The send buffer asked for on both ends of the channel.
+const SEND_BUFFER: usize = 4 << 20;
+
+/// The most of a message [`Channel::write`] writes on the caller's (JavaScript's) thread; the
+/// writer task writes the rest, so a 5 MB message does not hold JavaScript up while the kernel
+/// copies it.
+pub const DIRECT_WRITE: usize = 256 * 1024;
+
+/// How a write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+  /// Written to the socket: done.
+  Written,
+  /// Queued behind earlier bytes; a [`Notice::Settled`] for the call follows.
+  Queued,
+}
+
+/// One worker's IPC socket and the bytes waiting to be written to it, in order.
+pub struct Channel {
+  socket: UnixStream,
+  pending: Mutex<Pending>,
+  /// Wakes the writer task: bytes were queued, or the channel closed.
+  wake: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+  queue: VecDeque<Outgoing>,
+  closed: bool,
+}
+
+/// One message for the channel: its line, sent with the terminator after it, of which
+/// `written` bytes already are; and the `send()` it settles.
+struct Outgoing {
+  line: Vec<u8>,
+  written: usize,
+  settles: Option<CallId>,
+}
+
+impl Outgoing {
+  fn is_done(&self) -> bool {
+    self.written == self.line.len() + ipc::TERMINATOR.len()
+  }
+
+  /// One non-blocking write of what is left, at most `limit` bytes of the line; a full socket
+  /// is `WouldBlock`. The terminator goes in the same system call as the end of the line.
+  fn send_once(&mut self, fd: RawFd, limit: usize) -> io::Result<usize> {
+    let (line, terminator) = match self.line.get(self.written..) {
+      Some(rest) => (rest, ipc::TERMINATOR),
+      None => (&[][..], &ipc::TERMINATOR[self.written - self.line.len()..]),
+    };
+    let (line, terminator) = if line.len() > limit {
+      (&line[..limit], &[][..])
+    } else {
+      (line, terminator)
+    };
+    let slices = [IoSlice::new(line), IoSlice::new(terminator)];
+    // MSG_NOSIGNAL: a closed peer is an EPIPE error, not a SIGPIPE.
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let sent = loop {
+      match sendmsg::<()>(fd, &slices, &[], flags, None) {
+        Err(Errno::EINTR) => {}
+        other => break other.map_err(io::Error::from)?,
+      }
+    };
+    self.written += sent;
+    Ok(sent)
+  }
+}
+
+impl Channel {
+  /// A connected socket pair: ours as a channel, and the worker's end, to be handed to the
+  /// worker and closed here once it has it (so the worker's exit reads as EOF on ours). Needs
+  /// a tokio runtime.
+  pub fn pair() -> io::Result<(Channel, StdUnixStream)> {
+    let (ours, theirs) = StdUnixStream::pair()?;
+    // Roomier send buffers let a large message cross in one write each way instead of in
+    // pieces, each a wake-up of the other side. The kernel caps them (net.core.wmem_max); any
+    // size works.
+    for end in [ours.as_fd(), theirs.as_fd()] {
+      let _ = setsockopt(&end, sockopt::SndBuf, &SEND_BUFFER);
+    }
+    ours.set_nonblocking(true)?;
+    let channel = Channel {
+      socket: UnixStream::from_std(ours)?,
+      pending: Mutex::new(Pending::default()),
+      wake: Notify::new(),
+    };
+    Ok((channel, theirs))
+  }
+
+  /// Writes at once what the socket takes (up to [`DIRECT_WRITE`]) when nothing is queued
+  /// before it; queues the rest for the writer task. `settles` is the `send()` a queued write
+  /// settles when it is done.
+  pub fn write(&self, line: Vec<u8>, settles: Option<CallId>) -> Result<Sent, Error> {
+    let mut pending = lock(&self.pending);
+    if pending.closed {
+      return Err(Error::ChannelClosed);
+    }
+    let mut outgoing = Outgoing {
+      line,
+      written: 0,
+      settles,
+    };
+    if pending.queue.is_empty() {
+      let fd = self.socket.as_raw_fd();
+      let mut budget = DIRECT_WRITE;
+      while !outgoing.is_done() && budget > 0 {
+        match outgoing.send_once(fd, budget) {
+          Ok(sent) => budget = budget.saturating_sub(sent),
+          Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+          Err(_) => {
+            // The worker's end is gone; its reader sees EOF and reports the channel's end.
+            pending.closed = true;
+            self.wake.notify_one();
+            return Err(Error::ChannelClosed);
+          }
+        }
+      }
+      if outgoing.is_done() {
+        return Ok(Sent::Written);
+      }
+    }
+    pending.queue.push_back(outgoing);
+    self.wake.notify_one();
+    Ok(Sent::Queued)
+  }
+
+  /// Closes the channel for writing, which ends the writer task; whatever was still queued is
+  /// settled as not sent, by the notices returned.
+  pub fn close(&self) -> Vec<Notice> {
+    let mut pending = lock(&self.pending);
+    pending.closed = true;
+    self.wake.notify_one();
+    unsent(&mut pending.queue)
+  }
+
+  /// Reads what the socket has; `None` at EOF or on an error, which ends the channel all the
+  /// same.
+  pub async fn read(&self, buf: &mut [u8]) -> Option<usize> {
+    loop {
+      if self.socket.readable().await.is_err() {
+        return None;
+      }
+      match self.socket.try_read(buf) {
+        Ok(0) => return None,
+        Ok(n) => return Some(n),
+        Err(e)
+          if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+        Err(_) => return None,
+      }
+    }
+  }
+}
+
+/// Settlements for the `send()`s among `queue`'s bytes, which will never be written.
+fn unsent(queue: &mut VecDeque<Outgoing>) -> Vec<Notice> {
+  queue
+    .drain(..)
+    .filter_map(|outgoing| outgoing.settles)
+    .map(|call| Notice::Settled {
+      call,
+      outcome: Err(Error::ChannelClosed),
+    })
+    .collect()
+}
+
+/// The writer task: writes what [`Channel::write`] queued, waiting for the socket to take it,
+/// and settles each queued `send()` once its last byte is written. Ends when the channel
+/// closes.
+pub async fn write_queued(channel: Arc<Channel>, listener: Arc<dyn Listener>) {
+  loop {
+    let wake = channel.wake.notified();
+    let mut settled = Vec::new();
+    let waiting = {
+      let mut pending = lock(&channel.pending);
+      if pending.closed {
+        settled = unsent(&mut pending.queue);
+        None
+      } else {
+        let fd = channel.socket.as_raw_fd();
+        while let Some(front) = pending.queue.front_mut() {
+          // Through tokio, so that a full socket clears the readiness waited for below.
+          match channel
+            .socket
+            .try_io(Interest::WRITABLE, || front.send_once(fd, usize::MAX))
+          {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+              pending.closed = true;
+              break;
+            }
+          }
+          if !front.is_done() {
+            continue;
+          }
+          if let Some(call) = front.settles {
+            settled.push(Notice::Settled {
+              call,
+              outcome: Ok(None),
+            });
+          }
+          pending.queue.pop_front();
+        }
+        if pending.closed {
+          settled.extend(unsent(&mut pending.queue));
+        }
+        (!pending.closed).then_some(!pending.queue.is_empty())
+      }
+    };
+    if !settled.is_empty() {
+      listener.notify(settled);
+    }
+    match waiting {
+      None => return,
+      // The socket is full: wait until it takes more (or the channel closes).
+      Some(true) => {
+        tokio::select! {
+          _ = channel.socket.ready(Interest::WRITABLE) => {}
+          () = wake => {}
+        }
+      }
+      Some(false) => wake.await,
+    }
+  }
+}

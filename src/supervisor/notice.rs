@@ -1,0 +1,60 @@
+//! What the supervisor tells JavaScript, and the one [`Listener`] it tells.
+//!
+//! Everything reaches the listener as [`Notice`]s, from whichever task saw it happen: the
+//! driver (state, events, settlements of `start`/`stop`/timeouts), a worker's reader
+//! (messages, output, answers) and a channel's writer (queued sends written or dropped). The
+//! listener is the only way out, so a test that records notices sees all a user would.
+
+use crate::error::{Error, StreamName};
+
+use super::machine::{Event, State};
+
+/// Identifies one call from JavaScript; its settlement carries the same id. Wide enough never
+/// to repeat: a call that waits for ever (a request without timeout to a worker that never
+/// answers) cannot meet a later call with the same id.
+pub type CallId = u64;
+
+/// The state as the getters show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+  pub state: State,
+  pub pid: Option<u32>,
+  pub restart_count: u64,
+  pub connected: bool,
+}
+
+impl Snapshot {
+  pub const IDLE: Snapshot = Snapshot {
+    state: State::Idle,
+    pid: None,
+    restart_count: 0,
+    connected: false,
+  };
+}
+
+/// What JavaScript must hear, in order.
+#[derive(Debug)]
+pub enum Notice {
+  /// The state, pid, restart count or connection changed; comes before the events that follow
+  /// from the change, so a listener reading the getters sees the new values.
+  Snapshot(Snapshot),
+  Event(Event),
+  /// A message from the worker, as the JSON text it wrote.
+  Message(String),
+  Output {
+    stream: StreamName,
+    chunk: Vec<u8>,
+  },
+  /// A call is over. `Ok(Some(json))` is the result a request was answered with.
+  Settled {
+    call: CallId,
+    outcome: Result<Option<String>, Error>,
+  },
+}
+
+/// Where notices go. Called from tokio worker threads and from the thread calling
+/// [`super::handle::Handle::send`]; must not block. Notices that belong together come in one
+/// call.
+pub trait Listener: Send + Sync + 'static {
+  fn notify(&self, notices: Vec<Notice>);
+}
