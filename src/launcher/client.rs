@@ -18,11 +18,11 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use nix::sys::signal::Signal;
 use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
+use tethered_launcher::protocol::{take_frames, Reply, Request};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
 
-use super::protocol::{take_frames, Reply, Request};
 use crate::error::Error;
 use crate::launch::ExitStatus;
 

@@ -30,7 +30,7 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, getppid, Pid};
 
-use super::protocol::{take_frames, Reply, Request};
+use tethered_launcher::protocol::{take_frames, Reply, Request};
 
 /// How long shutdown keeps hunting descendants before it gives up and exits.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
