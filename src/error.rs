@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use crate::vocabulary::exit::Ending;
+use crate::vocabulary::launch_spec::LaunchSpec;
+use crate::vocabulary::stdio::StreamName;
+
 /// Which JavaScript constructor an error is shown with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsKind {
@@ -10,22 +14,6 @@ pub enum JsKind {
   TypeError,
   RangeError,
   AbortError,
-}
-
-/// Which output stream passed `maxBuffer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamName {
-  Stdout,
-  Stderr,
-}
-
-impl StreamName {
-  pub fn as_str(self) -> &'static str {
-    match self {
-      StreamName::Stdout => "stdout",
-      StreamName::Stderr => "stderr",
-    }
-  }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +199,28 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<Ending> for Error {
+  /// The error a caller is told when tethered ended the process for this reason.
+  fn from(ending: Ending) -> Self {
+    match ending {
+      Ending::Timeout(after) => Error::Timeout { after },
+      Ending::MaxBuffer { stream, limit } => Error::MaxBuffer { stream, limit },
+      Ending::Aborted => Error::Aborted,
+    }
+  }
+}
+
 impl Error {
+  /// `spec` could not be started: fork or exec failed, or what the child needs (its pipes, its
+  /// channel) could not be made.
+  pub fn spawn(spec: &LaunchSpec, errno: i32) -> Self {
+    Error::Spawn {
+      errno,
+      command: spec.command.clone(),
+      args: spec.args.clone(),
+    }
+  }
+
   /// A failed pipe operation; an error without an OS code counts as `EIO`.
   pub fn io(error: &std::io::Error, syscall: &'static str) -> Self {
     Error::Io {

@@ -20,12 +20,12 @@ use super::{
   exit_fields, js_error, parent_env, read_call_arguments, reject, throw, to_value, AbortListener,
   CallArguments,
 };
-use crate::collect::Ending;
 use crate::error::Error as TetheredError;
-use crate::launch::StdioMode;
 use crate::options;
-use crate::signals;
-use crate::stream::{Exit, Output, Pending, StreamChild, MAX_READ};
+use crate::stream::{Exit, Pending, StreamChild};
+use crate::vocabulary::exit::Ending;
+use crate::vocabulary::limits::READ_CHUNK;
+use crate::vocabulary::stdio::{StdioMode, StreamName};
 
 /// A streaming child as JavaScript sees it (internal: use `spawn()`).
 #[napi]
@@ -143,7 +143,7 @@ impl NativeChild {
     let which = output(fd)?;
     let child = &self.child;
     let read_error = |e: std::io::Error| throw(env, &TetheredError::io(&e, "read"));
-    let size = (size as usize).clamp(1, MAX_READ);
+    let size = (size as usize).clamp(1, READ_CHUNK);
     loop {
       let len = match child.poll_output(which).map_err(read_error)? {
         Pending::Eof => return Ok(Either3::B(Null)),
@@ -227,10 +227,8 @@ impl NativeChild {
   /// (while the child is starting it is queued, and true).
   #[napi(ts_args_type = "signal?: NodeJS.Signals | number")]
   pub fn kill(&self, env: &Env, signal: Option<Unknown>) -> Result<bool> {
-    let signal = match to_value(env, signal, 0)? {
-      options::Value::Undefined => nix::sys::signal::Signal::SIGTERM,
-      value => signals::parse(&value, "signal").map_err(|e| throw(env, &e))?,
-    };
+    let signal = options::signal_or_sigterm(&to_value(env, signal, 0)?, "signal")
+      .map_err(|e| throw(env, &e))?;
     Ok(self.child.kill(signal))
   }
 }
@@ -252,10 +250,10 @@ fn new_buffer(env: &Env, len: usize) -> Result<(Unknown<'_>, NonNull<MaybeUninit
   Ok((buffer, data))
 }
 
-fn output(fd: u32) -> Result<Output> {
+fn output(fd: u32) -> Result<StreamName> {
   match fd {
-    1 => Ok(Output::Stdout),
-    2 => Ok(Output::Stderr),
+    1 => Ok(StreamName::Stdout),
+    2 => Ok(StreamName::Stderr),
     _ => Err(napi::Error::new(
       Status::InvalidArg,
       format!("fd must be 1 or 2, got {fd}"),

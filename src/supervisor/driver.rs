@@ -44,11 +44,15 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use super::machine::{Action, Event, Input, Machine, State, Timer};
-use crate::collect::DRAIN_AFTER_EXIT;
-use crate::error::{Error, StreamName};
+use crate::error::Error;
 use crate::ipc::{self, Decoder, Incoming, Received};
-use crate::launch::{self, ExitStatus, ProcessGroup, StdioMode};
-use crate::options::{LaunchSpec, SupervisorPlan};
+use crate::kill::Spawned;
+use crate::launch::{self, ProcessGroup};
+use crate::options::SupervisorPlan;
+use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::launch_spec::LaunchSpec;
+use crate::vocabulary::limits::DRAIN_AFTER_EXIT;
+use crate::vocabulary::stdio::{StdioMode, StreamName};
 
 /// The worker's end of the IPC socket is its fd 3, as `fork()` would place it with default stdio.
 const CHANNEL_FD: &str = "3";
@@ -921,12 +925,9 @@ mod tests {
     assert_eq!(
       env,
       [
-        ("PATH".to_string(), "/bin".to_string()),
-        ("NODE_CHANNEL_FD".to_string(), "3".to_string()),
-        (
-          "NODE_CHANNEL_SERIALIZATION_MODE".to_string(),
-          "json".to_string()
-        ),
+        ("PATH".into(), "/bin".into()),
+        ("NODE_CHANNEL_FD".into(), "3".into()),
+        ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()),
       ]
     );
   }
