@@ -692,6 +692,15 @@ mod tests {
   }
 
   #[test]
+  fn inherited_variables_keep_their_bytes() {
+    use std::os::unix::ffi::OsStringExt;
+    let not_utf8 = OsString::from_vec(vec![b'a', 0xff, b'b']);
+    let inherited = vec![(OsString::from("BYTES"), not_utf8.clone())];
+    let plan = parse_collect(&s("echo"), &Value::Undefined, &Value::Undefined, inherited).unwrap();
+    assert_eq!(plan.launch.env, vec![(OsString::from("BYTES"), not_utf8)]);
+  }
+
+  #[test]
   fn wrong_types_are_type_errors() {
     for (key, value) in [
       ("timeout", s("1")),
