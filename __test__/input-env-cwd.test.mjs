@@ -4,6 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { writeFileSync, chmodSync, realpathSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { createHash } from 'node:crypto'
 import { spawnCollect } from 'tethered'
 import { tempDir, settlesWithin } from './helpers.mjs'
@@ -84,6 +85,17 @@ test('an env value of undefined unsets an inherited variable', async (t) => {
   const r = await spawnCollect('/usr/bin/env', [], { env: { TETHERED_TEST_UNSET: undefined } })
   assert.ok(!r.stdout.includes('TETHERED_TEST_UNSET'), r.stdout)
   assert.ok(r.stdout.split('\n').includes(`PATH=${process.env.PATH}`), 'the rest is still inherited')
+})
+
+test('an inherited variable that is not UTF-8 reaches the child byte-exact', async () => {
+  // A Node process whose environment holds the bytes 61 ff 62 runs a child through tethered.
+  const index = fileURLToPath(new URL('../index.js', import.meta.url))
+  const parent = `require(process.argv[1])
+    .spawnCollect('sh', ['-c', 'printf %s "$TETHERED_TEST_BYTES" | od -An -tx1'])
+    .then((r) => process.stdout.write(r.stdout))`
+  const r = await spawnCollect('sh', ['-c', 'TETHERED_TEST_BYTES="$(printf "a\\377b")" exec "$0" -e "$1" "$2"', process.execPath, parent, index])
+  assert.equal(r.stderr, '')
+  assert.equal(r.stdout.trim(), '61 ff 62')
 })
 
 test('extendEnv: false gives the child only the given variables', async () => {

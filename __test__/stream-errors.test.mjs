@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
+import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
 import { spawn } from 'tethered'
 import { MiB, fixture, sleep, tracker } from './fixtures/stream-helpers.mjs'
@@ -105,4 +106,19 @@ test('stdin is closed for the user when the child exits', async (t) => {
   const err = await new Promise((resolve) => child.stdin.write('late', resolve))
   assert.equal(err.code, 'ERR_STREAM_DESTROYED')
   await sleep(20)
+})
+
+test('every error of the native child carries a code', async () => {
+  // The native half under lib/child.js, used as lib/child.js never uses it.
+  const require = createRequire(import.meta.url)
+  const native = require('../binding.js').spawnStream('sleep', ['30'])
+  await native.started()
+  assert.throws(() => native.tryRead(3), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => native.closeOutput(0), { code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => native.waitReadable(7), { code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => native.kill('SIGNOPE'), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+  const exited = native.wait()
+  await assert.rejects(native.wait(), { code: 'ERR_INVALID_STATE' })
+  native.kill('SIGKILL')
+  assert.equal((await exited).signal, 'SIGKILL')
 })

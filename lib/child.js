@@ -8,6 +8,11 @@
 // wants more, nothing is read, the pipe fills and the child's write blocks: memory stays at about
 // one chunk per stream, whatever the child writes.
 //
+// Each stream has one native operation in flight at a time: Node calls `_read` again only after
+// a push, and `_write`/`_writev` only after the previous callback. The native side does not rely
+// on it — waits on one pipe take turns there (src/stream.rs, `Slot::turn`) — but it keeps a
+// stream's chunks in order without any bookkeeping here.
+//
 // Documented behaviour (the types in child.d.ts say the same to users):
 // - `exited` resolves `{ exitCode, signal, timedOut }` once the leader is reaped, for every way a
 //   started process ends (exit code, signal, timeout). It rejects in two cases only: the command
@@ -31,8 +36,6 @@ const { EventEmitter } = require('node:events')
 const { Readable, Writable } = require('node:stream')
 const binding = require('../binding.js')
 
-// The most one read returns; larger requests are capped natively at the pipe's size.
-const READ_SIZE = 1 << 20
 // Chunks read in a row on the JS thread before yielding to the event loop (setImmediate), so a
 // child that writes as fast as we read cannot starve timers and other I/O.
 const SYNC_READS_IN_A_ROW = 4
@@ -62,7 +65,7 @@ class ChildReadable extends Readable {
     if (this.destroyed) return
     let chunk
     try {
-      chunk = this.#native.tryRead(this.#fd, READ_SIZE)
+      chunk = this.#native.tryRead(this.#fd)
     } catch (err) {
       this.destroy(err)
       return

@@ -1,10 +1,16 @@
 //! Pipes and limits: run a child to completion, collecting its output under `maxBuffer`, with
-//! the timeout, abort and kill escalation that end it early.
+//! the timeout, abort and kill escalation that end it early — and the rules of what
+//! `spawnCollect` and `runProcess` make of the run, so the bindings only convert.
 //!
 //! A call settles once the leader is reaped and both pipes reached EOF — or, when a descendant
 //! still holds a pipe after the leader is gone, once [`DRAIN_AFTER_EXIT`] has passed. Memory per
 //! stream is bounded by the limit plus one read: the buffer never grows past `limit + 1` bytes,
 //! and the one byte over is how an overflow is seen.
+//!
+//! [`run`] starts the plan's command through the launcher and hands it to [`collect`], which
+//! works on any started child ([`Launched`] over a [`Spawned`] group). That split is what lets
+//! the limits, the drain and the escalation be unit-tested against plain child processes,
+//! without a launcher binary.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -15,38 +21,15 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
-use crate::error::{Error, StreamName};
-use crate::kill::{self, Killer};
-use crate::launch::{self, ExitStatus, StdioMode};
+use crate::error::{errno_description, Error};
+use crate::kill::{self, EarlyEnd, Spawned};
+use crate::launch::{self, Launched};
 use crate::options::CollectPlan;
-
-/// How long output is still read after the leader was reaped, for descendants that keep the
-/// pipes open.
-pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+use crate::vocabulary::exit::{Ending, ExitStatus};
+use crate::vocabulary::limits::{DRAIN_AFTER_EXIT, READ_CHUNK};
+use crate::vocabulary::stdio::{StdioMode, StreamName};
 
 const PAGE: usize = 4096;
-
-/// The most read from a pipe at once (the pipe itself is widened to the same size).
-const READ_CHUNK: usize = 1 << 20;
-
-/// Why tethered ended the process itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-  Timeout(Duration),
-  MaxBuffer { stream: StreamName, limit: usize },
-  Aborted,
-}
-
-impl Ending {
-  /// The error a caller is told when tethered ended the process for this reason.
-  pub fn to_error(self) -> Error {
-    match self {
-      Ending::Timeout(after) => Error::Timeout { after },
-      Ending::MaxBuffer { stream, limit } => Error::MaxBuffer { stream, limit },
-      Ending::Aborted => Error::Aborted,
-    }
-  }
-}
 
 /// What a finished call saw.
 #[derive(Debug)]
@@ -57,6 +40,78 @@ pub struct Outcome {
   pub status: ExitStatus,
   pub ended_by: Option<Ending>,
   pub duration: Duration,
+}
+
+impl Outcome {
+  pub fn timed_out(&self) -> bool {
+    matches!(self.ended_by, Some(Ending::Timeout(_)))
+  }
+
+  /// What `spawnCollect` rejects with, carrying the output so far: an overflow or an abort. A
+  /// run that timed out resolves (`timedOut: true`), as does any exit of the process's own.
+  pub fn rejection(&self) -> Option<Error> {
+    match self.ended_by {
+      Some(ending @ (Ending::MaxBuffer { .. } | Ending::Aborted)) => Some(ending.into()),
+      Some(Ending::Timeout(_)) | None => None,
+    }
+  }
+}
+
+/// What `runProcess` resolves with. It never rejects because of the process: a command that
+/// could not start is reported the way a shell reports it.
+#[derive(Debug, PartialEq)]
+pub struct ProcessResult {
+  pub stdout: Vec<u8>,
+  pub stderr: Vec<u8>,
+  /// Exit code 0, no signal, not ended by tethered.
+  pub ok: bool,
+  /// How the process ended; 127 (not found) or 126 (not executable) when it could not start,
+  /// `None` when no process ever ran (aborted before the start, launcher gone).
+  pub status: Option<ExitStatus>,
+  pub timed_out: bool,
+  pub duration: Duration,
+  /// Set only when the run failed outside the process's own exit: could not start, maxBuffer,
+  /// timeout, abort.
+  pub error: Option<Error>,
+}
+
+impl ProcessResult {
+  pub fn from_run(run: Result<Outcome, Error>) -> Self {
+    match run {
+      Ok(outcome) => ProcessResult {
+        ok: outcome.status == ExitStatus::Code(0) && outcome.ended_by.is_none(),
+        timed_out: outcome.timed_out(),
+        error: outcome.ended_by.map(Error::from),
+        status: Some(outcome.status),
+        duration: outcome.duration,
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+      },
+      Err(error) => {
+        let (status, stderr) = match &error {
+          Error::Spawn { errno, .. } => {
+            let code = if *errno == libc::EACCES || *errno == libc::ENOEXEC {
+              126
+            } else {
+              127
+            };
+            let message = format!("Failed to spawn: {error} ({})", errno_description(*errno));
+            (Some(ExitStatus::Code(code)), message.into_bytes())
+          }
+          _ => (None, Vec::new()),
+        };
+        ProcessResult {
+          stdout: Vec::new(),
+          stderr,
+          ok: false,
+          status,
+          timed_out: false,
+          duration: Duration::ZERO,
+          error: Some(error),
+        }
+      }
+    }
+  }
 }
 
 /// Starts the plan's command and collects it. `Err` only when it could not be started or was
@@ -75,83 +130,72 @@ pub async fn run(
   };
   let stdio = [stdin_mode, StdioMode::Pipe, StdioMode::Pipe];
   let child = launch::launch(&plan.launch, stdio, Vec::new()).await?;
-  let pid = child.pid;
+  collect(child, &plan, abort, started).await
+}
+
+/// Collects a started child to its end under the plan's limits, timeout, abort and kill policy;
+/// `started` is when the call began (for the duration). The child's stdout and stderr must be
+/// pipes, and so must its stdin when the plan has `input`. `Err` only when the leader could not
+/// be waited for (the launcher died).
+pub async fn collect<G: Spawned>(
+  child: Launched<G>,
+  plan: &CollectPlan,
+  abort: Option<oneshot::Receiver<()>>,
+  started: Instant,
+) -> Result<Outcome, Error> {
   let mut stdout = Vec::new();
   let mut stderr = Vec::new();
-  let mut ended_by = None;
   let status;
+  let ended_by;
   {
     let out_pipe = child.stdout.expect("stdout is piped");
     let err_pipe = child.stderr.expect("stderr is piped");
     let mut out_read = std::pin::pin!(read_limited(&out_pipe, &mut stdout, plan.max_buffer));
     let mut err_read = std::pin::pin!(read_limited(&err_pipe, &mut stderr, plan.max_buffer));
-    let mut write_input = std::pin::pin!(write_input(child.stdin, plan.input));
-    let mut abort = std::pin::pin!(async {
-      match abort {
-        Some(rx) => rx.await.is_ok(),
-        None => false,
-      }
-    });
+    let mut write_input = std::pin::pin!(write_input(child.stdin, plan.input.as_deref()));
     let group = &child.process;
     let mut wait = std::pin::pin!(group.wait());
-    let timeout_at = plan
-      .timeout
-      .and_then(|t| TokioInstant::now().checked_add(t))
-      .unwrap_or_else(kill::never);
-    let mut killer = Killer::new(plan.kill);
-    let mut drain_until = kill::never();
-    let (mut out_done, mut err_done, mut input_done, mut abort_done) = (false, false, false, false);
-    let mut reaped = None;
-
-    let begin_kill = |why: Ending, ended_by: &mut Option<Ending>, killer: &mut Killer| {
-      if ended_by.is_none() {
-        *ended_by = Some(why);
-        killer.begin(group);
-      }
+    let mut early = EarlyEnd::new(group, plan.kill, plan.timeout, abort);
+    let overflow = |stream| Ending::MaxBuffer {
+      stream,
+      limit: plan.max_buffer.unwrap_or(usize::MAX),
     };
+    let (mut out_done, mut err_done, mut input_done) = (false, false, false);
+    let mut reaped = None;
+    let mut drain_until = None;
 
     while reaped.is_none() || !(out_done && err_done) {
       tokio::select! {
         end = &mut out_read, if !out_done => {
           out_done = true;
           if end == ReadEnd::Overflow {
-            begin_kill(Ending::MaxBuffer { stream: StreamName::Stdout, limit: plan.max_buffer.unwrap_or(0) }, &mut ended_by, &mut killer);
+            early.end(overflow(StreamName::Stdout));
           }
         }
         end = &mut err_read, if !err_done => {
           err_done = true;
           if end == ReadEnd::Overflow {
-            begin_kill(Ending::MaxBuffer { stream: StreamName::Stderr, limit: plan.max_buffer.unwrap_or(0) }, &mut ended_by, &mut killer);
+            early.end(overflow(StreamName::Stderr));
           }
         }
         () = &mut write_input, if !input_done => input_done = true,
-        fired = &mut abort, if !abort_done => {
-          abort_done = true;
-          if fired && reaped.is_none() {
-            begin_kill(Ending::Aborted, &mut ended_by, &mut killer);
-          }
-        }
         exit = &mut wait, if reaped.is_none() => {
           reaped = Some(exit?);
-          drain_until = TokioInstant::now() + DRAIN_AFTER_EXIT;
+          drain_until = Some(TokioInstant::now() + DRAIN_AFTER_EXIT);
         }
-        () = sleep_until(timeout_at), if reaped.is_none() && ended_by.is_none() => {
-          begin_kill(Ending::Timeout(plan.timeout.unwrap_or_default()), &mut ended_by, &mut killer);
-        }
-        () = sleep_until(killer.force_deadline()), if reaped.is_none() && killer.force_pending() => {
-          killer.force(group);
-        }
-        () = sleep_until(drain_until), if reaped.is_some() => break,
+        () = early.act(), if reaped.is_none() => {}
+        () = sleep_until(drain_until.unwrap_or_else(kill::never)), if drain_until.is_some() => break,
       }
     }
     status = reaped.expect("loop ends only after the leader was reaped");
+    ended_by = early.ended_by();
   }
   if let Some(limit) = plan.max_buffer {
     stdout.truncate(limit);
     stderr.truncate(limit);
   }
   Ok(Outcome {
-    pid,
+    pid: child.pid,
     stdout,
     stderr,
     status,
@@ -213,8 +257,193 @@ async fn read_limited(pipe: &pipe::Receiver, buf: &mut Vec<u8>, limit: Option<us
 
 /// Writes `input` to the child's stdin and closes it. A child that exits without reading
 /// (EPIPE) is not an error of the call.
-async fn write_input(stdin: Option<pipe::Sender>, input: Option<Vec<u8>>) {
+async fn write_input(stdin: Option<pipe::Sender>, input: Option<&[u8]>) {
   if let (Some(mut stdin), Some(input)) = (stdin, input) {
-    let _ = stdin.write_all(&input).await;
+    let _ = stdin.write_all(input).await;
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::options::parse_collect;
+  use crate::test_support::{block_on, PlainChild};
+  use crate::vocabulary::value::Value;
+
+  /// The plan `runProcess` would get for `sh -c script` with these options.
+  fn plan(script: &str, options: &[(&str, Value)]) -> CollectPlan {
+    let args = Value::Array(vec![
+      Value::String("-c".into()),
+      Value::String(script.into()),
+    ]);
+    let options = Value::Object(
+      options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect(),
+    );
+    parse_collect(&Value::String("sh".into()), &args, &options, []).unwrap()
+  }
+
+  /// Collects `plan` run by a plain child in its own process group, not by the launcher.
+  async fn collect_plain(plan: &CollectPlan, abort: Option<oneshot::Receiver<()>>) -> Outcome {
+    let stdin = match plan.input {
+      Some(_) => StdioMode::Pipe,
+      None => StdioMode::Ignore,
+    };
+    let script = &plan.launch.args[1];
+    let child = PlainChild::launched(script, [stdin, StdioMode::Pipe, StdioMode::Pipe]);
+    collect(child, plan, abort, Instant::now()).await.unwrap()
+  }
+
+  fn ms(n: f64) -> Value {
+    Value::Number(n)
+  }
+
+  #[test]
+  fn output_exit_and_input_are_collected() {
+    block_on(async {
+      let plan = plan(
+        "cat; printf err >&2; exit 3",
+        &[("input", Value::String("in".into()))],
+      );
+      let outcome = collect_plain(&plan, None).await;
+      assert_eq!(outcome.stdout, b"in");
+      assert_eq!(outcome.stderr, b"err");
+      assert_eq!(outcome.status, ExitStatus::Code(3));
+      assert_eq!(outcome.ended_by, None);
+    })
+  }
+
+  #[test]
+  fn max_buffer_keeps_the_limit_and_kills_the_group() {
+    block_on(async {
+      let plan = plan("printf ok >&2; exec yes", &[("maxBuffer", ms(1000.0))]);
+      let outcome = collect_plain(&plan, None).await;
+      assert_eq!(
+        outcome.ended_by,
+        Some(Ending::MaxBuffer {
+          stream: StreamName::Stdout,
+          limit: 1000
+        })
+      );
+      assert_eq!(outcome.status, ExitStatus::Signal(libc::SIGTERM));
+      assert_eq!(outcome.stdout.len(), 1000);
+      assert!(
+        outcome.stdout.capacity() <= 1001,
+        "memory stays at the limit"
+      );
+      assert_eq!(outcome.stderr, b"ok");
+      assert_eq!(
+        outcome.rejection().map(|e| e.code()),
+        Some("ERR_MAX_BUFFER".into())
+      );
+    })
+  }
+
+  #[test]
+  fn a_grandchild_holding_the_pipes_is_drained_briefly() {
+    block_on(async {
+      let plan = plan("sleep 30 & echo $!; echo done", &[]);
+      let started = std::time::Instant::now();
+      let outcome = collect_plain(&plan, None).await;
+      let elapsed = started.elapsed();
+      let text = String::from_utf8(outcome.stdout).unwrap();
+      let grandchild: i32 = text.lines().next().unwrap().parse().unwrap();
+      let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(grandchild),
+        nix::sys::signal::Signal::SIGKILL,
+      );
+      assert!(text.ends_with("done\n"), "{text}");
+      assert_eq!(outcome.status, ExitStatus::Code(0));
+      assert!(elapsed >= DRAIN_AFTER_EXIT, "{elapsed:?}");
+      assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    })
+  }
+
+  #[test]
+  fn a_timeout_escalates_to_sigkill() {
+    block_on(async {
+      let plan = plan(
+        "trap '' TERM; sleep 30",
+        &[("timeout", ms(100.0)), ("forceKillAfter", ms(100.0))],
+      );
+      let outcome = collect_plain(&plan, None).await;
+      assert_eq!(outcome.status, ExitStatus::Signal(libc::SIGKILL));
+      assert!(outcome.timed_out());
+      assert!(outcome.duration >= Duration::from_millis(200));
+      assert_eq!(outcome.rejection(), None, "spawnCollect resolves a timeout");
+    })
+  }
+
+  #[test]
+  fn an_abort_ends_the_run() {
+    block_on(async {
+      let plan = plan("sleep 30", &[]);
+      let (fire, abort) = oneshot::channel();
+      fire.send(()).unwrap();
+      let outcome = collect_plain(&plan, Some(abort)).await;
+      assert_eq!(outcome.ended_by, Some(Ending::Aborted));
+      assert_eq!(outcome.status, ExitStatus::Signal(libc::SIGTERM));
+      assert_eq!(outcome.rejection(), Some(Error::Aborted));
+    })
+  }
+
+  fn outcome(status: ExitStatus, ended_by: Option<Ending>) -> Outcome {
+    Outcome {
+      pid: 1,
+      stdout: b"out".to_vec(),
+      stderr: Vec::new(),
+      status,
+      ended_by,
+      duration: Duration::from_millis(5),
+    }
+  }
+
+  #[test]
+  fn a_run_process_result_is_ok_only_for_a_clean_exit() {
+    let clean = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), None)));
+    assert!(clean.ok);
+    assert_eq!(clean.error, None);
+    assert_eq!(clean.stdout, b"out");
+    let failed = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(1), None)));
+    assert!(!failed.ok);
+    assert_eq!(failed.error, None, "a plain non-zero exit has no error");
+    let killed = ProcessResult::from_run(Ok(outcome(ExitStatus::Signal(9), None)));
+    assert!(!killed.ok);
+    assert_eq!(killed.error, None);
+    let timeout = Ending::Timeout(Duration::from_millis(10));
+    let timed_out = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), Some(timeout))));
+    assert!(!timed_out.ok && timed_out.timed_out);
+    assert_eq!(
+      timed_out.error.map(|e| e.code()),
+      Some("ERR_TIMEOUT".into())
+    );
+  }
+
+  #[test]
+  fn a_command_that_cannot_start_reads_like_a_shell() {
+    let spawn_error = |errno| {
+      ProcessResult::from_run(Err(Error::Spawn {
+        errno,
+        command: "nope".into(),
+        args: vec![],
+      }))
+    };
+    let missing = spawn_error(libc::ENOENT);
+    assert_eq!(missing.status, Some(ExitStatus::Code(127)));
+    assert_eq!(
+      String::from_utf8(missing.stderr).unwrap(),
+      "Failed to spawn: spawn nope ENOENT (No such file or directory)"
+    );
+    assert!(!missing.ok);
+    assert_eq!(missing.error.map(|e| e.code()), Some("ENOENT".into()));
+    for errno in [libc::EACCES, libc::ENOEXEC] {
+      assert_eq!(spawn_error(errno).status, Some(ExitStatus::Code(126)));
+    }
+    let aborted = ProcessResult::from_run(Err(Error::Aborted));
+    assert_eq!(aborted.status, None);
+    assert_eq!(aborted.stderr, b"");
+    assert_eq!(aborted.error, Some(Error::Aborted));
   }
 }

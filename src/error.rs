@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use crate::vocabulary::exit::Ending;
+use crate::vocabulary::launch_spec::LaunchSpec;
+use crate::vocabulary::stdio::StreamName;
+
 /// Which JavaScript constructor an error is shown with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsKind {
@@ -10,22 +14,6 @@ pub enum JsKind {
   TypeError,
   RangeError,
   AbortError,
-}
-
-/// Which output stream passed `maxBuffer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamName {
-  Stdout,
-  Stderr,
-}
-
-impl StreamName {
-  pub fn as_str(self) -> &'static str {
-    match self {
-      StreamName::Stdout => "stdout",
-      StreamName::Stderr => "stderr",
-    }
-  }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +199,28 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<Ending> for Error {
+  /// The error a caller is told when tethered ended the process for this reason.
+  fn from(ending: Ending) -> Self {
+    match ending {
+      Ending::Timeout(after) => Error::Timeout { after },
+      Ending::MaxBuffer { stream, limit } => Error::MaxBuffer { stream, limit },
+      Ending::Aborted => Error::Aborted,
+    }
+  }
+}
+
 impl Error {
+  /// `spec` could not be started: fork or exec failed, or what the child needs (its pipes, its
+  /// channel) could not be made.
+  pub fn spawn(spec: &LaunchSpec, errno: i32) -> Self {
+    Error::Spawn {
+      errno,
+      command: spec.command.clone(),
+      args: spec.args.clone(),
+    }
+  }
+
   /// A failed pipe operation; an error without an OS code counts as `EIO`.
   pub fn io(error: &std::io::Error, syscall: &'static str) -> Self {
     Error::Io {
@@ -221,13 +230,104 @@ impl Error {
   }
 }
 
-/// `ENOENT` for 2, as Node names errno values; `E<number>` for values nix does not know.
+/// The names Node gives errno values on Linux, by number. Aliases (`EWOULDBLOCK`, `EDEADLOCK`,
+/// `EOPNOTSUPP`) share a number with the name listed, which is the one Node shows.
+const ERRNO_NAMES: &[(i32, &str)] = &[
+  (libc::EPERM, "EPERM"),
+  (libc::ENOENT, "ENOENT"),
+  (libc::ESRCH, "ESRCH"),
+  (libc::EINTR, "EINTR"),
+  (libc::EIO, "EIO"),
+  (libc::ENXIO, "ENXIO"),
+  (libc::E2BIG, "E2BIG"),
+  (libc::ENOEXEC, "ENOEXEC"),
+  (libc::EBADF, "EBADF"),
+  (libc::ECHILD, "ECHILD"),
+  (libc::EAGAIN, "EAGAIN"),
+  (libc::ENOMEM, "ENOMEM"),
+  (libc::EACCES, "EACCES"),
+  (libc::EFAULT, "EFAULT"),
+  (libc::ENOTBLK, "ENOTBLK"),
+  (libc::EBUSY, "EBUSY"),
+  (libc::EEXIST, "EEXIST"),
+  (libc::EXDEV, "EXDEV"),
+  (libc::ENODEV, "ENODEV"),
+  (libc::ENOTDIR, "ENOTDIR"),
+  (libc::EISDIR, "EISDIR"),
+  (libc::EINVAL, "EINVAL"),
+  (libc::ENFILE, "ENFILE"),
+  (libc::EMFILE, "EMFILE"),
+  (libc::ENOTTY, "ENOTTY"),
+  (libc::ETXTBSY, "ETXTBSY"),
+  (libc::EFBIG, "EFBIG"),
+  (libc::ENOSPC, "ENOSPC"),
+  (libc::ESPIPE, "ESPIPE"),
+  (libc::EROFS, "EROFS"),
+  (libc::EMLINK, "EMLINK"),
+  (libc::EPIPE, "EPIPE"),
+  (libc::EDOM, "EDOM"),
+  (libc::ERANGE, "ERANGE"),
+  (libc::EDEADLK, "EDEADLK"),
+  (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+  (libc::ENOLCK, "ENOLCK"),
+  (libc::ENOSYS, "ENOSYS"),
+  (libc::ENOTEMPTY, "ENOTEMPTY"),
+  (libc::ELOOP, "ELOOP"),
+  (libc::ENOMSG, "ENOMSG"),
+  (libc::EIDRM, "EIDRM"),
+  (libc::ENOSTR, "ENOSTR"),
+  (libc::ENODATA, "ENODATA"),
+  (libc::ETIME, "ETIME"),
+  (libc::ENOSR, "ENOSR"),
+  (libc::EREMOTE, "EREMOTE"),
+  (libc::ENOLINK, "ENOLINK"),
+  (libc::EPROTO, "EPROTO"),
+  (libc::EMULTIHOP, "EMULTIHOP"),
+  (libc::EBADMSG, "EBADMSG"),
+  (libc::EOVERFLOW, "EOVERFLOW"),
+  (libc::EILSEQ, "EILSEQ"),
+  (libc::EUSERS, "EUSERS"),
+  (libc::ENOTSOCK, "ENOTSOCK"),
+  (libc::EDESTADDRREQ, "EDESTADDRREQ"),
+  (libc::EMSGSIZE, "EMSGSIZE"),
+  (libc::EPROTOTYPE, "EPROTOTYPE"),
+  (libc::ENOPROTOOPT, "ENOPROTOOPT"),
+  (libc::EPROTONOSUPPORT, "EPROTONOSUPPORT"),
+  (libc::ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"),
+  (libc::ENOTSUP, "ENOTSUP"),
+  (libc::EPFNOSUPPORT, "EPFNOSUPPORT"),
+  (libc::EAFNOSUPPORT, "EAFNOSUPPORT"),
+  (libc::EADDRINUSE, "EADDRINUSE"),
+  (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+  (libc::ENETDOWN, "ENETDOWN"),
+  (libc::ENETUNREACH, "ENETUNREACH"),
+  (libc::ENETRESET, "ENETRESET"),
+  (libc::ECONNABORTED, "ECONNABORTED"),
+  (libc::ECONNRESET, "ECONNRESET"),
+  (libc::ENOBUFS, "ENOBUFS"),
+  (libc::EISCONN, "EISCONN"),
+  (libc::ENOTCONN, "ENOTCONN"),
+  (libc::ESHUTDOWN, "ESHUTDOWN"),
+  (libc::ETOOMANYREFS, "ETOOMANYREFS"),
+  (libc::ETIMEDOUT, "ETIMEDOUT"),
+  (libc::ECONNREFUSED, "ECONNREFUSED"),
+  (libc::EHOSTDOWN, "EHOSTDOWN"),
+  (libc::EHOSTUNREACH, "EHOSTUNREACH"),
+  (libc::EALREADY, "EALREADY"),
+  (libc::EINPROGRESS, "EINPROGRESS"),
+  (libc::ESTALE, "ESTALE"),
+  (libc::EDQUOT, "EDQUOT"),
+  (libc::ECANCELED, "ECANCELED"),
+  (libc::EOWNERDEAD, "EOWNERDEAD"),
+  (libc::ENOTRECOVERABLE, "ENOTRECOVERABLE"),
+];
+
+/// `ENOENT` for 2, as Node names errno values; for a number it has no name for, what Node's
+/// `util.getSystemErrorName` says of it (`Unknown system error -<n>`, the negative errno).
 pub fn errno_name(errno: i32) -> String {
-  let name = format!("{:?}", nix::errno::Errno::from_raw(errno));
-  if name.starts_with('E') {
-    name
-  } else {
-    format!("E{errno}")
+  match ERRNO_NAMES.iter().find(|(number, _)| *number == errno) {
+    Some((_, name)) => (*name).to_string(),
+    None => format!("Unknown system error -{errno}"),
   }
 }
 
@@ -246,6 +346,17 @@ mod tests {
     assert_eq!(errno_name(libc::EACCES), "EACCES");
     assert_eq!(errno_name(libc::ENOTDIR), "ENOTDIR");
     assert_eq!(errno_name(libc::E2BIG), "E2BIG");
+    assert_eq!(errno_name(libc::EWOULDBLOCK), "EAGAIN");
+    assert_eq!(errno_name(libc::EOPNOTSUPP), "ENOTSUP");
+    assert_eq!(errno_name(4095), "Unknown system error -4095");
+  }
+
+  #[test]
+  fn every_errno_has_one_name() {
+    let mut numbers: Vec<i32> = ERRNO_NAMES.iter().map(|(number, _)| *number).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), ERRNO_NAMES.len(), "a number listed twice");
   }
 
   #[test]

@@ -1,148 +1,233 @@
-//! Ending a process group on purpose, the same way for every caller (timeout, maxBuffer, abort):
-//! `killSignal` to the whole group at once, and SIGKILL to the group when `forceKillAfter` has
-//! passed and the leader is still there. What is left of a signalled group once its leader died
-//! is SIGKILLed by the launcher (see `ProcessGroup::signal_group`).
+//! Ending a process group on purpose, the same way for every caller: whatever the reason
+//! (timeout, abort, maxBuffer), `killSignal` goes to the whole group at once, and SIGKILL to the
+//! group when `forceKillAfter` has passed and the leader is still there. What is left of a
+//! signalled group once its leader died is SIGKILLed by the launcher (see
+//! `ProcessGroup::signal_group`).
 //!
-//! The [`Killer`] only keeps the clock; the caller's select loop owns the waiting, so it can be
-//! driven alongside pipes, timers and the reaper.
+//! The rule is written once, in [`EarlyEnd`], and `collect` and `stream` both drive it. It does
+//! not own the waiting for the leader: `collect` waits for the leader alongside its pipes, so
+//! [`EarlyEnd::act`] is one cancel-safe step for the caller's `select!` loop, and
+//! [`EarlyEnd::until_reaped`] is that loop for a caller with nothing else to wait for.
+//!
+//! It works on any [`Spawned`] group, not only one the launcher started, so that the rule is
+//! tested against plain child processes.
 
+use std::future::{self, Future};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::time::Instant;
+use tokio::sync::oneshot;
+use tokio::time::{sleep_until, Instant};
 
-use crate::launch::ProcessGroup;
-use crate::options::KillPolicy;
+use crate::error::Error;
+use crate::vocabulary::exit::{Ending, ExitStatus};
+use crate::vocabulary::kill_policy::KillPolicy;
+
+/// A started process group, as the code that ends it and waits for it needs it.
+pub trait Spawned {
+  /// Sends `signal` to every process of the group. False when the leader was already reaped
+  /// (its group id may belong to someone else by now).
+  fn signal_group(&self, signal: Signal) -> bool;
+
+  /// Waits until the leader was reaped. Cancel-safe; may be called again after a cancel.
+  fn wait(&self) -> impl Future<Output = Result<ExitStatus, Error>> + Send;
+}
 
 /// A deadline far enough away to stand for "never" in a `select!` timer.
 pub fn never() -> Instant {
   Instant::now() + Duration::from_secs(86400 * 365)
 }
 
-/// The kill escalation of one process group.
-#[derive(Debug)]
-pub struct Killer {
+/// Resolves when the AbortSignal behind `abort` fired (true) or can no longer fire (false);
+/// never when there is none.
+async fn aborted(abort: &mut Option<oneshot::Receiver<()>>) -> bool {
+  match abort {
+    Some(fired) => fired.await.is_ok(),
+    None => future::pending().await,
+  }
+}
+
+/// Everything that ends one running group early, and the escalation that follows: the first
+/// reason wins, later ones change nothing.
+pub struct EarlyEnd<'g, G> {
+  group: &'g G,
   policy: KillPolicy,
-  begun: bool,
-  /// When SIGKILL is due; `None` before `begin` and after the SIGKILL was sent.
+  timeout: Option<Duration>,
+  timeout_at: Instant,
+  /// Fires when the caller's AbortSignal does; `None` when there is none, or once it fired.
+  abort: Option<oneshot::Receiver<()>>,
+  ended_by: Option<Ending>,
+  /// When SIGKILL is due; `None` before the end began and after the SIGKILL was sent.
   force_at: Option<Instant>,
 }
 
-impl Killer {
-  pub fn new(policy: KillPolicy) -> Self {
-    Killer {
+impl<'g, G: Spawned> EarlyEnd<'g, G> {
+  /// Starts the clock of `timeout` (none: no timeout) now.
+  pub fn new(
+    group: &'g G,
+    policy: KillPolicy,
+    timeout: Option<Duration>,
+    abort: Option<oneshot::Receiver<()>>,
+  ) -> Self {
+    EarlyEnd {
+      group,
       policy,
-      begun: false,
+      timeout,
+      timeout_at: timeout
+        .and_then(|t| Instant::now().checked_add(t))
+        .unwrap_or_else(never),
+      abort,
+      ended_by: None,
       force_at: None,
     }
   }
 
-  /// Sends the kill signal to the group and starts the grace period. Only the first call does
-  /// anything; it returns whether this call was that first one.
-  pub fn begin(&mut self, group: &ProcessGroup) -> bool {
-    if self.begun {
-      return false;
+  /// Ends the group for `why`: the kill signal to the group, and the grace period starts. Only
+  /// the first reason counts.
+  pub fn end(&mut self, why: Ending) {
+    if self.ended_by.is_some() {
+      return;
     }
-    self.begun = true;
-    group.signal_group(self.policy.signal);
+    self.ended_by = Some(why);
+    self.group.signal_group(self.policy.signal);
     if self.policy.signal != Signal::SIGKILL {
       self.force_at = Some(Instant::now() + self.policy.force_after);
     }
-    true
   }
 
-  pub fn begun(&self) -> bool {
-    self.begun
+  /// Why tethered ended the group, if it did.
+  pub fn ended_by(&self) -> Option<Ending> {
+    self.ended_by
   }
 
-  /// When the SIGKILL is due: the deadline for the caller's timer, far away when none is.
-  pub fn force_deadline(&self) -> Instant {
-    self.force_at.unwrap_or_else(never)
+  /// Waits for the next of: the timeout, the abort, the SIGKILL deadline, and acts on it. Meant
+  /// for a `select!` loop that also waits for the leader; cancel-safe. Stop calling it once the
+  /// leader was reaped: a timeout or an abort after that ends nothing.
+  pub async fn act(&mut self) {
+    tokio::select! {
+      fired = aborted(&mut self.abort) => {
+        self.abort = None;
+        if fired {
+          self.end(Ending::Aborted);
+        }
+      }
+      () = sleep_until(self.timeout_at), if self.ended_by.is_none() => {
+        self.end(Ending::Timeout(self.timeout.unwrap_or_default()));
+      }
+      () = sleep_until(self.force_at.unwrap_or_else(never)), if self.force_at.is_some() => {
+        self.force_at = None;
+        self.group.signal_group(Signal::SIGKILL);
+      }
+    }
   }
 
-  /// Whether a SIGKILL is still to be sent (guard for the caller's timer branch).
-  pub fn force_pending(&self) -> bool {
-    self.force_at.is_some()
-  }
-
-  /// The grace period is over: SIGKILL the group.
-  pub fn force(&mut self, group: &ProcessGroup) {
-    self.force_at = None;
-    group.signal_group(Signal::SIGKILL);
+  /// Waits for the leader, ending the group early when it is due: how it ended, and why
+  /// tethered ended it if it did.
+  pub async fn until_reaped(mut self) -> Result<(ExitStatus, Option<Ending>), Error> {
+    let group = self.group;
+    let mut wait = std::pin::pin!(group.wait());
+    loop {
+      tokio::select! {
+        exit = &mut wait => return Ok((exit?, self.ended_by)),
+        () = self.act() => {}
+      }
+    }
   }
 }
 
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::launch::{self, ExitStatus, StdioMode};
-  use crate::options::{parse_stream, Value};
-  use crate::test_support::block_on;
-  use tokio::time::sleep_until;
+  use crate::test_support::{block_on, PlainChild};
+  use crate::vocabulary::stdio::StreamName;
 
-  async fn start(script: &str) -> launch::Launched {
-    crate::test_support::launcher_in_place();
-    let args = Value::Array(vec![
-      Value::String("-c".into()),
-      Value::String(script.into()),
-    ]);
-    let plan = parse_stream(
-      &Value::String("sh".into()),
-      &args,
-      &Value::Undefined,
-      std::env::vars(),
-    )
-    .unwrap();
-    launch::launch(&plan.launch, [StdioMode::Ignore; 3], Vec::new())
-      .await
-      .unwrap_or_else(|e| panic!("{e}"))
+  fn policy(signal: Signal) -> KillPolicy {
+    KillPolicy {
+      signal,
+      force_after: Duration::from_millis(100),
+    }
   }
 
   #[test]
-  fn begin_signals_once_and_force_kills_after_the_grace_period() {
+  fn a_timeout_signals_the_group_then_force_kills_it() {
     block_on(async {
-      let child = start("trap '' TERM; sleep 30").await;
+      let child = PlainChild::start("trap '' TERM; sleep 30 & sleep 30; wait");
       tokio::time::sleep(Duration::from_millis(50)).await;
-      let mut killer = Killer::new(policy(Signal::SIGTERM));
-      assert!(killer.begin(&child.process));
-      assert!(!killer.begin(&child.process), "only the first call counts");
-      assert!(killer.force_pending());
-      sleep_until(killer.force_deadline()).await;
-      killer.force(&child.process);
-      assert!(!killer.force_pending());
-      assert_eq!(
-        child.process.wait().await.unwrap(),
-        ExitStatus::Signal(libc::SIGKILL)
+      let started = std::time::Instant::now();
+      let early = EarlyEnd::new(
+        &child,
+        policy(Signal::SIGTERM),
+        Some(Duration::from_millis(50)),
+        None,
       );
+      let (status, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+      assert_eq!(ended_by, Some(Ending::Timeout(Duration::from_millis(50))));
+      assert!(started.elapsed() >= Duration::from_millis(150));
+      assert_eq!(child.living_members(), 0, "SIGKILL reached the whole group");
     })
   }
 
   #[test]
   fn sigkill_needs_no_grace_period() {
     block_on(async {
-      let child = start("sleep 30").await;
-      let mut killer = Killer::new(policy(Signal::SIGKILL));
-      assert!(killer.begin(&child.process));
-      assert!(!killer.force_pending());
+      let child = PlainChild::start("sleep 30");
+      let mut early = EarlyEnd::new(&child, policy(Signal::SIGKILL), None, None);
+      early.end(Ending::Aborted);
+      assert_eq!(early.force_at, None);
+      let (status, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+      assert_eq!(ended_by, Some(Ending::Aborted));
+    })
+  }
+
+  #[test]
+  fn the_first_reason_wins() {
+    block_on(async {
+      let child = PlainChild::start("sleep 30");
+      let (fire, abort) = oneshot::channel();
+      let mut early = EarlyEnd::new(&child, policy(Signal::SIGTERM), None, Some(abort));
+      let overflow = Ending::MaxBuffer {
+        stream: StreamName::Stdout,
+        limit: 1,
+      };
+      early.end(overflow);
+      fire.send(()).unwrap();
+      let (status, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!(status, ExitStatus::Signal(libc::SIGTERM));
+      assert_eq!(ended_by, Some(overflow));
+    })
+  }
+
+  #[test]
+  fn a_process_that_exits_by_itself_was_not_ended() {
+    block_on(async {
+      let child = PlainChild::start("exit 4");
+      let (_keep, abort) = oneshot::channel::<()>();
+      let early = EarlyEnd::new(
+        &child,
+        policy(Signal::SIGTERM),
+        Some(Duration::from_secs(10)),
+        Some(abort),
+      );
       assert_eq!(
-        child.process.wait().await.unwrap(),
-        ExitStatus::Signal(libc::SIGKILL)
+        early.until_reaped().await.unwrap(),
+        (ExitStatus::Code(4), None)
       );
     })
   }
 
-  fn policy(signal: Signal) -> KillPolicy {
-    KillPolicy {
-      signal,
-      force_after: Duration::from_millis(50),
-    }
-  }
-
   #[test]
-  fn nothing_is_pending_before_begin() {
-    let killer = Killer::new(policy(Signal::SIGTERM));
-    assert!(!killer.begun());
-    assert!(!killer.force_pending());
-    assert!(killer.force_deadline() > Instant::now() + Duration::from_secs(3600));
+  fn a_dropped_abort_signal_ends_nothing() {
+    block_on(async {
+      let child = PlainChild::start("sleep 0.2");
+      let (fire, abort) = oneshot::channel::<()>();
+      drop(fire);
+      let early = EarlyEnd::new(&child, policy(Signal::SIGTERM), None, Some(abort));
+      assert_eq!(
+        early.until_reaped().await.unwrap(),
+        (ExitStatus::Code(0), None)
+      );
+    })
   }
 }

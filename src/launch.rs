@@ -10,6 +10,7 @@
 //! does.
 
 use std::ffi::OsStr;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -20,35 +21,21 @@ use nix::sys::signal::Signal;
 use tokio::net::unix::pipe;
 
 use crate::error::Error;
+use crate::kill::Spawned;
 use crate::launcher::client::{self, LaunchedChild, SpawnFailure, SpawnRequest};
-use crate::options::LaunchSpec;
+use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::launch_spec::LaunchSpec;
+use crate::vocabulary::limits::PIPE_SIZE;
+use crate::vocabulary::stdio::StdioMode;
 
-/// Pipes are widened to this size: fewer wake-ups per megabyte read (1 MiB is the
-/// unprivileged maximum of `/proc/sys/fs/pipe-max-size` by default).
-const PIPE_SIZE: libc::c_int = 1 << 20;
-
-/// What each of the child's standard streams is connected to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StdioMode {
-  Pipe,
-  Ignore,
-  Inherit,
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-  Code(i32),
-  Signal(i32),
-}
-
-/// A started child: its pid, the parent's ends of its pipes, and the handle that reaps it.
-pub struct Launched {
+/// A started child: its pid, the parent's ends of its pipes, and the handle that reaps it —
+/// the launcher's [`ProcessGroup`], or in unit tests any other [`Spawned`] group.
+pub struct Launched<G = ProcessGroup> {
   pub pid: u32,
   pub stdin: Option<pipe::Sender>,
   pub stdout: Option<pipe::Receiver>,
   pub stderr: Option<pipe::Receiver>,
-  pub process: ProcessGroup,
+  pub process: G,
 }
 
 /// The child as leader of its process group.
@@ -60,16 +47,18 @@ impl ProcessGroup {
   pub fn pid(&self) -> u32 {
     self.child.pid
   }
+}
 
-  /// Waits until the leader was reaped. Cancel-safe. Fails only if the launcher died first.
-  pub async fn wait(&self) -> Result<ExitStatus, Error> {
-    self.child.wait().await
-  }
-
+impl Spawned for ProcessGroup {
   /// Sends `signal` to every process of the group, and SIGKILL to whatever of the group is
   /// left when the leader dies. False when the leader was already reaped.
-  pub fn signal_group(&self, signal: Signal) -> bool {
+  fn signal_group(&self, signal: Signal) -> bool {
     self.child.signal_group(signal as i32)
+  }
+
+  /// Fails only if the launcher died first.
+  fn wait(&self) -> impl Future<Output = Result<ExitStatus, Error>> + Send {
+    self.child.wait()
   }
 }
 
@@ -88,11 +77,7 @@ pub async fn launch(
   stdio: [StdioMode; 3],
   extra_fds: Vec<OwnedFd>,
 ) -> Result<Launched, Error> {
-  let spawn_error = |errno: i32| Error::Spawn {
-    errno,
-    command: spec.command.clone(),
-    args: spec.args.clone(),
-  };
+  let spawn_error = |errno: i32| Error::spawn(spec, errno);
   let to_spawn_error = |e: io::Error| spawn_error(e.raw_os_error().unwrap_or(libc::EIO));
   let program = resolve_program(
     &spec.command,
@@ -120,7 +105,7 @@ pub async fn launch(
     envp: spec
       .env
       .iter()
-      .map(|(k, v)| format!("{k}={v}").into_bytes())
+      .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
       .collect(),
     cwd: spec.cwd.as_ref().map(|c| c.as_bytes().to_vec()),
     detached: !spec.kill_on_parent_exit,
@@ -155,11 +140,10 @@ fn stdio_ends(fd: usize, mode: StdioMode) -> io::Result<(StdioEnd, OwnedFd)> {
   match mode {
     StdioMode::Pipe => {
       let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+      widen(&read);
       if fd == 0 {
         Ok((StdioEnd::ToChild(pipe::Sender::from_owned_fd(write)?), read))
       } else {
-        // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
-        unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
         Ok((
           StdioEnd::FromChild(pipe::Receiver::from_owned_fd(read)?),
           write,
@@ -184,26 +168,36 @@ fn stdio_ends(fd: usize, mode: StdioMode) -> io::Result<(StdioEnd, OwnedFd)> {
   }
 }
 
+/// Widens a pipe to [`PIPE_SIZE`] (either end will do: the size belongs to the pipe).
+fn widen(pipe_end: &impl AsRawFd) {
+  // SAFETY: fcntl on an open pipe fd; failure only leaves the default size.
+  unsafe {
+    libc::fcntl(
+      pipe_end.as_raw_fd(),
+      libc::F_SETPIPE_SZ,
+      PIPE_SIZE as libc::c_int,
+    )
+  };
+}
+
 /// Finds the file `command` names, the way `execvp` would in the child: a name with a slash is
 /// used as it is; otherwise each `PATH` entry is tried (relative entries from `cwd`), and a file
 /// found but not executable is `EACCES` only when no later entry has an executable one.
 pub fn resolve_program(
   command: &str,
-  path_var: Option<&str>,
+  path_var: Option<&OsStr>,
   cwd: Option<&Path>,
 ) -> Result<PathBuf, i32> {
   if command.contains('/') {
     return Ok(PathBuf::from(command));
   }
   let mut found_unexecutable = false;
-  for dir in path_var
-    .unwrap_or("/usr/local/bin:/usr/bin:/bin")
-    .split(':')
-  {
-    let dir = if dir.is_empty() { "." } else { dir };
+  let path_var = path_var.map_or(b"/usr/local/bin:/usr/bin:/bin".as_slice(), OsStr::as_bytes);
+  for dir in path_var.split(|&b| b == b':') {
+    let dir = Path::new(OsStr::from_bytes(if dir.is_empty() { b"." } else { dir }));
     let mut candidate = match cwd {
-      Some(cwd) if !dir.starts_with('/') => cwd.join(dir),
-      _ => PathBuf::from(dir),
+      Some(cwd) if dir.is_relative() => cwd.join(dir),
+      _ => dir.to_path_buf(),
     };
     candidate.push(command);
     match std::fs::metadata(&candidate) {
@@ -239,17 +233,17 @@ mod tests {
   #[test]
   fn a_name_with_a_slash_is_not_searched() {
     assert_eq!(
-      resolve_program("./x", Some("/bin"), None),
+      resolve_program("./x", Some("/bin".as_ref()), None),
       Ok(PathBuf::from("./x"))
     );
   }
 
   #[test]
   fn path_is_searched_in_order() {
-    let found = resolve_program("sh", Some("/nonexistent:/bin:/usr/bin"), None).unwrap();
+    let found = resolve_program("sh", Some("/nonexistent:/bin:/usr/bin".as_ref()), None).unwrap();
     assert_eq!(found, PathBuf::from("/bin/sh"));
     assert_eq!(
-      resolve_program("no-such-program-xyz", Some("/bin"), None),
+      resolve_program("no-such-program-xyz", Some("/bin".as_ref()), None),
       Err(libc::ENOENT)
     );
   }
@@ -259,9 +253,8 @@ mod tests {
     let dir = std::env::temp_dir().join(format!("tethered-resolve-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("plain"), "not a program").unwrap();
-    let path = dir.to_str().unwrap();
     assert_eq!(
-      resolve_program("plain", Some(path), None),
+      resolve_program("plain", Some(dir.as_os_str()), None),
       Err(libc::EACCES)
     );
     std::fs::remove_dir_all(&dir).unwrap();

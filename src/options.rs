@@ -4,119 +4,23 @@
 //! without Node.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::str::FromStr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::error::Error;
-use crate::launch::StdioMode;
-use crate::signals;
-
-/// A JavaScript value as the option parser sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-  Undefined,
-  Null,
-  Bool(bool),
-  Number(f64),
-  String(String),
-  /// A `Uint8Array` (Buffer included).
-  Bytes(Vec<u8>),
-  Array(Vec<Value>),
-  /// A plain object's own enumerable properties, in order.
-  Object(Vec<(String, Value)>),
-  /// An `AbortSignal`; the bindings keep the JS object itself.
-  AbortSignal {
-    aborted: bool,
-  },
-  /// Anything else, described as Node describes a received value (e.g. `function f`).
-  Other(String),
-}
-
-impl Value {
-  fn get(&self, key: &str) -> &Value {
-    match self {
-      Value::Object(entries) => entries
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or(&Value::Undefined),
-      _ => &Value::Undefined,
-    }
-  }
-}
-
-/// How Node's `ERR_INVALID_ARG_TYPE` messages end: "Received type number (5)".
-pub fn describe(value: &Value) -> String {
-  fn short(s: &str) -> String {
-    if s.chars().count() > 28 {
-      format!("{}...", s.chars().take(25).collect::<String>())
-    } else {
-      s.to_string()
-    }
-  }
-  match value {
-    Value::Undefined => "undefined".into(),
-    Value::Null => "null".into(),
-    Value::Bool(b) => format!("type boolean ({b})"),
-    Value::Number(n) => format!("type number ({})", format_number(*n)),
-    Value::String(s) => format!("type string ('{}')", short(s).replace('\0', "\\u0000")),
-    Value::Bytes(_) => "an instance of Uint8Array".into(),
-    Value::Array(_) => "an instance of Array".into(),
-    Value::Object(_) => "an instance of Object".into(),
-    Value::AbortSignal { .. } => "an instance of AbortSignal".into(),
-    Value::Other(what) => what.clone(),
-  }
-}
-
-fn format_number(n: f64) -> String {
-  if n.is_nan() {
-    "NaN".into()
-  } else if n.is_infinite() {
-    if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
-  } else if n.fract() == 0.0 && n.abs() < 1e21 {
-    format!("{}", n as i128)
-  } else {
-    format!("{n}")
-  }
-}
+use crate::vocabulary::kill_policy::KillPolicy;
+use crate::vocabulary::launch_spec::LaunchSpec;
+use crate::vocabulary::stdio::StdioMode;
+use crate::vocabulary::value::{describe, format_number, Value};
 
 /// How a call's output is handed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
   Utf8,
   Buffer,
-}
-
-/// What to start: the program, its arguments, where and with which environment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LaunchSpec {
-  pub command: String,
-  pub args: Vec<String>,
-  pub cwd: Option<String>,
-  /// The complete environment of the child, in order.
-  pub env: Vec<(String, String)>,
-  pub kill_on_parent_exit: bool,
-}
-
-impl LaunchSpec {
-  /// The `PATH` the child will see, which is where its command is looked up (as libuv does).
-  pub fn path_var(&self) -> Option<&str> {
-    self
-      .env
-      .iter()
-      .find(|(k, _)| k == "PATH")
-      .map(|(_, v)| v.as_str())
-  }
-}
-
-/// How a process group is ended when tethered ends it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KillPolicy {
-  pub signal: Signal,
-  /// From `signal` to SIGKILL of the group.
-  pub force_after: Duration,
 }
 
 /// Everything `spawnCollect`/`runProcess` need, validated.
@@ -143,7 +47,7 @@ pub fn parse_collect(
   command: &Value,
   args: &Value,
   options: &Value,
-  parent_env: impl IntoIterator<Item = (String, String)>,
+  parent_env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<CollectPlan, Error> {
   let base = parse_spawn_options(command, args, options, parent_env)?;
   let max_buffer = match options.get("maxBuffer") {
@@ -236,7 +140,7 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_millis(5_000);
 /// which runs a `modulePath` worker; `env` is merged over `parent_env`.
 pub fn parse_supervisor(
   options: &Value,
-  parent_env: impl IntoIterator<Item = (String, String)>,
+  parent_env: impl IntoIterator<Item = (OsString, OsString)>,
   exec_path: &str,
 ) -> Result<SupervisorPlan, Error> {
   if !matches!(options, Value::Object(_)) {
@@ -331,10 +235,7 @@ pub fn parse_supervisor(
   let timeout = millis("healthCheckTimeout", 1, DEFAULT_HEALTH_CHECK_TIMEOUT)?;
   let health_check = (!interval.is_zero()).then_some(HealthCheck { interval, timeout });
   let stop_timeout = millis("stopTimeout", 0, DEFAULT_STOP_TIMEOUT)?;
-  let kill_signal = match options.get("killSignal") {
-    Value::Undefined => Signal::SIGTERM,
-    v => signals::parse(v, "options.killSignal")?,
-  };
+  let kill_signal = signal_or_sigterm(options.get("killSignal"), "options.killSignal")?;
   let stdio = choice(
     options.get("stdio"),
     "options.stdio",
@@ -407,7 +308,7 @@ pub fn parse_stream(
   command: &Value,
   args: &Value,
   options: &Value,
-  parent_env: impl IntoIterator<Item = (String, String)>,
+  parent_env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<StreamPlan, Error> {
   let base = parse_spawn_options(command, args, options, parent_env)?;
   Ok(StreamPlan {
@@ -471,7 +372,7 @@ fn parse_spawn_options(
   command: &Value,
   args: &Value,
   options: &Value,
-  parent_env: impl IntoIterator<Item = (String, String)>,
+  parent_env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<SpawnOptions, Error> {
   let command = match command {
     Value::String(s) if s.is_empty() => {
@@ -516,10 +417,7 @@ fn parse_spawn_options(
       ms => Some(Duration::from_millis(ms)),
     }),
   };
-  let signal = match options.get("killSignal") {
-    Value::Undefined => Signal::SIGTERM,
-    v => signals::parse(v, "options.killSignal")?,
-  };
+  let signal = signal_or_sigterm(options.get("killSignal"), "options.killSignal")?;
   let force_after = match options.get("forceKillAfter") {
     Value::Undefined => DEFAULT_FORCE_KILL_AFTER,
     v => Duration::from_millis(integer(v, "options.forceKillAfter", 0)?),
@@ -555,9 +453,9 @@ fn parse_spawn_options(
 fn build_env(
   env: &Value,
   extend_env: bool,
-  parent_env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<(String, String)>, Error> {
-  let mut merged: BTreeMap<String, String> = if extend_env {
+  parent_env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Vec<(OsString, OsString)>, Error> {
+  let mut merged: BTreeMap<OsString, OsString> = if extend_env {
     parent_env.into_iter().collect()
   } else {
     BTreeMap::new()
@@ -576,10 +474,10 @@ fn build_env(
         }
         match value {
           Value::Undefined => {
-            merged.remove(key);
+            merged.remove(OsStr::new(key));
           }
           Value::String(s) => {
-            merged.insert(key.clone(), no_nul(s, &name)?);
+            merged.insert(key.into(), no_nul(s, &name)?.into());
           }
           v => {
             return Err(Error::invalid_type(
@@ -680,6 +578,28 @@ fn boolean(value: &Value, name: &str, default: bool) -> Result<bool, Error> {
   }
 }
 
+/// A signal given by name (`'SIGKILL'`) or number (`9`); SIGTERM when absent. `killSignal`
+/// of every entry point and `child.kill(signal)` read it so.
+pub fn signal_or_sigterm(value: &Value, name: &str) -> Result<Signal, Error> {
+  match value {
+    Value::Undefined => Ok(Signal::SIGTERM),
+    Value::String(s) => Signal::from_str(s)
+      .map_err(|_| Error::invalid_value(name, "must be a known signal name", describe(value))),
+    Value::Number(n) if n.fract() == 0.0 && *n >= 1.0 && *n <= 64.0 => Signal::try_from(*n as i32)
+      .map_err(|_| Error::invalid_value(name, "must be a known signal number", describe(value))),
+    Value::Number(_) => Err(Error::invalid_value(
+      name,
+      "must be a known signal number",
+      describe(value),
+    )),
+    v => Err(Error::invalid_type(
+      name,
+      "of type string or number",
+      describe(v),
+    )),
+  }
+}
+
 /// A safe integer ≥ `min`, as Node's `validateInteger` checks it.
 pub fn integer(value: &Value, name: &str, min: u64) -> Result<u64, Error> {
   const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
@@ -738,7 +658,7 @@ mod tests {
     assert_eq!(plan.encoding, Encoding::Utf8);
     assert!(plan.launch.kill_on_parent_exit);
     assert_eq!(plan.launch.args, vec!["hi".to_string()]);
-    assert_eq!(plan.launch.path_var(), Some("/bin"));
+    assert_eq!(plan.launch.path_var(), Some("/bin".as_ref()));
   }
 
   #[test]
@@ -769,6 +689,15 @@ mod tests {
     ]))
     .unwrap();
     assert_eq!(plan.launch.env, vec![("FOO".into(), "1".into())]);
+  }
+
+  #[test]
+  fn inherited_variables_keep_their_bytes() {
+    use std::os::unix::ffi::OsStringExt;
+    let not_utf8 = OsString::from_vec(vec![b'a', 0xff, b'b']);
+    let inherited = vec![(OsString::from("BYTES"), not_utf8.clone())];
+    let plan = parse_collect(&s("echo"), &Value::Undefined, &Value::Undefined, inherited).unwrap();
+    assert_eq!(plan.launch.env, vec![(OsString::from("BYTES"), not_utf8)]);
   }
 
   #[test]
@@ -1173,10 +1102,17 @@ mod tests {
   }
 
   #[test]
-  fn received_values_are_described_like_node() {
-    assert_eq!(describe(&Value::Number(-1.0)), "type number (-1)");
-    assert_eq!(describe(&Value::Number(1.5)), "type number (1.5)");
-    assert_eq!(describe(&s("abc")), "type string ('abc')");
-    assert_eq!(describe(&Value::Null), "null");
+  fn signals_are_names_or_numbers() {
+    let signal = |v: Value| signal_or_sigterm(&v, "x");
+    assert_eq!(signal(Value::Undefined).unwrap(), Signal::SIGTERM);
+    assert_eq!(signal(s("SIGKILL")).unwrap(), Signal::SIGKILL);
+    assert_eq!(signal(Value::Number(15.0)).unwrap(), Signal::SIGTERM);
+    for bad in [s("sigterm"), Value::Number(0.0), Value::Number(9.5)] {
+      assert_eq!(signal(bad).unwrap_err().code(), "ERR_INVALID_ARG_VALUE");
+    }
+    assert_eq!(
+      signal(Value::Null).unwrap_err().code(),
+      "ERR_INVALID_ARG_TYPE"
+    );
   }
 }

@@ -19,7 +19,11 @@
 //! The pipes are registered with the runtime's poller only while something waits on them. A
 //! registered pipe that is read or written elsewhere still wakes the poller on every write the
 //! child makes (the registration is edge-triggered, and a pipe signals an edge per write):
-//! hundreds of thousands of useless thread wake-ups per gigabyte.
+//! hundreds of thousands of useless thread wake-ups per gigabyte. Registering an fd the poller
+//! already holds fails (`EEXIST`), so each pipe takes its waiters one at a time (`Slot::turn`):
+//! two reads of one stream at once, or two writes, queue instead of failing, and the bytes of
+//! two writes never interleave. `lib/child.js` asks for one read and one write per stream at a
+//! time anyway (Node streams call `_read` and `_write` so); correctness does not depend on it.
 //!
 //! Closing is a separate concern from reading: each pipe sits in a `Slot` that can be closed at
 //! any time (the consumer destroyed its stream, the child exited and stdin is closed for the
@@ -32,7 +36,7 @@
 //! early is closed as soon as it exists. A child that cannot start reports why to every waiter.
 //!
 //! [`StreamChild::exited`] waits for the leader and runs everything that ends a child early
-//! (timeout, abort, the kill escalation of [`Killer`]). When the leader is reaped it closes stdin
+//! (timeout, abort, the kill escalation of `crate::kill::EarlyEnd`). When the leader is reaped it closes stdin
 //! and lets go of the process handle.
 
 use std::io;
@@ -45,24 +49,16 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::{oneshot, watch};
-use tokio::time::{sleep_until, Instant};
+use tokio::sync::{oneshot, watch, Mutex as AsyncMutex};
 
-use crate::collect::Ending;
 use crate::error::Error;
-use crate::kill::{self, Killer};
-use crate::launch::{self, ExitStatus, ProcessGroup, StdioMode};
-use crate::options::{KillPolicy, StreamPlan};
-
-/// The most one read returns: the size the pipes are widened to.
-pub const MAX_READ: usize = 1 << 20;
-
-/// Which output pipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-  Stdout,
-  Stderr,
-}
+use crate::kill::{EarlyEnd, Spawned};
+use crate::launch::{self, ProcessGroup};
+use crate::options::StreamPlan;
+use crate::vocabulary::exit::{Ending, ExitStatus};
+use crate::vocabulary::kill_policy::KillPolicy;
+use crate::vocabulary::limits::READ_CHUNK;
+use crate::vocabulary::stdio::{StdioMode, StreamName};
 
 /// What an output pipe holds right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +83,8 @@ pub struct Exit {
 struct Slot {
   fd: Mutex<Option<Arc<OwnedFd>>>,
   closed: watch::Sender<bool>,
+  /// Held by whoever waits on the pipe through the poller (and by a whole `write`).
+  turn: AsyncMutex<()>,
 }
 
 impl Slot {
@@ -95,6 +93,7 @@ impl Slot {
     Slot {
       fd: Mutex::new(None),
       closed: watch::Sender::new(false),
+      turn: AsyncMutex::new(()),
     }
   }
 
@@ -193,10 +192,7 @@ impl StreamChild {
     };
     debug_assert_eq!(child.stdin.is_some(), plan.stdio[0] == StdioMode::Pipe);
     // The pipes leave the runtime's poller (see `wait_for`), staying non-blocking.
-    let stdin = child
-      .stdin
-      .map(|p| p.into_nonblocking_fd().inspect(widen))
-      .transpose();
+    let stdin = child.stdin.map(|p| p.into_nonblocking_fd()).transpose();
     let stdout = child.stdout.map(|p| p.into_nonblocking_fd()).transpose();
     let stderr = child.stderr.map(|p| p.into_nonblocking_fd()).transpose();
     let (stdin, stdout, stderr) = match (stdin, stdout, stderr) {
@@ -204,11 +200,10 @@ impl StreamChild {
       (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
         // Not handed out, so ended here; the launcher reaps it.
         child.process.signal_group(Signal::SIGKILL);
-        return self.fail(Error::Spawn {
-          errno: e.raw_os_error().unwrap_or(libc::EIO),
-          command: plan.launch.command.clone(),
-          args: plan.launch.args.clone(),
-        });
+        return self.fail(Error::spawn(
+          &plan.launch,
+          e.raw_os_error().unwrap_or(libc::EIO),
+        ));
       }
     };
     self.stdin.install(stdin);
@@ -252,16 +247,16 @@ impl StreamChild {
     }
   }
 
-  fn output(&self, which: Output) -> &Slot {
+  fn output(&self, which: StreamName) -> &Slot {
     match which {
-      Output::Stdout => &self.stdout,
-      Output::Stderr => &self.stderr,
+      StreamName::Stdout => &self.stdout,
+      StreamName::Stderr => &self.stderr,
     }
   }
 
   /// What an output pipe holds right now, without reading it (`Empty` while the child is
   /// starting, `Eof` if it could not start). EOF closes the read end.
-  pub fn poll_output(&self, which: Output) -> io::Result<Pending> {
+  pub fn poll_output(&self, which: StreamName) -> io::Result<Pending> {
     if self.is_starting() {
       return Ok(Pending::Empty);
     }
@@ -282,7 +277,7 @@ impl StreamChild {
   /// `WouldBlock` when there is nothing. Meant for right after
   /// [`poll_output`](Self::poll_output) reported data, on the thread that will use the bytes:
   /// the caller owns the memory.
-  pub fn read_now(&self, which: Output, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+  pub fn read_now(&self, which: StreamName, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     if self.is_starting() {
       return Err(io::ErrorKind::WouldBlock.into());
     }
@@ -306,7 +301,7 @@ impl StreamChild {
 
   /// Waits until [`poll_output`](Self::poll_output) would not say `Empty`: data, EOF, or the
   /// stream closed meanwhile.
-  pub async fn readable(&self, which: Output) -> io::Result<()> {
+  pub async fn readable(&self, which: StreamName) -> io::Result<()> {
     let slot = self.output(which);
     let mut closed_rx = slot.closed.subscribe();
     tokio::select! {
@@ -321,19 +316,22 @@ impl StreamChild {
     tokio::select! {
       biased;
       () = closed(&mut closed_rx) => Ok(()),
-      ready = wait_for(&pipe, Interest::READABLE, || Ok(pending(fd)? != Pending::Empty)) => ready,
+      ready = async {
+        let _turn = slot.turn.lock().await;
+        wait_for(&pipe, Interest::READABLE, || Ok(pending(fd)? != Pending::Empty)).await
+      } => ready,
     }
   }
 
-  /// Reads at most `max` bytes (capped at [`MAX_READ`]) once some are there, into a buffer of
+  /// Reads at most `max` bytes (capped at [`READ_CHUNK`]) once some are there, into a buffer of
   /// the size read. `None` at EOF or when the stream was closed.
-  pub async fn read(&self, which: Output, max: usize) -> io::Result<Option<Vec<u8>>> {
+  pub async fn read(&self, which: StreamName, max: usize) -> io::Result<Option<Vec<u8>>> {
     loop {
       match self.poll_output(which)? {
         Pending::Eof => return Ok(None),
         Pending::Empty => self.readable(which).await?,
         Pending::Data(n) => {
-          let mut buf = Vec::with_capacity(n.min(max.clamp(1, MAX_READ)));
+          let mut buf = Vec::with_capacity(n.min(max.clamp(1, READ_CHUNK)));
           match self.read_now(which, buf.spare_capacity_mut()) {
             Ok(0) => return Ok(None),
             Ok(n) => {
@@ -361,6 +359,11 @@ impl StreamChild {
     }
     let Some((pipe, mut closed_rx)) = self.stdin.get() else {
       return Err(io::Error::from_raw_os_error(libc::EPIPE));
+    };
+    let _turn = tokio::select! {
+      biased;
+      () = closed(&mut closed_rx) => return Err(io::Error::from_raw_os_error(libc::EPIPE)),
+      turn = self.stdin.turn.lock() => turn,
     };
     let fd = pipe.as_raw_fd();
     // What fits now needs no poller.
@@ -419,7 +422,7 @@ impl StreamChild {
 
   /// Closes tethered's read end of an output pipe: a pending read returns `None`, and the child
   /// gets `EPIPE` (or SIGPIPE) the next time it writes there. Nothing is signalled.
-  pub fn close_output(&self, which: Output) {
+  pub fn close_output(&self, which: StreamName) {
     self.output(which).close();
   }
 
@@ -453,59 +456,21 @@ impl StreamChild {
     let group = lock(&self.process)
       .clone()
       .expect("a started child has its process until exited() ends");
-    let mut killer = Killer::new(self.kill);
-    let reaped = self.reap(&group, &mut killer, abort).await;
+    let reaped = EarlyEnd::new(&*group, self.kill, self.timeout, abort)
+      .until_reaped()
+      .await;
     lock(&self.process).take();
     self.stdin.close();
     let (status, ended_by) = reaped?;
     Ok(Exit { status, ended_by })
-  }
-
-  /// The select loop of [`exited`](Self::exited): the reaper, the timeout, the abort signal and
-  /// the SIGKILL deadline, until the leader is reaped.
-  async fn reap(
-    &self,
-    group: &ProcessGroup,
-    killer: &mut Killer,
-    abort: Option<oneshot::Receiver<()>>,
-  ) -> Result<(ExitStatus, Option<Ending>), Error> {
-    let mut ended_by = None;
-    let timeout_at = self
-      .timeout
-      .and_then(|t| Instant::now().checked_add(t))
-      .unwrap_or_else(kill::never);
-    let mut abort_done = abort.is_none();
-    let mut abort = std::pin::pin!(async {
-      match abort {
-        Some(rx) => rx.await.is_ok(),
-        None => false,
-      }
-    });
-    let mut wait = std::pin::pin!(group.wait());
-    loop {
-      tokio::select! {
-        exit = &mut wait => return Ok((exit?, ended_by)),
-        fired = &mut abort, if !abort_done => {
-          abort_done = true;
-          if fired && ended_by.is_none() {
-            ended_by = Some(Ending::Aborted);
-            killer.begin(group);
-          }
-        }
-        () = sleep_until(timeout_at), if ended_by.is_none() => {
-          ended_by = Some(Ending::Timeout(self.timeout.unwrap_or_default()));
-          killer.begin(group);
-        }
-        () = sleep_until(killer.force_deadline()), if killer.force_pending() => killer.force(group),
-      }
-    }
   }
 }
 
 /// Waits until `check` says `fd` is ready for `interest`. The fd is registered with the runtime's
 /// poller only for the wait: a pipe that stayed registered while it is read or written on
 /// another thread would wake the poller on every write the child makes (edge-triggered events
-/// fire per write), hundreds of thousands of wake-ups per gigabyte for nothing.
+/// fire per write), hundreds of thousands of wake-ups per gigabyte for nothing. The caller holds
+/// the pipe's `Slot::turn`: a second registration of the same fd would fail.
 async fn wait_for(
   fd: &Arc<OwnedFd>,
   interest: Interest,
@@ -522,12 +487,6 @@ async fn wait_for(
     }
     guard.clear_ready();
   }
-}
-
-/// Widens stdin's pipe as `launch` widens the output pipes: fewer wake-ups per megabyte written.
-fn widen(fd: &OwnedFd) {
-  // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
-  unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, MAX_READ as libc::c_int) };
 }
 
 fn retry(e: &io::Error) -> bool {
@@ -586,8 +545,9 @@ fn write_from(fd: RawFd, data: &[u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::options::{parse_stream, Value};
+  use crate::options::parse_stream;
   use crate::test_support::{block_on, launcher_in_place, living_members};
+  use crate::vocabulary::value::Value;
 
   fn plan(command: &str, args: &[&str], options: Vec<(&str, Value)>) -> StreamPlan {
     let args = Value::Array(args.iter().map(|a| Value::String(a.to_string())).collect());
@@ -601,7 +561,7 @@ mod tests {
       &Value::String(command.into()),
       &args,
       &options,
-      std::env::vars(),
+      std::env::vars_os(),
     )
     .unwrap()
   }
@@ -614,9 +574,9 @@ mod tests {
     child
   }
 
-  async fn read_all(child: &StreamChild, which: Output) -> Vec<u8> {
+  async fn read_all(child: &StreamChild, which: StreamName) -> Vec<u8> {
     let mut all = Vec::new();
-    while let Some(chunk) = child.read(which, MAX_READ).await.unwrap() {
+    while let Some(chunk) = child.read(which, READ_CHUNK).await.unwrap() {
       all.extend_from_slice(&chunk);
     }
     all
@@ -632,8 +592,8 @@ mod tests {
       ))
       .await;
       let (out, err, exit) = tokio::join!(
-        read_all(&child, Output::Stdout),
-        read_all(&child, Output::Stderr),
+        read_all(&child, StreamName::Stdout),
+        read_all(&child, StreamName::Stderr),
         child.exited(None)
       );
       assert_eq!(out, b"out");
@@ -649,12 +609,12 @@ mod tests {
   fn stdin_round_trips_and_closes_with_eof() {
     block_on(async {
       let child = start(plan("cat", &[], vec![])).await;
-      let data = vec![7u8; 3 * MAX_READ + 5];
+      let data = vec![7u8; 3 * READ_CHUNK + 5];
       let write = async {
         child.write(&data).await.unwrap();
         child.close_stdin();
       };
-      let (_, out) = tokio::join!(write, read_all(&child, Output::Stdout));
+      let (_, out) = tokio::join!(write, read_all(&child, StreamName::Stdout));
       assert_eq!(out, data);
       assert_eq!(
         child.exited(None).await.unwrap().unwrap().status,
@@ -675,7 +635,7 @@ mod tests {
       // Nothing reads: the child fills the pipe and blocks in write(2); it does not exit.
       let early = tokio::time::timeout(Duration::from_millis(300), &mut exited).await;
       assert!(early.is_err(), "the child should be blocked on a full pipe");
-      let (out, exit) = tokio::join!(read_all(&child, Output::Stdout), exited);
+      let (out, exit) = tokio::join!(read_all(&child, StreamName::Stdout), exited);
       assert_eq!(out.len(), 4_000_000);
       assert_eq!(exit.unwrap().unwrap().status, ExitStatus::Code(0));
     })
@@ -685,25 +645,34 @@ mod tests {
   fn poll_and_read_now_see_data_empty_and_eof() {
     block_on(async {
       let child = start(plan("sh", &["-c", "printf hi; read x"], vec![])).await;
-      child.readable(Output::Stdout).await.unwrap();
-      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Data(2));
+      child.readable(StreamName::Stdout).await.unwrap();
+      assert_eq!(
+        child.poll_output(StreamName::Stdout).unwrap(),
+        Pending::Data(2)
+      );
       let mut buf = [MaybeUninit::new(0u8); 16];
-      assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 2);
+      assert_eq!(child.read_now(StreamName::Stdout, &mut buf).unwrap(), 2);
       assert_eq!(
         // SAFETY: read_now initialised the first two bytes (and all were initialised anyway).
         unsafe { [buf[0].assume_init(), buf[1].assume_init()] },
         *b"hi"
       );
-      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Empty);
       assert_eq!(
-        child.read_now(Output::Stdout, &mut buf).unwrap_err().kind(),
+        child.poll_output(StreamName::Stdout).unwrap(),
+        Pending::Empty
+      );
+      assert_eq!(
+        child
+          .read_now(StreamName::Stdout, &mut buf)
+          .unwrap_err()
+          .kind(),
         io::ErrorKind::WouldBlock
       );
       assert_eq!(child.try_write(b"\n").unwrap(), 1);
       child.exited(None).await.unwrap().unwrap();
-      child.readable(Output::Stdout).await.unwrap();
-      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Eof);
-      assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 0);
+      child.readable(StreamName::Stdout).await.unwrap();
+      assert_eq!(child.poll_output(StreamName::Stdout).unwrap(), Pending::Eof);
+      assert_eq!(child.read_now(StreamName::Stdout, &mut buf).unwrap(), 0);
     })
   }
 
@@ -712,13 +681,57 @@ mod tests {
     block_on(async {
       let child = start(plan("sh", &["-c", "printf a; sleep 0.3; printf b"], vec![])).await;
       let mut buf = [MaybeUninit::new(0u8); 4];
-      child.readable(Output::Stdout).await.unwrap();
-      assert_eq!(child.read_now(Output::Stdout, &mut buf).unwrap(), 1);
+      child.readable(StreamName::Stdout).await.unwrap();
+      assert_eq!(child.read_now(StreamName::Stdout, &mut buf).unwrap(), 1);
       // Read behind the runtime's back: it must notice the pipe is empty again and wait.
       let started = std::time::Instant::now();
-      child.readable(Output::Stdout).await.unwrap();
+      child.readable(StreamName::Stdout).await.unwrap();
       assert!(started.elapsed() >= Duration::from_millis(100));
-      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Data(1));
+      assert_eq!(
+        child.poll_output(StreamName::Stdout).unwrap(),
+        Pending::Data(1)
+      );
+      child.exited(None).await.unwrap().unwrap();
+    })
+  }
+
+  #[test]
+  fn two_waits_on_one_pipe_take_turns() {
+    block_on(async {
+      let child = start(plan("sh", &["-c", "sleep 0.2; printf x; read x"], vec![])).await;
+      let (first, second) = tokio::join!(
+        child.readable(StreamName::Stdout),
+        child.readable(StreamName::Stdout)
+      );
+      first.unwrap();
+      second.unwrap();
+      assert_eq!(
+        child.poll_output(StreamName::Stdout).unwrap(),
+        Pending::Data(1)
+      );
+      child.close_stdin();
+      child.exited(None).await.unwrap().unwrap();
+    })
+  }
+
+  #[test]
+  fn two_writes_at_once_do_not_interleave() {
+    block_on(async {
+      let child = start(plan("cat", &[], vec![])).await;
+      let a = vec![b'a'; 3 * READ_CHUNK];
+      let b = vec![b'b'; 3 * READ_CHUNK];
+      let writes = async {
+        let (wrote_a, wrote_b) = tokio::join!(child.write(&a), child.write(&b));
+        wrote_a.unwrap();
+        wrote_b.unwrap();
+        child.close_stdin();
+      };
+      let ((), out) = tokio::join!(writes, read_all(&child, StreamName::Stdout));
+      assert_eq!(out.len(), a.len() + b.len());
+      let first = out[0];
+      let switch = out.iter().position(|&byte| byte != first).unwrap();
+      assert_eq!(switch, a.len(), "one write's bytes, then the other's");
+      assert!(out[switch..].iter().all(|&byte| byte != first));
       child.exited(None).await.unwrap().unwrap();
     })
   }
@@ -727,10 +740,10 @@ mod tests {
   fn closing_an_output_ends_a_pending_read_and_the_writer_gets_sigpipe() {
     block_on(async {
       let child = start(plan("sh", &["-c", "sleep 0.2; exec yes"], vec![])).await;
-      let pending = child.read(Output::Stdout, MAX_READ);
+      let pending = child.read(StreamName::Stdout, READ_CHUNK);
       let close = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        child.close_output(Output::Stdout);
+        child.close_output(StreamName::Stdout);
       };
       let (read, ()) = tokio::join!(pending, close);
       assert_eq!(read.unwrap(), None);
@@ -813,13 +826,20 @@ mod tests {
       let cat = plan("cat", &[], vec![]);
       let child = StreamChild::new(&cat);
       assert_eq!(child.pid(), None);
-      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Empty);
+      assert_eq!(
+        child.poll_output(StreamName::Stdout).unwrap(),
+        Pending::Empty
+      );
       assert_eq!(child.try_write(b"early").unwrap(), 0);
       let write = async {
         child.write(b"early\n").await.unwrap();
         child.close_stdin();
       };
-      let (_, (), out) = tokio::join!(write, child.start(&cat), read_all(&child, Output::Stdout));
+      let (_, (), out) = tokio::join!(
+        write,
+        child.start(&cat),
+        read_all(&child, StreamName::Stdout)
+      );
       assert_eq!(out, b"early\n");
       assert!(child.pid().is_some());
       child.exited(None).await.unwrap().unwrap();
@@ -834,9 +854,9 @@ mod tests {
       // An output closed before the start is closed as soon as it exists.
       let yes = plan("yes", &[], vec![]);
       let child = StreamChild::new(&yes);
-      child.close_output(Output::Stdout);
+      child.close_output(StreamName::Stdout);
       child.start(&yes).await;
-      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Eof);
+      assert_eq!(child.poll_output(StreamName::Stdout).unwrap(), Pending::Eof);
       let exit = child.exited(None).await.unwrap().unwrap();
       assert_eq!(exit.status, ExitStatus::Signal(libc::SIGPIPE));
     })
@@ -857,7 +877,7 @@ mod tests {
       assert_eq!(child.start_error(), Some(expected.clone()));
       assert_eq!(child.started().await, Err(expected.clone()));
       assert_eq!(child.pid(), None);
-      assert_eq!(child.poll_output(Output::Stdout).unwrap(), Pending::Eof);
+      assert_eq!(child.poll_output(StreamName::Stdout).unwrap(), Pending::Eof);
       assert!(child.write(b"x").await.is_err());
       assert!(!child.kill(Signal::SIGTERM));
       assert_eq!(child.exited(None).await, Some(Err(expected)));
@@ -873,7 +893,7 @@ mod tests {
         vec![("stdio", Value::String("ignore".into()))],
       ))
       .await;
-      assert_eq!(child.read(Output::Stdout, 10).await.unwrap(), None);
+      assert_eq!(child.read(StreamName::Stdout, 10).await.unwrap(), None);
       assert_eq!(
         child.try_write(b"x").unwrap_err().raw_os_error(),
         Some(libc::EPIPE)

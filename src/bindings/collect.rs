@@ -1,4 +1,5 @@
-//! `spawnCollect` and `runProcess`: arguments in, a promise of the collected run out.
+//! `spawnCollect` and `runProcess`: arguments in, a promise of the collected run out. What a
+//! run resolves or rejects with is decided in `crate::collect`; this file only converts it.
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue};
@@ -8,9 +9,8 @@ use super::{
   exit_fields, js_error, parent_env, read_call_arguments, reject, reject_with, throw,
   AbortListener, CallArguments,
 };
-use crate::collect::{self, Ending, Outcome};
-use crate::error::{errno_description, Error as TetheredError};
-use crate::launch::ExitStatus;
+use crate::collect::{self, Outcome, ProcessResult};
+use crate::error::Error as TetheredError;
 use crate::options::{self, Encoding};
 
 /// `spawnCollect(command, args?, options?)`: resolves on any exit, rejects when the command
@@ -92,17 +92,11 @@ fn spawn_result<'env>(
   encoding: Encoding,
 ) -> Result<Unknown<'env>> {
   let outcome = outcome.map_err(|e| reject(env, &e))?;
-  // A timeout resolves (`timedOut: true`); the other endings reject with the output so far.
-  if let Some(ending @ (Ending::MaxBuffer { .. } | Ending::Aborted)) = outcome.ended_by {
-    return Err(reject_with_output(
-      env,
-      &ending.to_error(),
-      outcome,
-      encoding,
-    ));
+  if let Some(error) = outcome.rejection() {
+    return Err(reject_with_output(env, &error, outcome, encoding));
   }
   let mut obj = Object::new(env)?;
-  obj.set("timedOut", timed_out(&outcome))?;
+  obj.set("timedOut", outcome.timed_out())?;
   obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
   obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
   exit_fields(&mut obj, outcome.status, "exitCode")?;
@@ -116,60 +110,27 @@ fn process_result<'env>(
   outcome: std::result::Result<Outcome, TetheredError>,
   encoding: Encoding,
 ) -> Result<Unknown<'env>> {
+  let result = ProcessResult::from_run(outcome);
   let mut obj = Object::new(env)?;
-  let outcome = match outcome {
-    Ok(outcome) => outcome,
-    Err(error) => {
-      // Not found is 127 and not executable 126, as a shell reports them; a run that never
-      // got a process otherwise (aborted first, launcher gone) has no code.
-      let (code, stderr) = match &error {
-        TetheredError::Spawn { errno, .. } => (
-          Some(if *errno == libc::EACCES || *errno == libc::ENOEXEC {
-            126
-          } else {
-            127
-          }),
-          format!("Failed to spawn: {error} ({})", errno_description(*errno)),
-        ),
-        _ => (None, String::new()),
-      };
-      obj.set("stdout", output(env, Vec::new(), encoding)?)?;
-      obj.set("stderr", output(env, stderr.into_bytes(), encoding)?)?;
-      obj.set("ok", false)?;
-      match code {
-        Some(code) => obj.set("code", code)?,
-        None => obj.set("code", Null)?,
-      }
+  obj.set("stdout", output(env, result.stdout, encoding)?)?;
+  obj.set("stderr", output(env, result.stderr, encoding)?)?;
+  obj.set("ok", result.ok)?;
+  match result.status {
+    Some(status) => exit_fields(&mut obj, status, "code")?,
+    None => {
+      obj.set("code", Null)?;
       obj.set("signal", Null)?;
-      obj.set("timedOut", false)?;
-      obj.set("durationMs", 0.0)?;
-      obj.set("error", error_summary(env, &error)?)?;
-      return Ok(obj.to_unknown());
     }
-  };
-  let timed_out = timed_out(&outcome);
-  let ok = outcome.status == ExitStatus::Code(0) && outcome.ended_by.is_none();
-  obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
-  obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
-  obj.set("ok", ok)?;
-  exit_fields(&mut obj, outcome.status, "code")?;
-  obj.set("timedOut", timed_out)?;
-  obj.set("durationMs", outcome.duration.as_secs_f64() * 1000.0)?;
-  if let Some(ending) = outcome.ended_by {
-    obj.set("error", error_summary(env, &ending.to_error())?)?;
+  }
+  obj.set("timedOut", result.timed_out)?;
+  obj.set("durationMs", result.duration.as_secs_f64() * 1000.0)?;
+  if let Some(error) = &result.error {
+    let mut summary = Object::new(env)?;
+    summary.set("code", error.code())?;
+    summary.set("message", error.to_string())?;
+    obj.set("error", summary)?;
   }
   Ok(obj.to_unknown())
-}
-
-fn timed_out(outcome: &Outcome) -> bool {
-  matches!(outcome.ended_by, Some(Ending::Timeout(_)))
-}
-
-fn error_summary<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>> {
-  let mut summary = Object::new(env)?;
-  summary.set("code", error.code())?;
-  summary.set("message", error.to_string())?;
-  Ok(summary)
 }
 
 /// An `Err` that rejects with the JS error for `error`, carrying the output collected so far.

@@ -12,10 +12,12 @@ use napi::{Env, JsValue, ValueType};
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 
+use std::ffi::OsString;
+
 use crate::error::{Error as TetheredError, JsKind};
-use crate::launch::ExitStatus;
-use crate::options::Value;
-use crate::signals;
+use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::signals;
+use crate::vocabulary::value::Value;
 
 /// How deep option objects are read (`options.env.NAME` is depth 2).
 const OPTION_DEPTH: u8 = 2;
@@ -47,9 +49,10 @@ fn read_call_arguments<'env>(
   })
 }
 
-/// This process's environment. Read on the JS thread, the only thread that changes it.
-fn parent_env() -> impl Iterator<Item = (String, String)> {
-  std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+/// This process's environment as the OS gives it, bytes that are not UTF-8 included. Read on
+/// the JS thread, the only thread that changes it.
+fn parent_env() -> impl Iterator<Item = (OsString, OsString)> {
+  std::env::vars_os()
 }
 
 /// `fn(command, options)` is accepted as `fn(command, [], options)`, as Node and execa do.

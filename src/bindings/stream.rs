@@ -20,12 +20,12 @@ use super::{
   exit_fields, js_error, parent_env, read_call_arguments, reject, throw, to_value, AbortListener,
   CallArguments,
 };
-use crate::collect::Ending;
 use crate::error::Error as TetheredError;
-use crate::launch::StdioMode;
 use crate::options;
-use crate::signals;
-use crate::stream::{Exit, Output, Pending, StreamChild, MAX_READ};
+use crate::stream::{Exit, Pending, StreamChild};
+use crate::vocabulary::exit::Ending;
+use crate::vocabulary::limits::READ_CHUNK;
+use crate::vocabulary::stdio::{StdioMode, StreamName};
 
 /// A streaming child as JavaScript sees it (internal: use `spawn()`).
 #[napi]
@@ -121,9 +121,12 @@ impl NativeChild {
         listener.detach(env)?;
       }
       match exit {
-        None => Err(napi::Error::new(
-          Status::GenericFailure,
-          "wait() was already called",
+        None => Err(reject(
+          env,
+          &TetheredError::InvalidState {
+            action: "wait",
+            state: "already waiting",
+          },
         )),
         Some(Err(error)) => Err(reject(env, &error)),
         Some(Ok(exit)) => exit_result(env, exit, pid.unwrap_or_default()),
@@ -131,24 +134,23 @@ impl NativeChild {
     })
   }
 
-  /// Reads what fd 1 or 2 holds right now, up to `size` bytes, without waiting: a Buffer
-  /// (JS-owned, filled by read(2) directly), null at EOF, undefined when there is nothing yet.
+  /// Reads what fd 1 or 2 holds right now, up to one read's worth (`READ_CHUNK`, the pipe's
+  /// size), without waiting: a Buffer (JS-owned, filled by read(2) directly), null at EOF,
+  /// undefined when there is nothing yet.
   #[napi(ts_return_type = "Buffer | null | undefined")]
   pub fn try_read<'env>(
     &self,
     env: &'env Env,
     fd: u32,
-    size: u32,
   ) -> Result<Either3<Unknown<'env>, Null, ()>> {
-    let which = output(fd)?;
+    let which = output(env, fd)?;
     let child = &self.child;
     let read_error = |e: std::io::Error| throw(env, &TetheredError::io(&e, "read"));
-    let size = (size as usize).clamp(1, MAX_READ);
     loop {
       let len = match child.poll_output(which).map_err(read_error)? {
         Pending::Eof => return Ok(Either3::B(Null)),
         Pending::Empty => return Ok(Either3::C(())),
-        Pending::Data(n) => n.min(size),
+        Pending::Data(n) => n.min(READ_CHUNK),
       };
       let (buffer, data) = new_buffer(env, len)?;
       // SAFETY: napi_create_buffer gave `len` bytes at `data`, owned by `buffer`, which the
@@ -172,7 +174,7 @@ impl NativeChild {
   /// Resolves once fd 1 or 2 has data or reached EOF (then `tryRead` has something to say).
   #[napi(ts_return_type = "Promise<void>")]
   pub fn wait_readable<'env>(&self, env: &'env Env, fd: u32) -> Result<PromiseRaw<'env, ()>> {
-    let which = output(fd)?;
+    let which = output(env, fd)?;
     let child = self.child.clone();
     let run = async move { Ok(child.readable(which).await) };
     env.spawn_future_with_callback(run, |env, ready| {
@@ -218,8 +220,8 @@ impl NativeChild {
 
   /// Closes tethered's end of fd 1 or 2; a pending read resolves null. Signals nothing.
   #[napi]
-  pub fn close_output(&self, fd: u32) -> Result<()> {
-    self.child.close_output(output(fd)?);
+  pub fn close_output(&self, env: &Env, fd: u32) -> Result<()> {
+    self.child.close_output(output(env, fd)?);
     Ok(())
   }
 
@@ -227,38 +229,43 @@ impl NativeChild {
   /// (while the child is starting it is queued, and true).
   #[napi(ts_args_type = "signal?: NodeJS.Signals | number")]
   pub fn kill(&self, env: &Env, signal: Option<Unknown>) -> Result<bool> {
-    let signal = match to_value(env, signal, 0)? {
-      options::Value::Undefined => nix::sys::signal::Signal::SIGTERM,
-      value => signals::parse(&value, "signal").map_err(|e| throw(env, &e))?,
-    };
+    let signal = options::signal_or_sigterm(&to_value(env, signal, 0)?, "signal")
+      .map_err(|e| throw(env, &e))?;
     Ok(self.child.kill(signal))
   }
 }
 
 /// A new JS-owned Buffer of `len` bytes (`napi_create_buffer`: Node's allocator, not zeroed) and
 /// a pointer to its memory, for `read(2)` to fill. Being JS-owned, it is freed by the
-/// young-generation GC like the Buffers `child_process` produces.
+/// young-generation GC like the Buffers `child_process` produces. When there is no memory for
+/// it, the read fails as a read without memory does: `ENOMEM`.
 fn new_buffer(env: &Env, len: usize) -> Result<(Unknown<'_>, NonNull<MaybeUninit<u8>>)> {
   let mut data = std::ptr::null_mut();
   let mut value = std::ptr::null_mut();
   // SAFETY: `env` is the live env of the current call and both out-pointers are valid locals.
   let status = unsafe { sys::napi_create_buffer(env.raw(), len, &mut data, &mut value) };
-  check_status!(status, "Failed to create a Buffer of {len} bytes")?;
+  let no_memory = || {
+    let error = std::io::Error::from_raw_os_error(libc::ENOMEM);
+    throw(env, &TetheredError::io(&error, "read"))
+  };
+  if status != sys::Status::napi_ok {
+    return Err(no_memory());
+  }
   let data = NonNull::new(data.cast::<MaybeUninit<u8>>())
     .filter(|_| len > 0)
-    .ok_or_else(|| napi::Error::new(Status::GenericFailure, "no memory for a Buffer"))?;
+    .ok_or_else(no_memory)?;
   // SAFETY: `value` is the Buffer napi_create_buffer just created in `env`.
   let buffer = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
   Ok((buffer, data))
 }
 
-fn output(fd: u32) -> Result<Output> {
+fn output(env: &Env, fd: u32) -> Result<StreamName> {
   match fd {
-    1 => Ok(Output::Stdout),
-    2 => Ok(Output::Stderr),
-    _ => Err(napi::Error::new(
-      Status::InvalidArg,
-      format!("fd must be 1 or 2, got {fd}"),
+    1 => Ok(StreamName::Stdout),
+    2 => Ok(StreamName::Stderr),
+    _ => Err(throw(
+      env,
+      &TetheredError::out_of_range("fd", "1 or 2", fd.to_string()),
     )),
   }
 }

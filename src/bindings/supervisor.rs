@@ -30,14 +30,15 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue};
 use napi_derive::napi;
 
-use super::{exit_fields, js_error, throw, to_value, OPTION_DEPTH};
+use super::{exit_fields, js_error, parent_env, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
-use crate::options::{self, Value};
+use crate::options;
 use crate::supervisor::channel::Sent;
 use crate::supervisor::driver;
 use crate::supervisor::handle::Handle;
 use crate::supervisor::machine::Event;
 use crate::supervisor::notice::{CallId, Listener, Notice, Snapshot};
+use crate::vocabulary::value::{describe, Value};
 
 /// Delivers the queued notices when Node runs it: the JS callback receives them as one array.
 type Delivery = ThreadsafeFunction<(), (), Batch, Status, false>;
@@ -58,13 +59,10 @@ impl NativeSupervisor {
   #[napi(constructor, ts_args_type = "options: SupervisorOptions")]
   pub fn new(env: Env, options: Unknown) -> Result<Self> {
     let options = to_value(&env, Some(options), OPTION_DEPTH)?;
-    // The environment is read here, on the JS thread, the only thread that changes it.
-    let parent_env =
-      std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let process: Object = env.get_global()?.get_named_property("process")?;
     let exec_path: String = process.get_named_property("execPath")?;
     let plan =
-      options::parse_supervisor(&options, parent_env, &exec_path).map_err(|e| throw(&env, &e))?;
+      options::parse_supervisor(&options, parent_env(), &exec_path).map_err(|e| throw(&env, &e))?;
     let outbox = Arc::new(Outbox {
       deliveries: Mutex::new(Deliveries::default()),
     });
@@ -209,7 +207,7 @@ fn message_text(env: &Env, json: Option<String>) -> Result<String> {
     let error = TetheredError::invalid_value(
       "json",
       "must be one JSON text without a raw newline",
-      options::describe(&Value::String(json)),
+      describe(&Value::String(json)),
     );
     return Err(throw(env, &error));
   }

@@ -24,7 +24,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
 
 use crate::error::Error;
-use crate::launch::ExitStatus;
+use crate::vocabulary::exit::ExitStatus;
 
 /// The launcher binary's file name; it is installed next to the `.node` file.
 pub const LAUNCHER_FILE: &str = "tethered-launcher";

@@ -31,8 +31,9 @@ use super::notice::{CallId, Listener, Notice, Snapshot};
 use super::worker::{Report, Worker, WorkerSpec};
 use crate::error::Error;
 use crate::ipc;
-use crate::launch::ExitStatus;
+use crate::kill::Spawned;
 use crate::options::SupervisorPlan;
+use crate::vocabulary::exit::ExitStatus;
 
 /// Builds the driver of `plan`: the handle commands it; the future, run on a tokio runtime,
 /// does the work. It ends once the handle is dropped and the supervisor is at rest (a worker
@@ -336,9 +337,10 @@ mod tests {
   use tokio::task::JoinHandle;
 
   use super::*;
-  use crate::options::{parse_supervisor, Value};
+  use crate::options::parse_supervisor;
   use crate::supervisor::channel::{Sent, DIRECT_WRITE};
   use crate::test_support::{block_on, launcher_in_place, living_members};
+  use crate::vocabulary::value::Value;
 
   /// How long any one expected notice may take on a busy machine.
   const WAIT: Duration = Duration::from_secs(15);
@@ -461,7 +463,7 @@ mod tests {
         .into_iter()
         .map(|(key, n)| (key.to_string(), Value::Number(n))),
     );
-    let plan = parse_supervisor(&Value::Object(fields), std::env::vars(), "node").unwrap();
+    let plan = parse_supervisor(&Value::Object(fields), std::env::vars_os(), "node").unwrap();
     let recorder = Arc::new(Recorder::default());
     let (handle, run) = driver(plan, recorder.clone());
     let driver = tokio::spawn(run);

@@ -20,8 +20,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::error::Error;
-use crate::launch::ExitStatus;
 use crate::options::{RestartPolicy, SupervisorPolicy};
+use crate::vocabulary::exit::ExitStatus;
 
 /// The `state` property, as JavaScript sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

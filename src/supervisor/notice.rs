@@ -5,7 +5,8 @@
 //! (messages, output, answers) and a channel's writer (queued sends written or dropped). The
 //! listener is the only way out, so a test that records notices sees all a user would.
 
-use crate::error::{Error, StreamName};
+use crate::error::Error;
+use crate::vocabulary::stdio::StreamName;
 
 use super::machine::{Event, State};
 

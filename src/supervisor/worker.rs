@@ -23,11 +23,14 @@ use super::channel::{self, Channel};
 use super::connection::Connection;
 use super::machine::Event;
 use super::notice::{Listener, Notice};
-use crate::collect::DRAIN_AFTER_EXIT;
-use crate::error::{Error, StreamName};
+use crate::error::Error;
 use crate::ipc::{Decoder, Incoming, Received};
-use crate::launch::{self, ExitStatus, ProcessGroup, StdioMode};
-use crate::options::LaunchSpec;
+use crate::kill::Spawned;
+use crate::launch::{self, ProcessGroup};
+use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::launch_spec::LaunchSpec;
+use crate::vocabulary::limits::DRAIN_AFTER_EXIT;
+use crate::vocabulary::stdio::{StdioMode, StreamName};
 
 /// The worker's end of the IPC socket is its fd 3, as `fork()` would place it with default stdio.
 const CHANNEL_FD: &str = "3";
@@ -75,11 +78,8 @@ impl WorkerSpec {
     listener: Arc<dyn Listener>,
     reports: mpsc::UnboundedSender<Report>,
   ) -> Result<Worker, Error> {
-    let (channel, theirs) = Channel::pair().map_err(|e| Error::Spawn {
-      errno: e.raw_os_error().unwrap_or(libc::EIO),
-      command: self.launch.command.clone(),
-      args: self.launch.args.clone(),
-    })?;
+    let (channel, theirs) = Channel::pair()
+      .map_err(|e| Error::spawn(&self.launch, e.raw_os_error().unwrap_or(libc::EIO)))?;
     let stdio = [StdioMode::Ignore, self.stdio, self.stdio];
     let launched = launch::launch(&self.launch, stdio, vec![theirs.into()]).await?;
     let group = Arc::new(launched.process);
@@ -249,12 +249,9 @@ mod tests {
     assert_eq!(
       env,
       [
-        ("PATH".to_string(), "/bin".to_string()),
-        ("NODE_CHANNEL_FD".to_string(), "3".to_string()),
-        (
-          "NODE_CHANNEL_SERIALIZATION_MODE".to_string(),
-          "json".to_string()
-        ),
+        ("PATH".into(), "/bin".into()),
+        ("NODE_CHANNEL_FD".into(), "3".into()),
+        ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()),
       ]
     );
   }

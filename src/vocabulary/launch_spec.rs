@@ -1,0 +1,30 @@
+//! What to start: the program, its arguments, its directory and its whole environment. The
+//! options produce it, `launch` turns it into a launcher request.
+//!
+//! The environment is kept as the OS gives it (bytes): a variable this process inherited is
+//! handed on even when it is not valid UTF-8. Only values a user writes in `options.env`
+//! are JavaScript strings.
+
+use std::ffi::{OsStr, OsString};
+
+/// What to start: the program, its arguments, where and with which environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+  pub command: String,
+  pub args: Vec<String>,
+  pub cwd: Option<String>,
+  /// The complete environment of the child, in order.
+  pub env: Vec<(OsString, OsString)>,
+  pub kill_on_parent_exit: bool,
+}
+
+impl LaunchSpec {
+  /// The `PATH` the child will see, which is where its command is looked up (as libuv does).
+  pub fn path_var(&self) -> Option<&OsStr> {
+    self
+      .env
+      .iter()
+      .find(|(k, _)| k == "PATH")
+      .map(|(_, v)| v.as_os_str())
+  }
+}
