@@ -6,11 +6,12 @@
 //! 1. `bindings` — the napi glue, the only JS-facing code: converts, and decides nothing.
 //! 2. The features: `collect` (run to the end under limits, and what `spawnCollect` and
 //!    `runProcess` make of it), `stream` (pipes read and written on demand), `supervisor`
-//!    (keeping a worker alive), with `options` (argument validation into typed plans) and `ipc`
+//!    (keeping a worker alive), `pool` (many workers behind one bounded queue), with `options` (argument validation into typed plans) and `ipc`
 //!    (Node's IPC wire format) beside them.
 //! 3. `launch` (starting a process group) and `kill` (the one way tethered ends a group early).
-//! 4. `launcher::client` (the addon's side of the launcher process), then `launcher::protocol`
-//!    (the wire format it shares with the launcher binary).
+//! 4. `launcher::client` (the addon's side of the launcher process), then the
+//!    `tethered_launcher::protocol` crate (the wire format it shares with the launcher binary,
+//!    a crate of its own that cannot link napi or tokio).
 //! 5. `error` (the one error type), then `vocabulary`: the leaf modules every layer speaks in
 //!    (values, names, limits, exit status), which import nothing of the crate.
 //!
@@ -26,6 +27,7 @@ pub mod kill;
 pub mod launch;
 pub mod launcher;
 pub mod options;
+pub mod pool;
 pub mod stream;
 pub mod supervisor;
 #[cfg(test)]
