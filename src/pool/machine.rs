@@ -41,6 +41,14 @@
 //! - Crashes count towards exhaustion while the pool serves (starting, running, draining);
 //!   after `close({ drain: false })` they no longer can exhaust it.
 //!
+//! The invariants the randomized test checks after every input: every request ends exactly
+//! once (resolved or rejected, never both; never neither once the pool is closed or exhausted
+//! and every timer ran out); no worker holds more than `concurrency`; no request goes to a
+//! worker that is starting, replaced, stopping or awaiting a cancel; the requests in the queue
+//! that never were in flight number at most `max_queue` (requests back from a dead worker come
+//! on top of it); a request is in flight for at most its `max_attempts` worker deaths; the
+//! timers armed are exactly those the state calls for.
+//!
 //! Inputs that make no sense in the current state change nothing: the machine never panics.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -434,12 +442,12 @@ struct Request {
   place: Place,
 }
 
-/// How far a worker's stop has escalated.
+/// How far a worker's stop has escalated: what it sent last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopStep {
-  ShutdownSent,
-  KillSignalSent,
-  SigkillSent,
+enum LastSent {
+  Shutdown,
+  KillSignal,
+  Sigkill,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,7 +458,7 @@ enum WorkerPhase {
   Serving,
   /// Replaced by a recycle: finishes what it holds, then stops.
   Draining,
-  Stopping(StopStep),
+  Stopping(LastSent),
   /// SIGKILLed as unresponsive, for a cancel left unanswered or a lost channel; its exit is a
   /// crash.
   Killed,
@@ -1309,8 +1317,8 @@ impl Machine {
           return;
         };
         match worker.phase {
-          WorkerPhase::Stopping(StopStep::ShutdownSent) => {
-            worker.phase = WorkerPhase::Stopping(StopStep::KillSignalSent);
+          WorkerPhase::Stopping(LastSent::Shutdown) => {
+            worker.phase = WorkerPhase::Stopping(LastSent::KillSignal);
             actions.push(Action::Signal {
               worker: key,
               signal: self.policy.kill_signal,
@@ -1320,8 +1328,8 @@ impl Machine {
               after: self.policy.stop_timeout - self.policy.stop_timeout / 2,
             });
           }
-          WorkerPhase::Stopping(StopStep::KillSignalSent) => {
-            worker.phase = WorkerPhase::Stopping(StopStep::SigkillSent);
+          WorkerPhase::Stopping(LastSent::KillSignal) => {
+            worker.phase = WorkerPhase::Stopping(LastSent::Sigkill);
             actions.push(Action::Signal {
               worker: key,
               signal: Signal::SIGKILL,
@@ -1374,7 +1382,7 @@ impl Machine {
   fn begin_stop(&mut self, key: WorkerKey, actions: &mut Vec<Action>) {
     self.clear_worker_timers(key, actions);
     let worker = self.workers.get_mut(&key).expect("known worker");
-    worker.phase = WorkerPhase::Stopping(StopStep::ShutdownSent);
+    worker.phase = WorkerPhase::Stopping(LastSent::Shutdown);
     worker.awaiting_pong = false;
     worker.idle_armed = false;
     actions.push(Action::SendShutdown(key));
@@ -1401,7 +1409,7 @@ impl Machine {
     }
     if matches!(
       worker.phase,
-      WorkerPhase::Stopping(StopStep::ShutdownSent | StopStep::KillSignalSent)
+      WorkerPhase::Stopping(LastSent::Shutdown | LastSent::KillSignal)
     ) {
       actions.push(Action::ClearTimer(Timer::Stop(key)));
     }
@@ -1559,7 +1567,7 @@ impl Machine {
           .is_none_or(|key| self.workers[&key].phase == WorkerPhase::Starting)
       })
       .count();
-    let concurrency = self.policy.concurrency;
+    let concurrency = self.policy.concurrency.max(1);
     let unserved = self
       .queue
       .len()
@@ -1606,7 +1614,6 @@ impl Machine {
     }
   }
 }
-
 
 #[cfg(test)]
 mod tests;
