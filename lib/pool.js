@@ -35,20 +35,18 @@ class Pool extends EventEmitter {
     })
   }
 
-  // Never throws: invalid options, a full queue or a closed pool reject the returned promise.
+  // Never throws: invalid options, a full queue, a closed pool or a signal that had already
+  // fired reject the returned promise.
   request(body, options) {
     return new Promise((resolve, reject) => {
       const signal = options !== null && typeof options === 'object' ? options.signal : undefined
-      if (signal !== undefined) {
-        if (!(signal instanceof AbortSignal)) {
-          throw invalidSignal(signal)
-        }
-        if (signal.aborted) {
-          reject(abortError(signal))
-          return
-        }
+      let id
+      try {
+        id = this.#native.request(JSON.stringify(body), options, this.#deliver)
+      } catch (error) {
+        if (error?.code === 'ABORT_ERR') error.cause = signal.reason
+        throw error
       }
-      const id = this.#native.request(JSON.stringify(body), options, this.#deliver)
       const call = { resolve, reject, signal, onAbort: undefined }
       if (signal !== undefined) {
         call.onAbort = () => this.#native.abort(id)
@@ -122,23 +120,6 @@ class Pool extends EventEmitter {
       call.resolve(notice.json === undefined ? undefined : JSON.parse(notice.json))
     }
   }
-}
-
-/** The rejection of a request whose signal had already fired, shaped as the native one. */
-function abortError(signal) {
-  const error = new Error('The operation was aborted', { cause: signal.reason })
-  error.name = 'AbortError'
-  error.code = 'ABORT_ERR'
-  return error
-}
-
-function invalidSignal(signal) {
-  const shown = signal === null ? 'null' : `type ${typeof signal}`
-  const error = new TypeError(
-    `The "options.signal" property must be an instance of AbortSignal. Received ${shown}`,
-  )
-  error.code = 'ERR_INVALID_ARG_TYPE'
-  return error
 }
 
 module.exports = { Pool }

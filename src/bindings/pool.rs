@@ -79,9 +79,10 @@ impl NativePool {
   /// Sends `{ tethered: 'request', id, body }` around one JSON text to a worker, or queues it.
   /// Returns the request's id, which its `settled` notice carries and `abort()` takes. Throws
   /// when the request is refused at once (`ERR_POOL_QUEUE_FULL`, `ERR_POOL_CLOSED`,
-  /// `ERR_POOL_EXHAUSTED`) or its options are invalid.
+  /// `ERR_POOL_EXHAUSTED`, `ABORT_ERR` for a signal that had fired) or its options are invalid.
+  /// A signal that fires later is JavaScript's to hear; it calls `abort()`.
   #[napi(
-    ts_args_type = "json: string | undefined, options: { timeout?: number, queueTimeout?: number, maxAttempts?: number } | undefined, onNotices: (notices: PoolNotice[]) => void",
+    ts_args_type = "json: string | undefined, options: PoolRequestOptions | undefined, onNotices: (notices: PoolNotice[]) => void",
     ts_return_type = "number"
   )]
   pub fn request(
@@ -92,9 +93,11 @@ impl NativePool {
     on_notices: Function<Batch<Notice>, ()>,
   ) -> Result<f64> {
     let options = to_value(&env, options, 1)?;
-    let limits =
-      options::parse_request(&options, self.pool.policy()).map_err(|e| throw(&env, &e))?;
+    let plan = options::parse_request(&options, self.pool.policy()).map_err(|e| throw(&env, &e))?;
     let body_json = message_text(&env, json)?;
+    if plan.aborted {
+      return Err(reject(&env, &self.pool.refuse_aborted()));
+    }
     // A pool not started yet starts now, so it needs the callback; in any other state the
     // callback is there while work is under way, and a pool at rest refuses the request.
     if self.pool.state() == State::Idle {
@@ -103,7 +106,7 @@ impl NativePool {
     let call = self.next_call();
     self
       .pool
-      .request(call, body_json, limits)
+      .request(call, body_json, plan.limits)
       .map_err(|e| reject(&env, &e))?;
     Ok(self.outbox.settled_later(call))
   }

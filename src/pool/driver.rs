@@ -81,6 +81,7 @@ pub fn driver(
       start_waiters: Vec::new(),
       close_waiters: Vec::new(),
       latency: Latency::default(),
+      aborted_before_call: 0,
       notices: Vec::new(),
       snapshot: Snapshot::IDLE,
       handle_gone: false,
@@ -151,6 +152,9 @@ pub struct Core {
   start_waiters: Vec<CallId>,
   close_waiters: Vec<CallId>,
   latency: Latency,
+  /// Requests refused because their signal had fired before the call; they never reached the
+  /// machine, and `stats()` counts them among the aborted.
+  aborted_before_call: u64,
   /// Notices of the current step.
   notices: Vec<Notice>,
   /// The last snapshot told to the listener.
@@ -205,6 +209,12 @@ impl Core {
     self.refused.take().map_or(Ok(()), Err)
   }
 
+  /// A request whose signal fired before the call: refused, and counted like any abort.
+  pub fn refuse_aborted(&mut self) -> Error {
+    self.aborted_before_call += 1;
+    Error::Aborted
+  }
+
   pub fn abort(&mut self, id: RequestId) {
     self.apply(Input::Abort(id));
   }
@@ -228,7 +238,9 @@ impl Core {
   }
 
   pub fn stats(&self) -> PoolStats {
-    let machine = self.machine.stats();
+    let mut machine = self.machine.stats();
+    machine.rejected.aborted += self.aborted_before_call;
+    machine.failed += self.aborted_before_call;
     let workers = machine
       .workers
       .iter()
@@ -862,8 +874,8 @@ mod tests {
           .map(|(k, n)| (k.to_string(), Value::Number(n)))
           .collect(),
       );
-      let limits = parse_request(&options, self.handle.policy()).unwrap();
-      self.handle.request(call, body.into(), limits).unwrap();
+      let plan = parse_request(&options, self.handle.policy()).unwrap();
+      self.handle.request(call, body.into(), plan.limits).unwrap();
     }
 
     async fn settled(&self, calls: &[CallId]) {

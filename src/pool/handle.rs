@@ -52,6 +52,11 @@ impl Handle {
       .with(|core| core.request(RequestId(call), body_json, limits))
   }
 
+  /// Refuses a request whose AbortSignal fired before the call, counting it as aborted.
+  pub fn refuse_aborted(&self) -> Error {
+    self.shared.with(|core| core.refuse_aborted())
+  }
+
   /// The request's AbortSignal fired; a request already settled is left alone.
   pub fn abort(&self, call: CallId) {
     self.shared.with(|core| core.abort(RequestId(call)));

@@ -179,10 +179,19 @@ fn to_usize(n: u64) -> usize {
   usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// Parses the options of `pool.request(body, options)` that reach Rust (the AbortSignal stays
-/// in JavaScript): `timeout`, `queueTimeout` (ms, 0 = none) and `maxAttempts` override the
-/// pool's defaults for this request.
-pub fn parse_request(options: &Value, policy: &PoolPolicy) -> Result<RequestLimits, Error> {
+/// What one `pool.request(body, options)` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestPlan {
+  pub limits: RequestLimits,
+  /// Its AbortSignal had fired before the call: it is refused, and counted as aborted. (A
+  /// signal that fires later is listened to in JavaScript.)
+  pub aborted: bool,
+}
+
+/// Parses the options of `pool.request(body, options)`: `timeout`, `queueTimeout` (ms, 0 =
+/// none) and `maxAttempts` override the pool's defaults for this request; `signal` must be an
+/// AbortSignal.
+pub fn parse_request(options: &Value, policy: &PoolPolicy) -> Result<RequestPlan, Error> {
   let entries: &[(String, Value)] = match options {
     Value::Undefined | Value::Null => &[],
     Value::Object(entries) => entries,
@@ -218,7 +227,18 @@ pub fn parse_request(options: &Value, policy: &PoolPolicy) -> Result<RequestLimi
     "options.maxAttempts",
     limits.max_attempts,
   )?;
-  Ok(limits)
+  let aborted = match get("signal") {
+    Value::Undefined => false,
+    Value::AbortSignal { aborted } => *aborted,
+    v => {
+      return Err(Error::invalid_type(
+        "options.signal",
+        "an instance of AbortSignal",
+        describe(v),
+      ))
+    }
+  };
+  Ok(RequestPlan { limits, aborted })
 }
 
 /// Parses the options of `pool.close(options)`: `drain`, true unless said otherwise.
@@ -477,10 +497,9 @@ mod tests {
   #[test]
   fn request_options_override_the_pool_defaults() {
     let policy = parse(module(&[])).unwrap().policy;
-    assert_eq!(
-      parse_request(&Value::Undefined, &policy).unwrap(),
-      policy.request_limits()
-    );
+    let plain = parse_request(&Value::Undefined, &policy).unwrap();
+    assert_eq!(plain.limits, policy.request_limits());
+    assert!(!plain.aborted);
     let limits = parse_request(
       &obj(&[
         ("timeout", n(0.0)),
@@ -489,7 +508,8 @@ mod tests {
       ]),
       &policy,
     )
-    .unwrap();
+    .unwrap()
+    .limits;
     assert_eq!(
       limits,
       RequestLimits {
@@ -502,6 +522,11 @@ mod tests {
     assert_eq!(error.code(), "ERR_OUT_OF_RANGE");
     let error = parse_request(&n(1.0), &policy).unwrap_err();
     assert_eq!(error.code(), "ERR_INVALID_ARG_TYPE");
+    let fired = obj(&[("signal", Value::AbortSignal { aborted: true })]);
+    assert!(parse_request(&fired, &policy).unwrap().aborted);
+    let error = parse_request(&obj(&[("signal", Value::String("x".into()))]), &policy).unwrap_err();
+    assert_eq!(error.code(), "ERR_INVALID_ARG_TYPE");
+    assert!(error.to_string().contains("options.signal"), "{error}");
   }
 
   #[test]
