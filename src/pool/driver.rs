@@ -15,7 +15,9 @@
 //!   released, so they reach JavaScript in the order they were decided.
 //! - The driver task does only what needs waiting: it sleeps until the earliest timer (one
 //!   `sleep_until` on the first of a sorted set; whoever arms an earlier one wakes it), starts
-//!   spawns, and reads group RSS from /proc on a blocking thread.
+//!   spawns, and reads group RSS from /proc on a blocking thread. Timers fire one at a time
+//!   under the lock, taken out of the set as they fire, so a timer cleared or re-armed by an
+//!   earlier step is never delivered stale (the machine's contract asks for that).
 //! - A worker is watched only once the machine knows it is up ([`Watch::start`] after
 //!   `Spawned`), so its answers and its exit never arrive before its spawn.
 //! - Request bodies stay here, by id, until the request is settled: a request re-dispatched
@@ -46,7 +48,7 @@ use crate::launch::{self, ProcessGroup, StdioMode};
 use crate::signals;
 use crate::supervisor::channel::Channel;
 use crate::supervisor::notice::Notice as SupervisorNotice;
-use crate::supervisor::worker::{Watch, Watcher, WorkerSpec};
+use crate::supervisor::worker::{Watch, Watcher, Worker, WorkerSpec};
 
 /// The most of a worker's stderr kept for `ERR_WORKER_EXITED`'s `stderrTail`.
 const STDERR_TAIL: usize = 4 * 1024;
@@ -441,7 +443,7 @@ impl Core {
     shared: &Arc<Shared>,
     key: WorkerKey,
     index: usize,
-    outcome: Result<(crate::supervisor::worker::Worker, Watch), Error>,
+    outcome: Result<(Worker, Watch), Error>,
   ) {
     self.spawning -= 1;
     match outcome {
