@@ -37,7 +37,7 @@ test('a separate CommonJS process can require("tethered") and run a command', as
   const r = await run(process.execPath, ['-e', script], { cwd: packageRoot })
   assert.equal(r.exitCode, 0, r.stderr)
   const parsed = JSON.parse(r.stdout)
-  assert.deepEqual(parsed.keys, ['Supervisor', 'runProcess', 'spawn', 'spawnCollect'])
+  assert.deepEqual(parsed.keys, ['Pool', 'Supervisor', 'runProcess', 'spawn', 'spawnCollect'])
   assert.equal(parsed.out, 'from-cjs\n')
 })
 

@@ -26,6 +26,8 @@ const EXPECTED_FILES = [
   'lib/child.js',
   'lib/child.d.ts',
   'lib/supervisor.js',
+  'lib/pool.js',
+  'lib/deliver.js',
   'worker.js',
   'worker.d.ts',
   NODE_FILE,

@@ -66,12 +66,7 @@ pub struct WorkerKey(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
 
-/// How a worker ended, as reported by the driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-  Code(i32),
-  Signal(i32),
-}
+pub use crate::vocabulary::exit::ExitStatus;
 
 /// The `state` property, as JavaScript sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
