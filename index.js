@@ -3,6 +3,7 @@
 // work; this file only gives it the documented names and contract.
 const binding = require('./binding.js')
 const { Supervisor } = require('./lib/supervisor.js')
+const { Pool } = require('./lib/pool.js')
 const { spawn } = require('./lib/child.js')
 
 // `async`: an invalid argument, which the binding throws synchronously, becomes a rejection.
@@ -14,4 +15,4 @@ async function runProcess(command, args, options) {
   return binding.runProcess(command, args, options)
 }
 
-module.exports = { spawnCollect, runProcess, spawn, Supervisor }
+module.exports = { spawnCollect, runProcess, spawn, Supervisor, Pool }

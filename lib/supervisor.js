@@ -5,6 +5,7 @@
 // messages across as JSON text.
 const { EventEmitter } = require('node:events')
 const { NativeSupervisor } = require('../binding.js')
+const { bugReport, guarded, emitError } = require('./deliver.js')
 
 class Supervisor extends EventEmitter {
   #native
@@ -90,33 +91,11 @@ class Supervisor extends EventEmitter {
         bugReport(notice.value)
         break
       case 'error':
-        // An 'error' nobody listens for would crash the process; a supervisor must not, so
-        // it becomes a process warning instead.
-        if (this.listenerCount('error') > 0) this.emit('error', notice.value)
-        else process.emitWarning(notice.value)
+        emitError(this, notice.value)
         break
       default:
         this.emit(notice.kind, notice.value)
     }
-  }
-}
-
-/** Tells the operator about a bug of tethered, as a process warning. */
-function bugReport(message) {
-  process.emitWarning(`${message}; please report this bug`, 'TetheredBugWarning')
-}
-
-/**
- * Runs `deliver`; if a listener throws, that is its own uncaught exception, as with any
- * emitter, and the rest of the batch (settlements included) is still delivered.
- */
-function guarded(deliver) {
-  try {
-    deliver()
-  } catch (error) {
-    process.nextTick(() => {
-      throw error
-    })
   }
 }
 

@@ -83,6 +83,24 @@ pub enum Error {
   /// A read or write on one of the child's pipes failed (e.g. `EPIPE`); shaped like Node's
   /// system errors (`write EPIPE`).
   Io { errno: i32, syscall: &'static str },
+  /// A Pool's queue held `maxQueue` requests; the request was not admitted.
+  PoolQueueFull,
+  /// A Pool's request waited its `queueTimeout` for a worker.
+  PoolQueueTimeout { after: std::time::Duration },
+  /// A Pool's request was in flight when its worker died, with no attempt left. Carries what
+  /// an operator needs: how many workers it was in flight for, the last one's pid and exit,
+  /// and that worker's last stderr output when stderr was piped.
+  PoolWorkerExited {
+    pid: u32,
+    exit_code: Option<i32>,
+    signal: Option<String>,
+    attempts: u32,
+    stderr_tail: Option<String>,
+  },
+  /// The Pool gave up after too many crashes within its restart window.
+  PoolExhausted,
+  /// The Pool was closed (or could not start its workers).
+  PoolClosed,
 }
 
 impl Error {
@@ -97,7 +115,7 @@ impl Error {
       Error::Aborted => "ABORT_ERR".into(),
       Error::Timeout { .. } | Error::RequestTimeout { .. } => "ERR_TIMEOUT".into(),
       Error::ChannelClosed => "ERR_IPC_CHANNEL_CLOSED".into(),
-      Error::WorkerExited { .. } => "ERR_WORKER_EXITED".into(),
+      Error::WorkerExited { .. } | Error::PoolWorkerExited { .. } => "ERR_WORKER_EXITED".into(),
       Error::WorkerRequestFailed { code, .. } => code
         .clone()
         .unwrap_or_else(|| "ERR_WORKER_REQUEST_FAILED".into()),
@@ -105,6 +123,10 @@ impl Error {
       Error::InvalidState { .. } => "ERR_INVALID_STATE".into(),
       Error::Io { errno, .. } => errno_name(*errno),
       Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
+      Error::PoolQueueFull => "ERR_POOL_QUEUE_FULL".into(),
+      Error::PoolQueueTimeout { .. } => "ERR_POOL_QUEUE_TIMEOUT".into(),
+      Error::PoolExhausted => "ERR_POOL_EXHAUSTED".into(),
+      Error::PoolClosed => "ERR_POOL_CLOSED".into(),
     }
   }
 
@@ -205,6 +227,40 @@ impl fmt::Display for Error {
         write!(f, "Invalid state: cannot {action}() while {state}")
       }
       Error::Io { errno, syscall } => write!(f, "{syscall} {}", errno_name(*errno)),
+      Error::PoolQueueFull => write!(
+        f,
+        "The pool's queue is full (maxQueue); the request was not queued"
+      ),
+      Error::PoolQueueTimeout { after } => write!(
+        f,
+        "The request waited {} ms in the pool's queue without reaching a worker",
+        after.as_millis()
+      ),
+      Error::PoolWorkerExited {
+        pid,
+        exit_code,
+        signal,
+        attempts,
+        ..
+      } => {
+        let how = match (exit_code, signal) {
+          (_, Some(signal)) => format!("was killed by {signal}"),
+          (Some(code), None) => format!("exited with code {code}"),
+          (None, None) => "exited".to_string(),
+        };
+        let tries = if *attempts == 1 { "worker" } else { "workers" };
+        write!(
+          f,
+          "The worker (pid {pid}) {how} before answering; the request was in flight in \
+           {attempts} {tries} that died"
+        )
+      }
+      Error::PoolExhausted => write!(
+        f,
+        "The pool is exhausted: its workers crashed more than maxRestarts times within \
+         restartWindow"
+      ),
+      Error::PoolClosed => write!(f, "The pool is closed"),
     }
   }
 }
@@ -304,5 +360,30 @@ mod tests {
     };
     assert_eq!(state.code(), "ERR_INVALID_STATE");
     assert_eq!(state.js_kind(), JsKind::Error);
+  }
+
+  #[test]
+  fn pool_errors_have_their_codes() {
+    assert_eq!(Error::PoolQueueFull.code(), "ERR_POOL_QUEUE_FULL");
+    let waited = Error::PoolQueueTimeout {
+      after: std::time::Duration::from_millis(30),
+    };
+    assert_eq!(waited.code(), "ERR_POOL_QUEUE_TIMEOUT");
+    assert!(waited.to_string().contains("30 ms"), "{waited}");
+    assert_eq!(Error::PoolExhausted.code(), "ERR_POOL_EXHAUSTED");
+    assert_eq!(Error::PoolClosed.code(), "ERR_POOL_CLOSED");
+    let died = Error::PoolWorkerExited {
+      pid: 7,
+      exit_code: None,
+      signal: Some("SIGKILL".into()),
+      attempts: 2,
+      stderr_tail: None,
+    };
+    assert_eq!(died.code(), "ERR_WORKER_EXITED");
+    let text = died.to_string();
+    assert!(
+      text.contains("pid 7") && text.contains("SIGKILL") && text.contains("2 workers"),
+      "{text}"
+    );
   }
 }

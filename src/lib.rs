@@ -15,6 +15,7 @@ pub mod kill;
 pub mod launch;
 pub mod launcher;
 pub mod options;
+pub mod pool;
 pub mod signals;
 pub mod stream;
 pub mod supervisor;

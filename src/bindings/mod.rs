@@ -4,6 +4,8 @@
 //! `supervisor` (`NativeSupervisor`); this one holds what they share.
 
 mod collect;
+mod outbox;
+mod pool;
 mod stream;
 mod supervisor;
 

@@ -1,35 +1,21 @@
 //! `NativeSupervisor`: the JavaScript handle of one supervisor driver
 //! (`crate::supervisor::driver`); `lib/supervisor.js` wraps it in an EventEmitter.
 //!
-//! How notices reach JavaScript, and why Node exits exactly when it should:
-//! - The driver's notices queue up in an [`Outbox`]. The first one queued schedules one call
-//!   of a threadsafe function; that call takes the whole queue on the JS thread ([`Outbox::
-//!   deliver`]) and hands it to the JS callback as one array, so a burst of 10,000 messages
-//!   costs a few JS calls.
-//! - The threadsafe function exists only while the supervisor has work under way: from a
-//!   `start()` until it is at rest (idle, stopped or exhausted) with every call settled. It is
-//!   a strong one — a running worker keeps Node alive, as a forked child does — and it is
-//!   released on the JS thread, as the last step of a delivery, as soon as a delivered batch
-//!   leaves the supervisor at rest with no call unsettled ([`Unsettled`] counts them). (A
-//!   weak one would lose queued notices when Node exits; one kept for ever would keep Node
-//!   alive for ever.) At rest nothing is left to deliver: `stop()` is done at once,
-//!   `send()`/`request()` fail at once with `ERR_IPC_CHANNEL_CLOSED`, and only `start()`, which
-//!   brings the callback, leaves rest. Holding no callback at rest also lets an unused
-//!   supervisor be garbage-collected (its driver then ends).
-//! - A call that does not finish at once returns an id; its outcome is a `settled` notice in
-//!   line with the events, so a `start()` resolves after its 'spawn' event. Getters read the
-//!   state as of the last delivered batch, so they agree with the events JavaScript has seen.
-//! - Call ids are JavaScript numbers counted up from 1; exact below 2^53, they never repeat in
-//!   a supervisor's life, so a settlement always finds its call.
+//! Notices reach JavaScript through an [`Outbox`] (see `outbox.rs` for how, and why Node
+//! exits exactly when it should): the supervisor is at rest when idle, stopped or exhausted.
+//! At rest nothing is left to deliver: `stop()` is done at once, `send()`/`request()` fail at
+//! once with `ERR_IPC_CHANNEL_CLOSED`, and only `start()`, which brings the callback, leaves
+//! rest. A `start()` resolves after its 'spawn' event. Getters read the state as of the last
+//! delivered batch, so they agree with the events JavaScript has seen.
 
 use std::cell::Cell;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, JsValue};
+use napi::Env;
 use napi_derive::napi;
 
+use super::outbox::{call_id_to_js, json_text, Batch, Deliverable, Outbox};
 use super::{exit_fields, js_error, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
 use crate::options::{self, Value};
@@ -39,14 +25,11 @@ use crate::supervisor::handle::Handle;
 use crate::supervisor::machine::Event;
 use crate::supervisor::notice::{CallId, Listener, Notice, Snapshot};
 
-/// Delivers the queued notices when Node runs it: the JS callback receives them as one array.
-type Delivery = ThreadsafeFunction<(), (), Batch, Status, false>;
-
 /// A supervisor: options are checked when it is made; the worker starts with `start()`.
 #[napi]
 pub struct NativeSupervisor {
   driver: Handle,
-  outbox: Arc<Outbox>,
+  outbox: Arc<Outbox<Notice>>,
   /// The id of the last call made.
   last_call: Cell<CallId>,
 }
@@ -65,9 +48,7 @@ impl NativeSupervisor {
     let exec_path: String = process.get_named_property("execPath")?;
     let plan =
       options::parse_supervisor(&options, parent_env, &exec_path).map_err(|e| throw(&env, &e))?;
-    let outbox = Arc::new(Outbox {
-      deliveries: Mutex::new(Deliveries::default()),
-    });
+    let outbox = Outbox::new();
     let (driver, run) = driver::driver(plan, outbox.clone());
     napi::bindgen_prelude::spawn(run);
     Ok(NativeSupervisor {
@@ -83,22 +64,8 @@ impl NativeSupervisor {
     ts_args_type = "onNotices: (notices: SupervisorNotice[]) => void",
     ts_return_type = "number"
   )]
-  pub fn start(&self, env: Env, on_notices: Function<Batch, ()>) -> Result<f64> {
-    {
-      let mut deliveries = self.outbox.lock();
-      if deliveries.delivery.is_none() {
-        // Weak: the outbox owns the delivery function, which must not keep it alive.
-        let outbox = Arc::downgrade(&self.outbox);
-        let delivery = on_notices
-          .build_threadsafe_function::<()>()
-          .callee_handled::<false>()
-          .build_callback(move |_| {
-            let batch = outbox.upgrade().map(|outbox| outbox.deliver());
-            Ok(batch.unwrap_or_default())
-          })?;
-        deliveries.delivery = Some(delivery);
-      }
-    }
+  pub fn start(&self, env: Env, on_notices: Function<Batch<Notice>, ()>) -> Result<f64> {
+    self.outbox.attach(on_notices)?;
     let call = self.next_call();
     self.driver.start(call).map_err(|e| throw(&env, &e))?;
     Ok(self.settled_later(call))
@@ -185,18 +152,13 @@ impl NativeSupervisor {
   /// made is early enough: a settlement is taken in only by a delivery, and deliveries run on
   /// this (the JS) thread, after this call returns.
   fn settled_later(&self, call: CallId) -> f64 {
-    self.outbox.lock().unsettled.add();
-    call_id_to_js(call)
+    self.outbox.settled_later(call)
   }
-}
-
-fn call_id_to_js(call: CallId) -> f64 {
-  call as f64
 }
 
 /// A message as JSON text, checked: `JSON.stringify` gives `undefined` for what JSON cannot
 /// carry, and a raw newline would split the message on the wire.
-fn message_text(env: &Env, json: Option<String>) -> Result<String> {
+pub(super) fn message_text(env: &Env, json: Option<String>) -> Result<String> {
   let json = json.ok_or_else(|| {
     let error = TetheredError::invalid_type(
       "message",
@@ -216,177 +178,61 @@ fn message_text(env: &Env, json: Option<String>) -> Result<String> {
   Ok(json)
 }
 
-/// The notices on their way to JavaScript, and what the JS thread knows from those delivered.
-pub struct Outbox {
-  deliveries: Mutex<Deliveries>,
-}
-
-#[derive(Default)]
-struct Deliveries {
-  queue: Vec<Notice>,
-  /// A delivery call is queued with Node and will take everything queued here.
-  flush_scheduled: bool,
-  /// Present while the supervisor has work under way (see the module comment).
-  delivery: Option<Delivery>,
-  /// As of the last delivered batch.
-  snapshot: Option<Snapshot>,
-  unsettled: Unsettled,
-}
-
-/// The calls whose `settled` notice has not been delivered yet; while there are any, the
-/// supervisor keeps Node alive. Counted here alone: up when a call is made, down when its
-/// settlement is delivered.
-#[derive(Default)]
-struct Unsettled(usize);
-
-impl Unsettled {
-  fn add(&mut self) {
-    // Every call holds a JS promise, so memory runs out long before the count could.
-    self.0 = self.0.saturating_add(1);
-  }
-
-  /// Takes in a delivered settlement. One for a call never counted is a bug of this crate: it
-  /// is reported, and the count stays at zero rather than wrapping to a count that would keep
-  /// Node alive for ever.
-  fn settle(&mut self, call: CallId) -> std::result::Result<(), String> {
-    match self.0.checked_sub(1) {
-      Some(left) => {
-        self.0 = left;
-        Ok(())
-      }
-      None => Err(format!(
-        "tethered: a settlement for call {call} arrived while no call was waiting for one"
-      )),
-    }
-  }
-
-  fn is_zero(&self) -> bool {
-    self.0 == 0
-  }
-}
-
-impl Outbox {
-  fn lock(&self) -> std::sync::MutexGuard<'_, Deliveries> {
-    // A panic while holding the lock leaves the queue usable: recover it rather than poison
-    // every later call.
-    self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
-  }
-
-  fn snapshot(&self) -> Snapshot {
-    self.lock().snapshot.unwrap_or(Snapshot::IDLE)
-  }
-
-  /// Whether the supervisor may have a worker or calls under way.
-  fn is_busy(&self) -> bool {
-    self.lock().delivery.is_some()
-  }
-
-  /// One delivery, run on the JS thread when Node calls the delivery function: takes in every
-  /// queued notice, then releases the delivery function if they leave nothing under way.
-  fn deliver(&self) -> Batch {
-    let (batch, released) = {
-      let mut deliveries = self.lock();
-      let batch = deliveries.take_batch();
-      (batch, deliveries.release_if_done())
-    };
-    // Dropped outside the lock; from here on nothing of this supervisor keeps Node alive.
-    drop(released);
-    batch
-  }
-}
-
-impl Deliveries {
-  /// Takes the queue, and takes in what the JS thread must know of it: the latest snapshot
-  /// and which calls are settled.
-  fn take_batch(&mut self) -> Batch {
-    self.flush_scheduled = false;
-    let notices = std::mem::take(&mut self.queue);
-    let mut warnings = Vec::new();
-    for notice in &notices {
-      match notice {
-        Notice::Snapshot(snapshot) => self.snapshot = Some(*snapshot),
-        Notice::Settled { call, .. } => {
-          if let Err(bug) = self.unsettled.settle(*call) {
-            warnings.push(bug);
-          }
-        }
-        _ => {}
-      }
-    }
-    Batch { notices, warnings }
-  }
-
-  /// The delivery function, handed over to be dropped, once the supervisor is at rest with
-  /// every call settled: nothing is left to deliver until `start()` brings a new one.
-  fn release_if_done(&mut self) -> Option<Delivery> {
-    let at_rest = self.snapshot.unwrap_or(Snapshot::IDLE).state.is_at_rest();
-    if at_rest && self.unsettled.is_zero() {
-      self.delivery.take()
-    } else {
-      None
-    }
-  }
-}
-
-impl Listener for Outbox {
+impl Listener for Outbox<Notice> {
   fn notify(&self, notices: Vec<Notice>) {
-    let mut deliveries = self.lock();
-    deliveries.queue.extend(notices);
-    if deliveries.flush_scheduled {
-      return;
-    }
-    if let Some(delivery) = &deliveries.delivery {
-      // Fails only while Node is shutting down, when nobody is left to tell. The queue is
-      // taken when Node runs the call, so everything queued until then rides along.
-      let status = delivery.call((), ThreadsafeFunctionCallMode::NonBlocking);
-      deliveries.flush_scheduled = status == Status::Ok;
-    }
+    self.push(notices);
   }
 }
 
-/// The notices of one delivery, and reports of bugs found while taking them in.
-#[derive(Default)]
-pub struct Batch {
-  notices: Vec<Notice>,
-  warnings: Vec<String>,
-}
+impl Deliverable for Notice {
+  type Snapshot = Snapshot;
+  const INITIAL: Snapshot = Snapshot::IDLE;
 
-impl ToNapiValue for Batch {
-  // A plain conversion: what a delivery does to the outbox was done by `Outbox::deliver`.
-  unsafe fn to_napi_value(raw_env: sys::napi_env, batch: Self) -> Result<sys::napi_value> {
-    let env = Env::from_raw(raw_env);
+  fn snapshot(&self) -> Option<Snapshot> {
+    match self {
+      Notice::Snapshot(snapshot) => Some(*snapshot),
+      _ => None,
+    }
+  }
+
+  fn settles(&self) -> Option<u64> {
+    match self {
+      Notice::Settled { call, .. } => Some(*call),
+      _ => None,
+    }
+  }
+
+  fn is_at_rest(snapshot: &Snapshot) -> bool {
+    snapshot.state.is_at_rest()
+  }
+
+  fn to_js(env: &Env, batch: Vec<Notice>) -> Result<Array<'_>> {
     let mut notices = env.create_array(0)?;
     // Consecutive messages travel as one notice with an array of texts: a burst costs one
     // object, not one per message.
     let mut messages: Option<Array> = None;
-    for notice in batch.notices {
+    for notice in batch {
       if let Notice::Message(json) = notice {
         let run = match &mut messages {
           Some(run) => run,
           None => {
             let run = env.create_array(0)?;
-            let mut obj = Object::new(&env)?;
+            let mut obj = Object::new(env)?;
             obj.set("kind", "messages")?;
             obj.set("json", run)?;
             notices.insert(obj)?;
             messages.insert(run)
           }
         };
-        run.insert(json_text(&env, json)?)?;
+        run.insert(json_text(env, json)?)?;
         continue;
       }
       messages = None;
-      if let Some(notice) = notice_to_js(&env, notice)? {
+      if let Some(notice) = notice_to_js(env, notice)? {
         notices.insert(notice)?;
       }
     }
-    for warning in batch.warnings {
-      let mut obj = Object::new(&env)?;
-      obj.set("kind", "warning")?;
-      obj.set("value", warning)?;
-      notices.insert(obj)?;
-    }
-    Ok(notices.raw())
+    Ok(notices)
   }
 }
 
@@ -418,16 +264,6 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
     }
   }
   Ok(Some(obj))
-}
-
-/// JSON text as a JS string. ASCII, which most JSON is, goes over as Latin-1: V8 copies that
-/// as it is instead of decoding UTF-8 (a measurable part of receiving a 1 MiB message).
-fn json_text(env: &Env, json: String) -> Result<Unknown<'_>> {
-  if json.is_ascii() {
-    Latin1String::from(json).into_unknown(env)
-  } else {
-    json.into_unknown(env)
-  }
 }
 
 /// The event name and its payload, as the README's `new Supervisor(options)` section lists

@@ -25,7 +25,7 @@ use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
 use super::lock;
-use super::notice::{CallId, Listener, Notice};
+use super::notice::{CallId, Notice};
 use crate::error::Error;
 use crate::ipc;
 
@@ -197,9 +197,9 @@ fn unsent(queue: &mut VecDeque<Outgoing>) -> Vec<Notice> {
 }
 
 /// The writer task: writes what [`Channel::write`] queued, waiting for the socket to take it,
-/// and settles each queued `send()` once its last byte is written. Ends when the channel
-/// closes.
-pub async fn write_queued(channel: Arc<Channel>, listener: Arc<dyn Listener>) {
+/// and hands `settle` the settlement of each queued `send()` once its last byte is written.
+/// Ends when the channel closes.
+pub async fn write_queued(channel: Arc<Channel>, settle: impl Fn(Vec<Notice>)) {
   loop {
     let wake = channel.wake.notified();
     let mut settled = Vec::new();
@@ -241,7 +241,7 @@ pub async fn write_queued(channel: Arc<Channel>, listener: Arc<dyn Listener>) {
       }
     };
     if !settled.is_empty() {
-      listener.notify(settled);
+      settle(settled);
     }
     match waiting {
       None => return,

@@ -6,15 +6,24 @@
 //! bytes leave (the answer may be read before the write returns), and an answer, a timeout and
 //! the worker's death race for the same request: whoever takes it from [`Link::requests`]
 //! settles it, so it is settled exactly once.
+//!
+//! [`ConnectionWatch`] is the reader's side: the Supervisor's [`Watcher`] of its worker.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use super::channel::Channel;
 use super::lock;
-use super::notice::CallId;
+use super::machine::Event;
+use super::notice::{CallId, Listener, Notice};
+use super::worker::Watcher;
+use crate::error::{Error, StreamName};
+use crate::ipc::{Incoming, Received};
+use crate::launch::ExitStatus;
 
 pub struct Connection {
   link: Mutex<Link>,
@@ -80,5 +89,87 @@ impl Connection {
   /// asked to hear of it.
   pub fn take_sign_of_life(&self) -> bool {
     self.wants_sign_of_life.swap(false, Ordering::AcqRel)
+  }
+}
+
+/// What a worker's reader tells the supervisor's driver, in this order.
+#[derive(Debug)]
+pub enum Report {
+  /// Something arrived from the worker, and the driver asked to hear of it.
+  Alive,
+  ChannelClosed,
+  /// The last report. `Err` when the launcher died, which takes the worker with it.
+  Exited(Result<ExitStatus, Error>),
+}
+
+/// The supervisor's watcher of its worker: messages, output and answers go to the listener
+/// as they come, so a message crosses one socket and one thread hop back to JavaScript; the
+/// driver hears that the worker is alive only when it asked to (see
+/// [`Connection::take_sign_of_life`]), so busy traffic does not wake it. Reports carry no
+/// worker id: a worker's last report is its exit, and the driver starts no next worker before
+/// that.
+pub struct ConnectionWatch {
+  pub connection: Arc<Connection>,
+  pub listener: Arc<dyn Listener>,
+  pub reports: mpsc::UnboundedSender<Report>,
+}
+
+impl ConnectionWatch {
+  fn report(&self, report: Report) {
+    // The driver outlives every worker task it started, so this cannot fail in practice.
+    let _ = self.reports.send(report);
+  }
+}
+
+impl Watcher for ConnectionWatch {
+  /// The user's messages as they are, answers as the settlement of their request; then the
+  /// driver hears that the worker is alive, if it asked.
+  fn messages(&self, messages: Vec<Result<Received, Error>>) {
+    let mut notices = Vec::new();
+    for message in messages {
+      let Received { incoming, json } = match message {
+        Ok(received) => received,
+        Err(malformed) => {
+          notices.push(Notice::Event(Event::Error(malformed)));
+          continue;
+        }
+      };
+      match incoming {
+        Incoming::User => notices.push(Notice::Message(json)),
+        Incoming::Response { id, outcome } => {
+          // An answer after its timeout finds nothing: the caller was already told.
+          if let Some(request) = self.connection.take_request(id) {
+            notices.push(Notice::Settled {
+              call: request.call,
+              outcome: outcome.map(|result| result.map(|value| value.to_string())),
+            });
+          }
+        }
+        Incoming::Pong | Incoming::NodeInternal => {}
+      }
+    }
+    if !notices.is_empty() {
+      self.listener.notify(notices);
+    }
+    // Any word from the worker, even one that could not be parsed, shows it is alive.
+    if self.connection.take_sign_of_life() {
+      self.report(Report::Alive);
+    }
+  }
+
+  fn output(&self, stream: StreamName, chunk: Vec<u8>) {
+    self.listener.notify(vec![Notice::Output { stream, chunk }]);
+  }
+
+  fn sends_settled(&self, settled: Vec<Notice>) {
+    self.listener.notify(settled);
+  }
+
+  fn channel_closed(&self) {
+    self.report(Report::ChannelClosed);
+  }
+
+  fn exited(&self, status: Result<ExitStatus, Error>) {
+    self.report(Report::Exited(status));
   }
 }

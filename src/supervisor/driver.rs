@@ -24,11 +24,11 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use super::connection::Connection;
+use super::connection::{Connection, ConnectionWatch, Report};
 use super::handle::{Command, Handle};
 use super::machine::{Action, Event, Input, Machine, Timer};
 use super::notice::{CallId, Listener, Notice, Snapshot};
-use super::worker::{Report, Worker, WorkerSpec};
+use super::worker::{Worker, WorkerSpec};
 use crate::error::Error;
 use crate::ipc;
 use crate::launch::ExitStatus;
@@ -255,16 +255,13 @@ impl Driver {
 
   /// Starts a worker; the outcome is the machine's next input.
   async fn spawn_worker(&mut self) -> Input {
-    let spawned = self
-      .spec
-      .spawn(
-        self.connection.clone(),
-        self.listener.clone(),
-        self.reports.clone(),
-      )
-      .await;
-    match spawned {
-      Ok(worker) => {
+    match self.spec.spawn().await {
+      Ok((worker, watch)) => {
+        watch.start(Arc::new(ConnectionWatch {
+          connection: self.connection.clone(),
+          listener: self.listener.clone(),
+          reports: self.reports.clone(),
+        }));
         let pid = worker.pid;
         self.worker = Some(worker);
         Input::Spawned { pid }

@@ -1,14 +1,17 @@
 //! Starting one worker with a Node IPC channel, and watching it until it is gone.
 //!
 //! Why the watching is shaped this way:
-//! - Each worker has one reader task. It hands messages, answers and output to the listener
-//!   itself, so a message crosses one socket and one thread hop back to JavaScript; it tells
-//!   the driver that the worker is alive only when the driver asked to hear it (see
-//!   [`Connection::take_sign_of_life`]), so busy traffic does not wake the driver.
+//! - Each worker has one reader task. It hands what it reads — the messages of each read,
+//!   output chunks, the end of the channel, the exit — to the worker's [`Watcher`], which
+//!   decides where they go: the Supervisor sends messages and answers straight to its
+//!   listener and wakes its driver only when that matters; the Pool routes answers into its
+//!   machine. So this file holds no supervision rule, and both drive workers through it.
 //! - It reports in the order things happened: messages and output, then the end of the
 //!   channel, then the exit — after a short drain, so nothing a worker wrote before dying
-//!   arrives after its 'exit'. Reports carry no worker id: a worker's last report is its exit,
-//!   and the driver starts no next worker before that.
+//!   arrives after its 'exit'.
+//! - Watching starts when the caller says ([`Watch::start`]), not inside [`WorkerSpec::spawn`]:
+//!   a caller that must record the new worker before hearing anything from it (the Pool, whose
+//!   machine must see `Spawned` before that worker's first answer or its exit) does so first.
 //! - The worker's end of the socket is closed here once the launcher has it, so the worker's
 //!   exit (or disconnect) reads as EOF on ours.
 
@@ -16,16 +19,13 @@ use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::channel::{self, Channel};
-use super::connection::Connection;
-use super::machine::Event;
-use super::notice::{Listener, Notice};
+use super::notice::Notice;
 use crate::collect::DRAIN_AFTER_EXIT;
 use crate::error::{Error, StreamName};
-use crate::ipc::{Decoder, Incoming, Received};
+use crate::ipc::{Decoder, Received};
 use crate::launch::{self, ExitStatus, ProcessGroup, StdioMode};
 use crate::options::LaunchSpec;
 
@@ -35,14 +35,17 @@ const CHANNEL_FD: &str = "3";
 /// The most read from the channel or a pipe at once.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// What a worker's reader task tells the driver, in this order.
-#[derive(Debug)]
-pub enum Report {
-  /// Something arrived from the worker, and the driver asked to hear of it.
-  Alive,
-  ChannelClosed,
-  /// The last report. `Err` when the launcher died, which takes the worker with it.
-  Exited(Result<ExitStatus, Error>),
+/// Where a worker's reader and writer tasks hand what they see, in the order it happened; the
+/// last call is `exited`. Called from tokio worker threads; must not block.
+pub trait Watcher: Send + Sync + 'static {
+  /// The messages completed by one read, in order; a line that is not JSON as its error.
+  fn messages(&self, messages: Vec<Result<Received, Error>>);
+  fn output(&self, stream: StreamName, chunk: Vec<u8>);
+  /// Settlements of queued `send()`s: written, or dropped because the channel closed.
+  fn sends_settled(&self, settled: Vec<Notice>);
+  fn channel_closed(&self);
+  /// `Err` when the launcher died, which takes the worker with it.
+  fn exited(&self, status: Result<ExitStatus, Error>);
 }
 
 /// How to start a worker: the program, with the environment that opens Node's IPC channel, and
@@ -59,6 +62,14 @@ pub struct Worker {
   pub channel: Arc<Channel>,
 }
 
+/// A started worker nobody reads yet: its channel, output pipes and exit wait for
+/// [`Watch::start`].
+pub struct Watch {
+  group: Arc<ProcessGroup>,
+  channel: Arc<Channel>,
+  output: [Option<pipe::Receiver>; 2],
+}
+
 impl WorkerSpec {
   pub fn new(launch: LaunchSpec, stdio: StdioMode) -> Self {
     WorkerSpec {
@@ -67,14 +78,9 @@ impl WorkerSpec {
     }
   }
 
-  /// Starts a worker with a fresh IPC channel, and its reader and writer tasks: the reader
-  /// sends `reports` until the worker's exit, the writer runs until the channel is closed.
-  pub async fn spawn(
-    &self,
-    connection: Arc<Connection>,
-    listener: Arc<dyn Listener>,
-    reports: mpsc::UnboundedSender<Report>,
-  ) -> Result<Worker, Error> {
+  /// Starts a worker with a fresh IPC channel; what it says is read once the [`Watch`] is
+  /// started. Needs a tokio runtime.
+  pub async fn spawn(&self) -> Result<(Worker, Watch), Error> {
     let (channel, theirs) = Channel::pair().map_err(|e| Error::Spawn {
       errno: e.raw_os_error().unwrap_or(libc::EIO),
       command: self.launch.command.clone(),
@@ -84,22 +90,37 @@ impl WorkerSpec {
     let launched = launch::launch(&self.launch, stdio, vec![theirs.into()]).await?;
     let group = Arc::new(launched.process);
     let channel = Arc::new(channel);
-    tokio::spawn(channel::write_queued(channel.clone(), listener.clone()));
-    tokio::spawn(
-      WorkerWatch {
-        group: group.clone(),
-        channel: channel.clone(),
-        connection,
-        listener,
-        reports,
-      }
-      .run([launched.stdout, launched.stderr]),
-    );
-    Ok(Worker {
+    let worker = Worker {
       pid: launched.pid,
+      group: group.clone(),
+      channel: channel.clone(),
+    };
+    let watch = Watch {
       group,
       channel,
-    })
+      output: [launched.stdout, launched.stderr],
+    };
+    Ok((worker, watch))
+  }
+}
+
+impl Watch {
+  /// Starts the worker's reader task, which tells `watcher` everything until the worker's
+  /// exit, and its writer task, which runs until the channel is closed. Needs a tokio runtime.
+  pub fn start(self, watcher: Arc<dyn Watcher>) {
+    let settle = watcher.clone();
+    tokio::spawn(channel::write_queued(
+      self.channel.clone(),
+      move |settled| settle.sends_settled(settled),
+    ));
+    tokio::spawn(
+      WorkerWatch {
+        group: self.group,
+        channel: self.channel,
+        watcher,
+      }
+      .run(self.output),
+    );
   }
 }
 
@@ -118,15 +139,12 @@ fn with_channel_env(mut launch: LaunchSpec) -> LaunchSpec {
 struct WorkerWatch {
   group: Arc<ProcessGroup>,
   channel: Arc<Channel>,
-  connection: Arc<Connection>,
-  listener: Arc<dyn Listener>,
-  reports: mpsc::UnboundedSender<Report>,
+  watcher: Arc<dyn Watcher>,
 }
 
 impl WorkerWatch {
-  /// Reads the worker's channel and output pipes and waits for its exit. Messages, answers and
-  /// output go to the listener as they come; the driver hears that the worker is alive, that
-  /// the channel ended, and last the exit — once the channel and pipes reached EOF or
+  /// Reads the worker's channel and output pipes and waits for its exit, telling the watcher
+  /// as things come, and last the exit — once the channel and pipes reached EOF or
   /// [`DRAIN_AFTER_EXIT`] passed (a descendant may hold them open).
   async fn run(self, [mut stdout, mut stderr]: [Option<pipe::Receiver>; 2]) {
     let mut decoder = Decoder::new();
@@ -146,19 +164,22 @@ impl WorkerWatch {
         read = self.channel.read(&mut buf), if channel_open => match read {
           Some(n) => {
             decoder.feed(&buf[..n]);
-            self.take_messages(&mut decoder);
+            let messages: Vec<_> = std::iter::from_fn(|| decoder.next_message()).collect();
+            if !messages.is_empty() {
+              self.watcher.messages(messages);
+            }
           }
           None => {
             channel_open = false;
-            self.report(Report::ChannelClosed);
+            self.watcher.channel_closed();
           }
         },
         chunk = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match chunk {
-          Some(chunk) => self.output(StreamName::Stdout, chunk),
+          Some(chunk) => self.watcher.output(StreamName::Stdout, chunk),
           None => stdout = None,
         },
         chunk = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match chunk {
-          Some(chunk) => self.output(StreamName::Stderr, chunk),
+          Some(chunk) => self.watcher.output(StreamName::Stderr, chunk),
           None => stderr = None,
         },
         status = &mut wait, if exit.is_none() => {
@@ -168,55 +189,9 @@ impl WorkerWatch {
         () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
       }
     }
-    self.report(Report::Exited(
-      exit.expect("the loop ends only after the exit"),
-    ));
-  }
-
-  /// Hands every complete message to the listener: the user's as they are, answers as the
-  /// settlement of their request; then tells the driver the worker is alive, if it asked.
-  fn take_messages(&self, decoder: &mut Decoder) {
-    let mut notices = Vec::new();
-    let mut any = false;
-    while let Some(message) = decoder.next_message() {
-      any = true;
-      let Received { incoming, json } = match message {
-        Ok(received) => received,
-        Err(malformed) => {
-          notices.push(Notice::Event(Event::Error(malformed)));
-          continue;
-        }
-      };
-      match incoming {
-        Incoming::User => notices.push(Notice::Message(json)),
-        Incoming::Response { id, outcome } => {
-          // An answer after its timeout finds nothing: the caller was already told.
-          if let Some(request) = self.connection.take_request(id) {
-            notices.push(Notice::Settled {
-              call: request.call,
-              outcome: outcome.map(|result| result.map(|value| value.to_string())),
-            });
-          }
-        }
-        Incoming::Pong | Incoming::NodeInternal => {}
-      }
-    }
-    if !notices.is_empty() {
-      self.listener.notify(notices);
-    }
-    // Any word from the worker, even one that could not be parsed, shows it is alive.
-    if any && self.connection.take_sign_of_life() {
-      self.report(Report::Alive);
-    }
-  }
-
-  fn output(&self, stream: StreamName, chunk: Vec<u8>) {
-    self.listener.notify(vec![Notice::Output { stream, chunk }]);
-  }
-
-  fn report(&self, report: Report) {
-    // The driver outlives every worker task it started, so this cannot fail in practice.
-    let _ = self.reports.send(report);
+    self
+      .watcher
+      .exited(exit.expect("the loop ends only after the exit"));
   }
 }
 

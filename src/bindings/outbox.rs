@@ -1,0 +1,248 @@
+//! The [`Outbox`]: how a driver's notices reach JavaScript, and why Node exits exactly when it
+//! should. The Supervisor and the Pool each have one, for their own notice type.
+//!
+//! - Notices queue up in the outbox. The first one queued schedules one call of a threadsafe
+//!   function; that call takes the whole queue on the JS thread ([`Outbox::deliver`]) and hands
+//!   it to the JS callback as one array, so a burst of 10,000 messages costs a few JS calls.
+//! - The threadsafe function exists only while there is work under way: from the call that
+//!   brings the callback ([`Outbox::attach`]) until the driver is at rest with every call
+//!   settled. It is a strong one — a running worker keeps Node alive, as a forked child does —
+//!   and it is released on the JS thread, as the last step of a delivery, as soon as a
+//!   delivered batch leaves the driver at rest with no call unsettled ([`Unsettled`] counts
+//!   them). (A weak one would lose queued notices when Node exits; one kept for ever would
+//!   keep Node alive for ever.) Holding no callback at rest also lets an unused supervisor or
+//!   pool be garbage-collected (its driver then ends).
+//! - A call that does not finish at once returns an id; its outcome is a `settled` notice in
+//!   line with the events. Call ids are JavaScript numbers counted up from 1; exact below 2^53,
+//!   they never repeat in a driver's life, so a settlement always finds its call.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, JsValue};
+
+/// What an outbox needs to know of the notices it carries.
+pub trait Deliverable: Sized + Send + 'static {
+  /// What the getters and the release decision read, as of the last delivered batch.
+  type Snapshot: Copy + Send + 'static;
+  /// The snapshot before any notice.
+  const INITIAL: Self::Snapshot;
+  fn snapshot(&self) -> Option<Self::Snapshot>;
+  /// The call this notice settles, if it settles one.
+  fn settles(&self) -> Option<u64>;
+  fn is_at_rest(snapshot: &Self::Snapshot) -> bool;
+  /// The notices of one delivery as the JS callback receives them.
+  fn to_js(env: &Env, notices: Vec<Self>) -> Result<Array<'_>>;
+}
+
+/// Delivers the queued notices when Node runs it: the JS callback receives them as one array.
+type Delivery<N> = ThreadsafeFunction<(), (), Batch<N>, Status, false>;
+
+/// The notices on their way to JavaScript, and what the JS thread knows from those delivered.
+pub struct Outbox<N: Deliverable> {
+  deliveries: Mutex<Deliveries<N>>,
+}
+
+struct Deliveries<N: Deliverable> {
+  queue: Vec<N>,
+  /// A delivery call is queued with Node and will take everything queued here.
+  flush_scheduled: bool,
+  /// Present while work is under way (see the module comment).
+  delivery: Option<Delivery<N>>,
+  /// As of the last delivered batch.
+  snapshot: N::Snapshot,
+  unsettled: Unsettled,
+}
+
+/// The calls whose `settled` notice has not been delivered yet; while there are any, the
+/// driver keeps Node alive. Counted here alone: up when a call is made, down when its
+/// settlement is delivered.
+#[derive(Default)]
+struct Unsettled(usize);
+
+impl Unsettled {
+  fn add(&mut self) {
+    // Every call holds a JS promise, so memory runs out long before the count could.
+    self.0 = self.0.saturating_add(1);
+  }
+
+  /// Takes in a delivered settlement. One for a call never counted is a bug of this crate: it
+  /// is reported, and the count stays at zero rather than wrapping to a count that would keep
+  /// Node alive for ever.
+  fn settle(&mut self, call: u64) -> std::result::Result<(), String> {
+    match self.0.checked_sub(1) {
+      Some(left) => {
+        self.0 = left;
+        Ok(())
+      }
+      None => Err(format!(
+        "tethered: a settlement for call {call} arrived while no call was waiting for one"
+      )),
+    }
+  }
+
+  fn is_zero(&self) -> bool {
+    self.0 == 0
+  }
+}
+
+impl<N: Deliverable> Outbox<N> {
+  pub fn new() -> Arc<Self> {
+    Arc::new(Outbox {
+      deliveries: Mutex::new(Deliveries {
+        queue: Vec::new(),
+        flush_scheduled: false,
+        delivery: None,
+        snapshot: N::INITIAL,
+        unsettled: Unsettled::default(),
+      }),
+    })
+  }
+
+  fn lock(&self) -> MutexGuard<'_, Deliveries<N>> {
+    // A panic while holding the lock leaves the queue usable: recover it rather than poison
+    // every later call.
+    self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  /// Makes `on_notices` the callback of every delivery until the driver is at rest again, if
+  /// there is none yet. Called by every method that may bring work.
+  pub fn attach(self: &Arc<Self>, on_notices: Function<Batch<N>, ()>) -> Result<()> {
+    let mut deliveries = self.lock();
+    if deliveries.delivery.is_none() {
+      // Weak: the outbox owns the delivery function, which must not keep it alive.
+      let outbox = Arc::downgrade(self);
+      let delivery = on_notices
+        .build_threadsafe_function::<()>()
+        .callee_handled::<false>()
+        .build_callback(move |_| {
+          let batch = outbox.upgrade().map(|outbox| outbox.deliver());
+          Ok(batch.unwrap_or_default())
+        })?;
+      deliveries.delivery = Some(delivery);
+    }
+    Ok(())
+  }
+
+  /// Counts `call`, made and accepted, as waiting for its `settled` notice (until then the
+  /// driver keeps Node alive), and gives its id to JavaScript. Counting after the call is made
+  /// is early enough: a settlement is taken in only by a delivery, and deliveries run on the
+  /// JS thread, after the call returns.
+  pub fn settled_later(&self, call: u64) -> f64 {
+    self.lock().unsettled.add();
+    call_id_to_js(call)
+  }
+
+  pub fn snapshot(&self) -> N::Snapshot {
+    self.lock().snapshot
+  }
+
+  /// Whether the driver may have work or calls under way.
+  pub fn is_busy(&self) -> bool {
+    self.lock().delivery.is_some()
+  }
+
+  /// Queues notices, and schedules a delivery if none is on its way.
+  pub fn push(&self, notices: Vec<N>) {
+    let mut deliveries = self.lock();
+    deliveries.queue.extend(notices);
+    if deliveries.flush_scheduled {
+      return;
+    }
+    if let Some(delivery) = &deliveries.delivery {
+      // Fails only while Node is shutting down, when nobody is left to tell. The queue is
+      // taken when Node runs the call, so everything queued until then rides along.
+      let status = delivery.call((), ThreadsafeFunctionCallMode::NonBlocking);
+      deliveries.flush_scheduled = status == Status::Ok;
+    }
+  }
+
+  /// One delivery, run on the JS thread when Node calls the delivery function: takes in every
+  /// queued notice, then releases the delivery function if they leave nothing under way.
+  fn deliver(&self) -> Batch<N> {
+    let (batch, released) = {
+      let mut deliveries = self.lock();
+      let batch = deliveries.take_batch();
+      (batch, deliveries.release_if_done())
+    };
+    // Dropped outside the lock; from here on nothing of this driver keeps Node alive.
+    drop(released);
+    batch
+  }
+}
+
+impl<N: Deliverable> Deliveries<N> {
+  /// Takes the queue, and takes in what the JS thread must know of it: the latest snapshot
+  /// and which calls are settled.
+  fn take_batch(&mut self) -> Batch<N> {
+    self.flush_scheduled = false;
+    let notices = std::mem::take(&mut self.queue);
+    let mut warnings = Vec::new();
+    for notice in &notices {
+      if let Some(snapshot) = notice.snapshot() {
+        self.snapshot = snapshot;
+      }
+      if let Some(call) = notice.settles() {
+        if let Err(bug) = self.unsettled.settle(call) {
+          warnings.push(bug);
+        }
+      }
+    }
+    Batch { notices, warnings }
+  }
+
+  /// The delivery function, handed over to be dropped, once the driver is at rest with every
+  /// call settled: nothing is left to deliver until a call brings a new one.
+  fn release_if_done(&mut self) -> Option<Delivery<N>> {
+    if N::is_at_rest(&self.snapshot) && self.unsettled.is_zero() {
+      self.delivery.take()
+    } else {
+      None
+    }
+  }
+}
+
+/// The notices of one delivery, and reports of bugs found while taking them in.
+pub struct Batch<N> {
+  notices: Vec<N>,
+  warnings: Vec<String>,
+}
+
+impl<N> Default for Batch<N> {
+  fn default() -> Self {
+    Batch {
+      notices: Vec::new(),
+      warnings: Vec::new(),
+    }
+  }
+}
+
+impl<N: Deliverable> ToNapiValue for Batch<N> {
+  // A plain conversion: what a delivery does to the outbox was done by `Outbox::deliver`.
+  unsafe fn to_napi_value(raw_env: sys::napi_env, batch: Self) -> Result<sys::napi_value> {
+    let env = Env::from_raw(raw_env);
+    let mut notices = N::to_js(&env, batch.notices)?;
+    for warning in batch.warnings {
+      let mut obj = Object::new(&env)?;
+      obj.set("kind", "warning")?;
+      obj.set("value", warning)?;
+      notices.insert(obj)?;
+    }
+    Ok(notices.raw())
+  }
+}
+
+pub fn call_id_to_js(call: u64) -> f64 {
+  call as f64
+}
+
+/// JSON text as a JS string. ASCII, which most JSON is, goes over as Latin-1: V8 copies that
+/// as it is instead of decoding UTF-8 (a measurable part of receiving a 1 MiB message).
+pub fn json_text(env: &Env, json: String) -> Result<Unknown<'_>> {
+  if json.is_ascii() {
+    Latin1String::from(json).into_unknown(env)
+  } else {
+    json.into_unknown(env)
+  }
+}

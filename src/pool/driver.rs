@@ -1,0 +1,696 @@
+//! The pool's I/O: it owns the [`Machine`] and carries out what it decides — spawns workers
+//! with the Supervisor's [`WorkerSpec`], writes requests, cancels, pings and shutdowns to their
+//! channels, signals their process groups, runs the timers, samples memory — and tells one
+//! [`Listener`] everything JavaScript must hear, in order.
+//!
+//! Why it is shaped this way:
+//! - The machine and everything the actions touch sit in one [`Core`] behind one lock, and
+//!   whoever learns something feeds it in right there: JavaScript's thread for a request, an
+//!   abort or a close; a worker's reader for an answer, a message or a death; the driver task
+//!   for a timer or a memory sample. A request is written to its worker from the caller's
+//!   thread, and the next queued request from the reader that took the answer, so a request
+//!   costs no hop through a task on either way — the hot path is the Supervisor's.
+//! - Inputs are applied one at a time under the lock, so the machine sees them in an order
+//!   that happened, and the notices of one step are handed to the listener before the lock is
+//!   released, so they reach JavaScript in the order they were decided.
+//! - The driver task does only what needs waiting: it sleeps until the earliest timer (one
+//!   `sleep_until` on the first of a sorted set; whoever arms an earlier one wakes it), starts
+//!   spawns, and reads group RSS from /proc on a blocking thread.
+//! - A worker is watched only once the machine knows it is up ([`Watch::start`] after
+//!   `Spawned`), so its answers and its exit never arrive before its spawn.
+//! - Request bodies stay here, by id, until the request is settled: a request re-dispatched
+//!   after a crash is written again from them. Answers are held only for the step that settles
+//!   them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::Notify;
+use tokio::time::{sleep_until, Instant};
+
+use super::handle::Handle;
+use super::machine::{
+  Action, Event, ExitStatus, Input, Machine, Rejection, RequestId, StartError, Timer, WorkerKey,
+};
+use super::memory;
+use super::notice::{CallId, Listener, Notice, Snapshot};
+use super::options::PoolPlan;
+use super::policy::RequestLimits;
+use super::stats::{Latency, PoolStats, WorkerRow};
+use crate::error::{Error, StreamName};
+use crate::ipc::{self, Incoming, Received};
+use crate::launch::{self, ProcessGroup, StdioMode};
+use crate::signals;
+use crate::supervisor::channel::Channel;
+use crate::supervisor::notice::Notice as SupervisorNotice;
+use crate::supervisor::worker::{Watch, Watcher, WorkerSpec};
+
+/// The most of a worker's stderr kept for `ERR_WORKER_EXITED`'s `stderrTail`.
+const STDERR_TAIL: usize = 4 * 1024;
+
+/// Builds the pool of `plan`: the handle is JavaScript's side; the future, run on a tokio
+/// runtime, is the driver task. `seed` picks the recycle jitter. The task ends once the handle
+/// is dropped and the pool is at rest (a pool still running then is closed, with drain).
+pub fn driver(
+  plan: PoolPlan,
+  seed: u64,
+  listener: Arc<dyn Listener>,
+) -> (Handle, impl Future<Output = ()> + Send) {
+  let memory_check = plan
+    .policy
+    .max_memory
+    .map(|_| plan.policy.memory_check_interval);
+  let shared = Arc::new(Shared {
+    core: Mutex::new(Core {
+      machine: Machine::new(plan.policy, seed),
+      listener,
+      keeps_stderr: plan.stdio == StdioMode::Pipe,
+      workers: HashMap::new(),
+      spawning: 0,
+      spawns: Vec::new(),
+      requests: HashMap::new(),
+      answer: None,
+      spawn_error: None,
+      admitting: None,
+      refused: None,
+      timers: Timers::default(),
+      driver_wakes_at: None,
+      start_waiters: Vec::new(),
+      close_waiters: Vec::new(),
+      latency: Latency::default(),
+      notices: Vec::new(),
+      snapshot: Snapshot::IDLE,
+      handle_gone: false,
+    }),
+    wake: Notify::new(),
+  });
+  let spec = Arc::new(WorkerSpec::new(plan.launch, plan.stdio));
+  let handle = Handle::new(shared.clone(), plan.policy);
+  (handle, run(shared, spec, memory_check))
+}
+
+/// What every thread that feeds the pool shares.
+pub struct Shared {
+  core: Mutex<Core>,
+  /// Wakes the driver task: an earlier timer, a spawn to start, or the end.
+  wake: Notify,
+}
+
+impl Shared {
+  /// Runs `step` on the locked core; then, still under the lock, hands its notices to the
+  /// listener and wakes the driver task if it has something new to do.
+  pub fn with<T>(&self, step: impl FnOnce(&mut Core) -> T) -> T {
+    let mut core = self.lock();
+    let result = step(&mut core);
+    core.publish_snapshot();
+    if !core.notices.is_empty() {
+      let notices = std::mem::take(&mut core.notices);
+      core.listener.notify(notices);
+    }
+    if core.driver_must_look() {
+      self.wake.notify_one();
+    }
+    result
+  }
+
+  fn lock(&self) -> MutexGuard<'_, Core> {
+    // A panic elsewhere leaves the core consistent between inputs; keep serving.
+    self
+      .core
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+  }
+}
+
+/// The machine and everything its actions need.
+pub struct Core {
+  machine: Machine,
+  listener: Arc<dyn Listener>,
+  /// stderr is piped, so a dead worker's last stderr output can be shown.
+  keeps_stderr: bool,
+  workers: HashMap<WorkerKey, Running>,
+  /// Spawns asked for and not answered yet.
+  spawning: usize,
+  /// Spawns the driver task has yet to start.
+  spawns: Vec<(WorkerKey, usize)>,
+  requests: HashMap<RequestId, Pending>,
+  /// The answer being fed as `Answered`, for the `Resolve` or `Reject` it causes.
+  answer: Option<Result<Option<String>, Error>>,
+  /// The error of the spawn being fed as `SpawnFailed`.
+  spawn_error: Option<Error>,
+  /// The request being admitted: a rejection of it on admission goes back to its caller
+  /// (`refused`) instead of into a notice.
+  admitting: Option<RequestId>,
+  refused: Option<Error>,
+  timers: Timers,
+  /// When the driver task will next wake by itself.
+  driver_wakes_at: Option<Instant>,
+  start_waiters: Vec<CallId>,
+  close_waiters: Vec<CallId>,
+  latency: Latency,
+  /// Notices of the current step.
+  notices: Vec<Notice>,
+  /// The last snapshot told to the listener.
+  snapshot: Snapshot,
+  /// The handle was dropped: nobody can call the pool any more.
+  handle_gone: bool,
+}
+
+/// A spawned worker, until it is reaped.
+struct Running {
+  pid: u32,
+  group: Arc<ProcessGroup>,
+  channel: Arc<Channel>,
+  since: Instant,
+  rss: Option<u64>,
+  /// Set when it exited, with stderr piped.
+  stderr_tail: Option<String>,
+}
+
+/// An admitted request, until it is settled.
+struct Pending {
+  body: String,
+  limits: RequestLimits,
+  since: Instant,
+}
+
+impl Core {
+  pub fn start(&mut self, call: CallId) {
+    self.start_waiters.push(call);
+    self.apply(Input::Start);
+  }
+
+  /// Admits request `id`; `Err` when it is refused at once (queue full, closed, exhausted).
+  pub fn request(
+    &mut self,
+    id: RequestId,
+    body: String,
+    limits: RequestLimits,
+  ) -> Result<(), Error> {
+    let since = Instant::now();
+    self.requests.insert(
+      id,
+      Pending {
+        body,
+        limits,
+        since,
+      },
+    );
+    self.admitting = Some(id);
+    self.apply(Input::Request { id, limits });
+    self.admitting = None;
+    self.refused.take().map_or(Ok(()), Err)
+  }
+
+  pub fn abort(&mut self, id: RequestId) {
+    self.apply(Input::Abort(id));
+  }
+
+  /// `call` is settled once the pool is closed; `None` when nobody waits.
+  pub fn close(&mut self, call: Option<CallId>, drain: bool) {
+    self.close_waiters.extend(call);
+    self.apply(Input::Close { drain });
+  }
+
+  pub fn snapshot(&self) -> Snapshot {
+    self.snapshot
+  }
+
+  pub fn state(&self) -> super::machine::State {
+    self.machine.state()
+  }
+
+  pub fn size(&self) -> usize {
+    self.machine.size()
+  }
+
+  pub fn stats(&self) -> PoolStats {
+    let machine = self.machine.stats();
+    let workers = machine
+      .workers
+      .iter()
+      .map(|row| {
+        let running = row.key.and_then(|key| self.workers.get(&key));
+        WorkerRow {
+          stats: row.clone(),
+          rss: running.and_then(|worker| worker.rss),
+          uptime: running.map(|worker| worker.since.elapsed()),
+        }
+      })
+      .collect();
+    PoolStats {
+      machine,
+      latency: self.latency.percentiles(),
+      workers,
+    }
+  }
+
+  pub fn handle_dropped(&mut self) {
+    self.handle_gone = true;
+    self.apply(Input::Close { drain: true });
+  }
+
+  /// Feeds `input` to the machine and carries out its actions, in order.
+  fn apply(&mut self, input: Input) {
+    for action in self.machine.handle(input) {
+      self.carry_out(action);
+    }
+  }
+
+  fn carry_out(&mut self, action: Action) {
+    match action {
+      Action::Spawn { worker, index } => {
+        self.spawning += 1;
+        self.spawns.push((worker, index));
+      }
+      Action::Dispatch { worker, id } => {
+        if let Some(request) = self.requests.get(&id) {
+          let line = ipc::encode_request(id.0, &request.body);
+          self.write(worker, line);
+        }
+      }
+      Action::SendCancel { worker, id } => {
+        let cancel = serde_json::json!({ "tethered": "cancel", "id": id.0 });
+        self.write(worker, ipc::encode(&cancel));
+      }
+      Action::SendPing(worker) => self.write(worker, ipc::encode(&ipc::ping())),
+      Action::SendShutdown(worker) => self.write(worker, ipc::encode(&ipc::shutdown())),
+      Action::Signal { worker, signal } => {
+        if let Some(running) = self.workers.get(&worker) {
+          running.group.signal_group(signal);
+        }
+      }
+      Action::SetTimer { timer, after } => self.timers.set(timer, Instant::now() + after),
+      Action::ClearTimer(timer) => self.timers.clear(timer),
+      Action::Resolve(id) => {
+        if let Some(request) = self.requests.remove(&id) {
+          self.latency.record(request.since.elapsed());
+        }
+        let outcome = self.answer.take().unwrap_or(Ok(None));
+        self.settle_request(id, outcome);
+      }
+      Action::Reject { id, reason } => {
+        let limits = self.requests.remove(&id).map(|request| request.limits);
+        let error = self.rejection_error(reason, limits);
+        self.settle_request(id, Err(error));
+      }
+      // Shown as the 'error' with what the spawn failed with.
+      Action::Emit(Event::SpawnFailed { .. }) => {
+        if let Some(error) = self.spawn_error.clone() {
+          self.notices.push(Notice::Error(error));
+        }
+      }
+      Action::Emit(event) => self.notices.push(Notice::Event(event)),
+      Action::StartSettled(outcome) => {
+        let outcome = outcome.map(|()| None).map_err(|error| match error {
+          StartError::SpawnFailed => self.spawn_error.clone().unwrap_or(Error::PoolClosed),
+          StartError::Closed => Error::PoolClosed,
+          StartError::Exhausted => Error::PoolExhausted,
+        });
+        for call in std::mem::take(&mut self.start_waiters) {
+          self.notices.push(Notice::Settled {
+            call,
+            outcome: outcome.clone(),
+          });
+        }
+      }
+      Action::CloseSettled => {
+        for call in std::mem::take(&mut self.close_waiters) {
+          self.notices.push(Notice::Settled {
+            call,
+            outcome: Ok(None),
+          });
+        }
+      }
+    }
+  }
+
+  /// Writes one line to the worker's channel. A write that fails needs nothing here: the
+  /// worker's reader sees the channel's end and reports it.
+  fn write(&self, worker: WorkerKey, line: Vec<u8>) {
+    if let Some(running) = self.workers.get(&worker) {
+      let _ = running.channel.write(line, None);
+    }
+  }
+
+  fn settle_request(&mut self, id: RequestId, outcome: Result<Option<String>, Error>) {
+    match outcome {
+      Err(error) if self.admitting == Some(id) => self.refused = Some(error),
+      outcome => self.notices.push(Notice::Settled {
+        call: id.0,
+        outcome,
+      }),
+    }
+  }
+
+  fn rejection_error(&mut self, reason: Rejection, limits: Option<RequestLimits>) -> Error {
+    match reason {
+      Rejection::QueueFull => Error::PoolQueueFull,
+      Rejection::QueueTimeout => Error::PoolQueueTimeout {
+        after: limits.and_then(|l| l.queue_timeout).unwrap_or_default(),
+      },
+      Rejection::Timeout => Error::RequestTimeout {
+        after: limits.and_then(|l| l.timeout).unwrap_or_default(),
+      },
+      Rejection::Aborted => Error::Aborted,
+      Rejection::WorkerExited {
+        worker,
+        pid,
+        status,
+        attempts,
+      } => {
+        let (exit_code, signal) = match status {
+          ExitStatus::Code(code) => (Some(code), None),
+          ExitStatus::Signal(signo) => (None, Some(signals::name_of(signo))),
+        };
+        Error::PoolWorkerExited {
+          pid,
+          exit_code,
+          signal,
+          attempts,
+          stderr_tail: self
+            .workers
+            .get(&worker)
+            .and_then(|running| running.stderr_tail.clone()),
+        }
+      }
+      Rejection::WorkerError => match self.answer.take() {
+        Some(Err(error)) => error,
+        _ => Error::WorkerRequestFailed {
+          message: "The worker answered with an error".into(),
+          code: None,
+        },
+      },
+      Rejection::Exhausted => Error::PoolExhausted,
+      Rejection::Closed => Error::PoolClosed,
+    }
+  }
+
+  fn publish_snapshot(&mut self) {
+    let snapshot = Snapshot {
+      state: self.machine.state(),
+      processes: self.spawning > 0 || !self.workers.is_empty(),
+    };
+    if snapshot != self.snapshot {
+      self.snapshot = snapshot;
+      self.notices.push(Notice::Snapshot(snapshot));
+    }
+  }
+
+  /// Whether the driver task must look again now: a spawn to start, a timer earlier than it
+  /// sleeps, or its end.
+  fn driver_must_look(&self) -> bool {
+    let earlier_timer = match (self.timers.next(), self.driver_wakes_at) {
+      (Some(timer), Some(wake)) => timer < wake,
+      (Some(_), None) => true,
+      (None, _) => false,
+    };
+    !self.spawns.is_empty() || earlier_timer || self.is_finished()
+  }
+
+  fn is_finished(&self) -> bool {
+    self.handle_gone && self.snapshot.is_at_rest()
+  }
+
+  fn fire_due(&mut self) {
+    let now = Instant::now();
+    // One at a time: a timer cleared by an earlier one's actions is gone from the set.
+    while let Some(timer) = self.timers.pop_due(now) {
+      self.apply(Input::TimerFired(timer));
+    }
+  }
+
+  /// A spawn's outcome; a spawned worker is watched from here on.
+  fn spawned(
+    &mut self,
+    shared: &Arc<Shared>,
+    key: WorkerKey,
+    index: usize,
+    outcome: Result<(crate::supervisor::worker::Worker, Watch), Error>,
+  ) {
+    self.spawning -= 1;
+    match outcome {
+      Ok((worker, watch)) => {
+        let pid = worker.pid;
+        self.workers.insert(
+          key,
+          Running {
+            pid,
+            group: worker.group,
+            channel: worker.channel,
+            since: Instant::now(),
+            rss: None,
+            stderr_tail: None,
+          },
+        );
+        self.apply(Input::Spawned { worker: key, pid });
+        watch.start(Arc::new(PoolWatch {
+          shared: shared.clone(),
+          key,
+          index,
+          pid,
+          stderr_tail: self.keeps_stderr.then(|| Mutex::new(Vec::new())),
+        }));
+      }
+      Err(error) => {
+        self.spawn_error = Some(error);
+        self.apply(Input::SpawnFailed { worker: key });
+        self.spawn_error = None;
+      }
+    }
+  }
+
+  fn answered(&mut self, key: WorkerKey, id: u64, outcome: Result<Option<String>, Error>) {
+    let ok = outcome.is_ok();
+    self.answer = Some(outcome);
+    self.apply(Input::Answered {
+      worker: key,
+      id: RequestId(id),
+      ok,
+    });
+    // A late or unknown answer settles nothing.
+    self.answer = None;
+  }
+
+  fn exited(
+    &mut self,
+    key: WorkerKey,
+    status: Result<launch::ExitStatus, Error>,
+    stderr_tail: Option<String>,
+  ) {
+    let status = match status {
+      Ok(launch::ExitStatus::Code(code)) => ExitStatus::Code(code),
+      Ok(launch::ExitStatus::Signal(signo)) => ExitStatus::Signal(signo),
+      Err(launcher_gone) => {
+        self.notices.push(Notice::Error(launcher_gone));
+        // The launcher SIGKILLs every group when it dies.
+        ExitStatus::Signal(Signal::SIGKILL as i32)
+      }
+    };
+    if let Some(running) = self.workers.get_mut(&key) {
+      running.stderr_tail = stderr_tail;
+    }
+    self.apply(Input::Exited {
+      worker: key,
+      status,
+    });
+    if let Some(gone) = self.workers.remove(&key) {
+      // Ends its writer task; the pool queues no send() that this could settle.
+      let _: Vec<SupervisorNotice> = gone.channel.close();
+    }
+  }
+}
+
+/// The driver's timers: each armed at most once, the earliest first.
+#[derive(Default)]
+struct Timers {
+  by_time: BTreeSet<(Instant, Timer)>,
+  by_timer: HashMap<Timer, Instant>,
+}
+
+impl Timers {
+  fn set(&mut self, timer: Timer, at: Instant) {
+    if let Some(old) = self.by_timer.insert(timer, at) {
+      self.by_time.remove(&(old, timer));
+    }
+    self.by_time.insert((at, timer));
+  }
+
+  fn clear(&mut self, timer: Timer) {
+    if let Some(at) = self.by_timer.remove(&timer) {
+      self.by_time.remove(&(at, timer));
+    }
+  }
+
+  fn next(&self) -> Option<Instant> {
+    self.by_time.first().map(|&(at, _)| at)
+  }
+
+  /// Disarms and returns the earliest timer due by `now`.
+  fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+    let &(at, timer) = self.by_time.first()?;
+    if at > now {
+      return None;
+    }
+    self.by_time.pop_first();
+    self.by_timer.remove(&timer);
+    Some(timer)
+  }
+}
+
+/// The driver task: sleeps until the earliest timer, starts spawns, samples memory; ends once
+/// the handle is gone and the pool is at rest.
+async fn run(shared: Arc<Shared>, spec: Arc<WorkerSpec>, memory_check: Option<Duration>) {
+  let mut next_sample = memory_check.map(|every| Instant::now() + every);
+  loop {
+    let (wake_at, spawns, finished) = shared.with(|core| {
+      let wake_at = core.timers.next();
+      core.driver_wakes_at = wake_at;
+      (
+        wake_at,
+        std::mem::take(&mut core.spawns),
+        core.is_finished(),
+      )
+    });
+    for (key, index) in spawns {
+      tokio::spawn(spawn_worker(shared.clone(), spec.clone(), key, index));
+    }
+    if finished {
+      return;
+    }
+    tokio::select! {
+      () = shared.wake.notified() => {}
+      () = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {
+        shared.with(Core::fire_due);
+      }
+      () = sleep_until(next_sample.unwrap_or_else(Instant::now)), if next_sample.is_some() => {
+        sample_memory(&shared).await;
+        next_sample = memory_check.map(|every| Instant::now() + every);
+      }
+    }
+  }
+}
+
+async fn spawn_worker(shared: Arc<Shared>, spec: Arc<WorkerSpec>, key: WorkerKey, index: usize) {
+  let outcome = spec.spawn().await;
+  shared.with(|core| core.spawned(&shared, key, index, outcome));
+}
+
+/// Reads the RSS of every worker's process group off the caller's thread, and feeds it in.
+async fn sample_memory(shared: &Arc<Shared>) {
+  let groups: Vec<(WorkerKey, u32)> = shared.with(|core| {
+    core
+      .workers
+      .iter()
+      .map(|(&key, running)| (key, running.pid))
+      .collect()
+  });
+  if groups.is_empty() {
+    return;
+  }
+  // A worker leads its own group, so its pid is the group's id.
+  let ids: Vec<u32> = groups.iter().map(|&(_, pid)| pid).collect();
+  let Ok(sums) = tokio::task::spawn_blocking(move || memory::group_rss(&ids)).await else {
+    return;
+  };
+  shared.with(|core| {
+    for (key, pid) in groups {
+      let Some(&bytes) = sums.get(&pid) else {
+        continue;
+      };
+      if let Some(running) = core.workers.get_mut(&key) {
+        running.rss = Some(bytes);
+        core.apply(Input::Rss { worker: key, bytes });
+      }
+    }
+  });
+}
+
+/// The pool's watcher of one worker: feeds what it says into the core as it comes.
+struct PoolWatch {
+  shared: Arc<Shared>,
+  key: WorkerKey,
+  index: usize,
+  pid: u32,
+  /// The last [`STDERR_TAIL`] bytes of its stderr, when stderr is piped.
+  stderr_tail: Option<Mutex<Vec<u8>>>,
+}
+
+impl Watcher for PoolWatch {
+  /// Answers go to the machine; the user's messages to JavaScript; and anything that is not
+  /// an answer is a sign of life (one per read is enough).
+  fn messages(&self, messages: Vec<Result<Received, Error>>) {
+    self.shared.with(|core| {
+      let mut alive = false;
+      for message in messages {
+        match message {
+          Ok(Received {
+            incoming: Incoming::Response { id, outcome },
+            ..
+          }) => {
+            let outcome = outcome.map(|result| result.map(|value| value.to_string()));
+            core.answered(self.key, id, outcome);
+          }
+          Ok(Received {
+            incoming: Incoming::User,
+            json,
+          }) => {
+            alive = true;
+            core.notices.push(Notice::Message {
+              worker: self.index,
+              pid: self.pid,
+              json,
+            });
+          }
+          Ok(_) => alive = true,
+          Err(malformed) => {
+            alive = true;
+            core.notices.push(Notice::Error(malformed));
+          }
+        }
+      }
+      if alive {
+        core.apply(Input::SignOfLife { worker: self.key });
+      }
+    });
+  }
+
+  fn output(&self, stream: StreamName, chunk: Vec<u8>) {
+    if let (StreamName::Stderr, Some(tail)) = (stream, &self.stderr_tail) {
+      let mut tail = tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+      tail.extend_from_slice(&chunk);
+      let excess = tail.len().saturating_sub(STDERR_TAIL);
+      tail.drain(..excess);
+    }
+    self.shared.with(|core| {
+      core.notices.push(Notice::Output {
+        worker: self.index,
+        pid: self.pid,
+        stream,
+        chunk,
+      })
+    });
+  }
+
+  fn sends_settled(&self, _settled: Vec<SupervisorNotice>) {
+    // The pool writes with no send() call to settle, so nothing is ever queued that settles
+    // one.
+  }
+
+  fn channel_closed(&self) {
+    self
+      .shared
+      .with(|core| core.apply(Input::ChannelClosed { worker: self.key }));
+  }
+
+  fn exited(&self, status: Result<launch::ExitStatus, Error>) {
+    let tail = self.stderr_tail.as_ref().map(|tail| {
+      let bytes = std::mem::take(&mut *tail.lock().unwrap_or_else(|p| p.into_inner()));
+      String::from_utf8_lossy(&bytes).into_owned()
+    });
+    self.shared.with(|core| core.exited(self.key, status, tail));
+  }
+}

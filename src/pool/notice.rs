@@ -1,0 +1,70 @@
+//! What the pool tells JavaScript, and the one [`Listener`] it tells.
+//!
+//! Everything reaches the listener as [`Notice`]s, from whichever thread saw it happen: the
+//! caller's (a request dispatched at once), a worker's reader (answers, messages, output, a
+//! death) or the driver task (timers, spawns). Notices are handed over while the pool's state
+//! is locked, so they arrive in the order the machine decided them. The listener is the only
+//! way out, so a test that records notices sees all a user would.
+
+use crate::error::{Error, StreamName};
+
+use super::machine::{Event, State};
+
+/// Identifies one call from JavaScript; its settlement carries the same id. A request's call id
+/// is also its request id.
+pub type CallId = u64;
+
+/// What decides whether the pool may let Node exit: its state, and whether any of its worker
+/// processes is still alive (or being spawned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+  pub state: State,
+  pub processes: bool,
+}
+
+impl Snapshot {
+  pub const IDLE: Snapshot = Snapshot {
+    state: State::Idle,
+    processes: false,
+  };
+
+  /// Nothing of the pool runs, and nothing will until a new call: not started, or over.
+  pub fn is_at_rest(&self) -> bool {
+    !self.processes && matches!(self.state, State::Idle | State::Closed | State::Exhausted)
+  }
+}
+
+/// What JavaScript must hear, in order.
+#[derive(Debug)]
+pub enum Notice {
+  /// The state changed, or the last worker process went (or the first came).
+  Snapshot(Snapshot),
+  /// Any event but `SpawnFailed`, which comes as an [`Notice::Error`].
+  Event(Event),
+  /// An 'error' event: a worker that could not be spawned, a line that is not JSON, the
+  /// launcher's death.
+  Error(Error),
+  /// A message from worker slot `worker` (process `pid`), as the JSON text it wrote.
+  Message {
+    worker: usize,
+    pid: u32,
+    json: String,
+  },
+  Output {
+    worker: usize,
+    pid: u32,
+    stream: StreamName,
+    chunk: Vec<u8>,
+  },
+  /// A call is over. `Ok(Some(json))` is the result a request was answered with.
+  Settled {
+    call: CallId,
+    outcome: Result<Option<String>, Error>,
+  },
+}
+
+/// Where notices go. Called from any thread, with the pool's state locked: must not block and
+/// must not call back into the pool. Notices that belong together come in one call.
+pub trait Listener: Send + Sync + 'static {
+  fn notify(&self, notices: Vec<Notice>);
+}
