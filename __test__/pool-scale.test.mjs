@@ -2,8 +2,8 @@
 // shrinks back to min once the extra workers idled for idleTimeout — gracefully, not as crashes.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { sleep, waitFor } from './helpers.mjs'
-import { makePool, eventsNamed, allGone, watchSize } from './pool-helpers.mjs'
+import { sleep } from './helpers.mjs'
+import { makePool, eventsNamed, recorded, allGone, watchSize } from './pool-helpers.mjs'
 
 test('grows under load up to max, shrinks to min after idleTimeout', { timeout: 60_000 }, async (t) => {
   const { pool, events, pids } = makePool(t, { size: { min: 1, max: 3 }, idleTimeout: 500 })
@@ -11,23 +11,32 @@ test('grows under load up to max, shrinks to min after idleTimeout', { timeout: 
   assert.equal(pool.size, 1)
   const size = watchSize(pool)
 
-  const answers = await Promise.all(Array.from({ length: 9 }, () => pool.request({ op: 'sleep', ms: 600 })))
+  const lastAnswerAt = new Map()
+  const answers = await Promise.all(
+    Array.from({ length: 9 }, async () => {
+      const answer = await pool.request({ op: 'sleep', ms: 600 })
+      lastAnswerAt.set(answer.pid, performance.now())
+      return answer
+    }),
+  )
   assert.equal(new Set(answers.map((a) => a.pid)).size, 3, 'the load was served by three workers')
   assert.equal(size.max(), 3)
   assert.equal(pids.length, 3, 'never more than max')
 
-  // Idle: the two above min leave after idleTimeout; the first stays.
-  const idleSince = performance.now()
-  await waitFor(() => pool.size === 1, { timeout: 10_000, what: 'the pool to shrink to 1' })
-  const shrunkAfter = performance.now() - idleSince
+  // Idle: the two above min leave, each once it idled for idleTimeout, gracefully.
+  await recorded(events, 'exit', 2)
   size.stop()
-  assert.ok(shrunkAfter >= 400, `shrank ${shrunkAfter} ms after going idle, before idleTimeout`)
   assert.ok(size.max() <= 3)
-  const exits = eventsNamed(events, 'exit')
-  assert.equal(exits.length, 2)
-  assert.ok(exits.every((e) => e.code === 0 && e.signal === null), 'stopped gracefully')
-  await allGone(exits.map((e) => e.pid))
+  for (const exit of events.filter((e) => e.name === 'exit')) {
+    const idled = exit.at - lastAnswerAt.get(exit.value.pid)
+    assert.ok(idled >= 400, `worker ${exit.value.pid} left ${idled} ms after its last answer, before idleTimeout`)
+    assert.equal(exit.value.code, 0, 'stopped gracefully')
+    assert.equal(exit.value.signal, null)
+  }
+  await allGone(eventsNamed(events, 'exit').map((e) => e.pid))
   assert.deepEqual(eventsNamed(events, 'crashed'), [])
+  await sleep(700)
+  assert.equal(pool.size, 1, 'min stays')
   const [survivor] = pool.stats().workers
   assert.ok(pids.includes(survivor.pid))
 

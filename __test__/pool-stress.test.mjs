@@ -35,9 +35,9 @@ const COUNTER = {
 function randomRequest(random, index) {
   const roll = random()
   const ms = (lo, hi) => Math.floor(lo + random() * (hi - lo))
-  if (roll < 0.45) return { body: { op: 'echo', value: index } }
-  if (roll < 0.6) return { body: { op: 'sleep', ms: ms(10, 120) } }
-  if (roll < 0.66) {
+  if (roll < 0.5) return { body: { op: 'echo', value: index } }
+  if (roll < 0.64) return { body: { op: 'sleep', ms: ms(10, 120) } }
+  if (roll < 0.68) {
     const how = random() < 0.5 ? { code: 1 } : { signal: 'SIGKILL' }
     return { body: { op: 'crash', after: ms(0, 50), ...how }, options: { maxAttempts: random() < 0.5 ? 1 : 2 } }
   }
@@ -91,7 +91,7 @@ async function hammer(t, { seed, count, closeAt, drain }) {
         },
       ),
     )
-    if (i % 10 === 9) await sleep(Math.floor(random() * 60))
+    if (i % 4 === 3) await sleep(Math.floor(random() * 120))
   }
   await settlesWithin(closing ?? pool.close({ drain }), 30_000, 'close()')
   // Settlements reach their handlers a tick after they happen; none may still be missing.
