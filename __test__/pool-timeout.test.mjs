@@ -2,15 +2,16 @@
 // sent a cancel and keeps its slot until it answers; one that answers is kept, one that does
 // not within healthCheckTimeout is killed and replaced ('recycle' reason 'timeout', then
 // 'crashed'); while a cancel is unanswered the worker gets no new request; and a worker that
-// hangs on every request ends 'exhausted'.
+// hangs on every request ends 'exhausted'; one deaf to health checks is killed as unresponsive.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { outcome, sleep } from './helpers.mjs'
 import { makePool, nextEvent, nextMessage, eventsNamed, recorded, allGone } from './pool-helpers.mjs'
 
 test('a timed-out request whose worker answers the cancel: ERR_TIMEOUT at once, the worker is kept', { timeout: 30_000 }, async (t) => {
-  const { pool, events, pids } = makePool(t, { size: 1 })
-  await pool.start()
+  const { pool, events, pids } = makePool(t, { size: 1, healthCheckTimeout: 1_000 })
+  // A worker still booting could not answer in time; this one has answered once already.
+  await pool.request({ op: 'echo' })
   const aborted = nextMessage(pool, (m) => m.aborted === 'slow')
   const started = performance.now()
   const { error } = await outcome(pool.request({ op: 'wait', tag: 'slow' }, { timeout: 300 }))
@@ -19,7 +20,7 @@ test('a timed-out request whose worker answers the cancel: ERR_TIMEOUT at once, 
   assert.ok(took >= 290 && took < 1_200, `rejected after ${took} ms`)
   assert.deepEqual(await aborted, { aborted: 'slow', pid: pids[0], reason: { name: 'AbortError', code: 'ABORT_ERR' } })
 
-  await sleep(700) // past healthCheckTimeout: nothing is killed
+  await sleep(1_200) // past healthCheckTimeout: nothing is killed
   assert.equal((await pool.request({ op: 'echo', value: 'next' })).pid, pids[0], 'the same worker serves on')
   assert.deepEqual(pids, [pids[0]])
   assert.deepEqual(eventsNamed(events, 'recycle'), [])
@@ -114,4 +115,21 @@ test('a worker that hangs on every request ends exhausted: the kills count as cr
   assert.equal(pool.state, 'exhausted')
   assert.equal(eventsNamed(events, 'recycle').filter((r) => r.reason === 'timeout').length, 2)
   await allGone(pids)
+})
+
+test('a worker that stops answering health checks is unresponsive: killed, counted as a crash, replaced', { timeout: 30_000 }, async (t) => {
+  // worker-stuck.js spins without ever reading its channel.
+  const { pool, events, pids } = makePool(t, { size: 1, healthCheckInterval: 200, healthCheckTimeout: 300 }, 'worker-stuck.js')
+  await pool.start()
+  const [stuck] = pids
+  const [unresponsive] = await recorded(events, 'unresponsive')
+  assert.deepEqual(unresponsive, { worker: 0, pid: stuck })
+  const [crashed] = await recorded(events, 'crashed')
+  assert.equal(crashed.pid, stuck)
+  assert.equal(crashed.signal, 'SIGKILL')
+  await recorded(events, 'spawn', 2)
+  const order = events.filter((e) => ['unresponsive', 'crashed', 'spawn'].includes(e.name)).map((e) => e.name)
+  assert.deepEqual(order.slice(0, 4), ['spawn', 'unresponsive', 'crashed', 'spawn'])
+  await allGone([stuck])
+  assert.ok(pool.stats().crashes >= 1)
 })
