@@ -336,3 +336,238 @@ export declare class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Whether a worker's IPC channel is open. */
   readonly connected: boolean
 }
+
+/** How many workers a {@link Pool} keeps. */
+export type PoolSize = number | { min: number; max: number }
+
+export interface PoolOptions
+  extends Pick<
+    SupervisorOptions,
+    | 'modulePath'
+    | 'command'
+    | 'args'
+    | 'execArgv'
+    | 'env'
+    | 'cwd'
+    | 'restartDelay'
+    | 'maxRestartDelay'
+    | 'healthCheckInterval'
+    | 'stopTimeout'
+    | 'killSignal'
+    | 'stdio'
+  > {
+  /**
+   * Workers kept: a number, or `{ min, max }` — `min` always, more up to `max` while requests
+   * wait for a worker, stopped again after `idleTimeout`.
+   * @default os.availableParallelism()
+   */
+  size?: PoolSize
+  /**
+   * Ms a worker above `size.min` may hold no request before it is stopped gracefully.
+   * @default 30000
+   */
+  idleTimeout?: number
+  /**
+   * Requests one worker holds at once.
+   * @default 1
+   */
+  concurrency?: number
+  /**
+   * Requests waiting for a worker; one more is rejected at once with `ERR_POOL_QUEUE_FULL`.
+   * `Infinity` allowed.
+   * @default 64 × the largest size
+   */
+  maxQueue?: number
+  /**
+   * Ms from each dispatch to the answer; `0` = none. On timeout the request rejects with
+   * `ERR_TIMEOUT` and the worker is sent `{ tethered: 'cancel', id }`.
+   * @default 60000
+   */
+  requestTimeout?: number
+  /**
+   * Ms a request may wait in the queue (from each entry into it); `0` = none. Rejects with
+   * `ERR_POOL_QUEUE_TIMEOUT` without touching any worker.
+   * @default 30000
+   */
+  queueTimeout?: number
+  /**
+   * How many worker deaths a request may be in flight for: above 1, a request whose worker
+   * died goes back to the front of the queue until then.
+   * @default 1
+   */
+  maxAttempts?: number
+  /**
+   * More crashes than this within `restartWindow`, pool-wide, and the pool gives up
+   * (`'exhausted'`). `Infinity` allowed.
+   * @default 10
+   */
+  maxRestarts?: number
+  /**
+   * The window of `maxRestarts`, in ms.
+   * @default 60000
+   */
+  restartWindow?: number
+  /**
+   * After serving between N and 1.1 N requests a worker is replaced gracefully (the replacement
+   * first); `0` = never.
+   * @default 0
+   */
+  recycleAfter?: number
+  /**
+   * Bytes of RSS of the worker's whole process group above which it is replaced gracefully.
+   * @default no ceiling
+   */
+  maxMemory?: number
+  /**
+   * Ms between memory samples when `maxMemory` is set.
+   * @default 1000
+   */
+  memoryCheckInterval?: number
+  /**
+   * Ms a ping may go unanswered before the worker is killed as `'unresponsive'`; also how long
+   * a worker may take to answer a cancelled request before it is killed and replaced.
+   * @default 5000
+   */
+  healthCheckTimeout?: number
+  /**
+   * How messages cross the channel; only `'json'` so far.
+   * @default 'json'
+   */
+  serialization?: 'json'
+}
+
+export interface PoolRequestOptions {
+  /**
+   * Ms from dispatch to the answer; `0` = none.
+   * @default the pool's requestTimeout
+   */
+  timeout?: number
+  /**
+   * Ms the request may wait for a worker; `0` = none.
+   * @default the pool's queueTimeout
+   */
+  queueTimeout?: number
+  /** Aborting rejects with an `AbortError` (`code` `'ABORT_ERR'`, `cause` the signal's reason). */
+  signal?: AbortSignal
+  /**
+   * Worker deaths the request may be in flight for.
+   * @default the pool's maxAttempts
+   */
+  maxAttempts?: number
+}
+
+export type PoolState = 'idle' | 'starting' | 'running' | 'closing' | 'closed' | 'exhausted'
+
+export type PoolWorkerState = 'starting' | 'ready' | 'busy' | 'recycling' | 'stopping' | 'restarting'
+
+export interface PoolWorkerStats {
+  /** The slot's index, kept by its replacements. */
+  worker: number
+  /** Null while the slot waits to restart. */
+  pid: number | null
+  state: PoolWorkerState
+  inFlight: number
+  /** Requests answered by the current process. */
+  served: number
+  /** Crashes of the slot. */
+  crashes: number
+  /** Consecutive restarts of the slot since its last sign of life. */
+  restartCount: number
+  /** Bytes of RSS of the process group at the last sample; null unless `maxMemory` is set. */
+  rss: number | null
+  /** Null while there is no process. */
+  uptimeMs: number | null
+}
+
+export interface PoolStats {
+  state: PoolState
+  queued: number
+  inFlight: number
+  /** Resolved requests. */
+  completed: number
+  /** Rejected requests: the sum of `rejected`. */
+  failed: number
+  rejected: {
+    queueFull: number
+    queueTimeout: number
+    timeout: number
+    aborted: number
+    workerExited: number
+    workerError: number
+    exhausted: number
+    closed: number
+  }
+  crashes: number
+  restarts: number
+  recycles: number
+  /** From `request()` to the answer, over the last 1,000 resolved requests; null before one. */
+  latencyMs: { p50: number | null; p99: number | null }
+  workers: PoolWorkerStats[]
+}
+
+/** Which worker an event, message or chunk concerns. */
+export interface PoolWorkerRef {
+  worker: number
+  pid: number
+}
+
+export interface PoolEvents {
+  spawn: [info: PoolWorkerRef]
+  exit: [info: PoolWorkerRef & WorkerExit]
+  crashed: [info: PoolWorkerRef & WorkerExit & { restartCount: number }]
+  restarting: [info: { worker: number; delay: number; attempt: number }]
+  unresponsive: [info: PoolWorkerRef]
+  recycle: [info: PoolWorkerRef & { reason: 'requests' | 'memory' | 'timeout' }]
+  exhausted: [info: { message: string; crashes: number; window: number }]
+  message: [message: unknown, from: PoolWorkerRef]
+  stdout: [chunk: Buffer, from: PoolWorkerRef]
+  stderr: [chunk: Buffer, from: PoolWorkerRef]
+  /** Emitted only when there are listeners; otherwise it becomes a process warning. */
+  error: [error: Error]
+}
+
+/**
+ * Many supervised workers behind one bounded request queue: requests go to the least busy
+ * ready worker, wait in FIFO order when all are busy, and are rejected at once when the queue
+ * is full. A worker that dies is restarted; its requests are retried (`maxAttempts`) or
+ * rejected with `ERR_WORKER_EXITED`. Too many crashes in `restartWindow` exhaust the pool.
+ * Nothing of a closed or exhausted pool keeps Node alive.
+ *
+ * Errors of `request()`: `ERR_POOL_QUEUE_FULL`, `ERR_POOL_QUEUE_TIMEOUT`, `ERR_TIMEOUT`,
+ * `ABORT_ERR`, `ERR_WORKER_EXITED` (with `attempts`, `pid`, `exitCode`, `signal` and, with
+ * `stdio: 'pipe'`, `stderrTail`), `ERR_WORKER_REQUEST_FAILED` (or the worker's own code),
+ * `ERR_POOL_EXHAUSTED`, `ERR_POOL_CLOSED`.
+ *
+ * @example
+ * const pool = new Pool({ modulePath: './thumbnail-worker.js', size: 4, maxQueue: 100 })
+ * app.post('/thumb', async (req, res) => {
+ *   try {
+ *     res.send(await pool.request({ image: req.body.toString('base64') }))
+ *   } catch (error) {
+ *     if (error.code === 'ERR_POOL_QUEUE_FULL') res.set('Retry-After', '1').sendStatus(503)
+ *     else res.sendStatus(502)
+ *   }
+ * })
+ */
+export declare class Pool extends EventEmitter<PoolEvents> {
+  /** Throws `TypeError`/`RangeError` with `ERR_INVALID_ARG_*` / `ERR_OUT_OF_RANGE` codes. */
+  constructor(options: PoolOptions)
+  /** Resolves once `size.min` workers are spawned; rejects if one cannot be. */
+  start(): Promise<void>
+  /** Sends `body` to a worker (starting the pool if needed) and resolves with its `result`. */
+  request<Result = unknown>(body: unknown, options?: PoolRequestOptions): Promise<Result>
+  /**
+   * New requests reject with `ERR_POOL_CLOSED`. With `drain`, queued and in-flight requests
+   * finish first; without, queued ones reject `ERR_POOL_CLOSED` and workers stop at once.
+   * Resolves once no worker of the pool is left.
+   */
+  close(options?: {
+    /** @default true */
+    drain?: boolean
+  }): Promise<void>
+  /** A plain object, cheap: for a status page or metrics. */
+  stats(): PoolStats
+  readonly state: PoolState
+  /** Live workers. */
+  readonly size: number
+}

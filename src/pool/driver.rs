@@ -694,3 +694,382 @@ impl Watcher for PoolWatch {
     self.shared.with(|core| core.exited(self.key, status, tail));
   }
 }
+
+#[cfg(test)]
+mod tests {
+  //! The driver seen through its listener, as JavaScript sees it, with real Node workers
+  //! started by the launcher, speaking Node's IPC protocol by hand (no helper library).
+
+  use super::*;
+  use crate::options::Value;
+  use crate::pool::options::{parse_pool, parse_request};
+  use crate::test_support::{block_on, launcher_in_place, living_members};
+
+  /// How long any one expected notice may take on a busy machine.
+  const WAIT: Duration = Duration::from_secs(20);
+
+  /// A worker answering `{ op: 'echo' }` with its pid, `{ op: 'sleep', ms }` after a while,
+  /// dying on `{ op: 'crash' }` (after a word on stderr) and never answering `{ op: 'hang' }`.
+  /// With `ANSWER_CANCEL` set it answers a cancel with an error response.
+  const WORKER: &str = r#"
+    const answer = (id, result) => process.send({ tethered: 'response', id, result: { pid: process.pid, result } })
+    process.on('message', (m) => {
+      if (m.type === 'shutdown') process.exit(0)
+      if (m.tethered === 'cancel' && process.env.ANSWER_CANCEL)
+        process.send({ tethered: 'response', id: m.id, error: { message: 'cancelled' } })
+      if (m.tethered !== 'request') return
+      const body = m.body
+      if (body.op === 'echo') answer(m.id, body.value)
+      if (body.op === 'sleep') setTimeout(() => answer(m.id, 'slept'), body.ms)
+      if (body.op === 'crash') { process.stderr.write('about to die\n'); process.exit(3) }
+    })
+  "#;
+
+  /// Collects every notice, in order.
+  #[derive(Default)]
+  struct Recorder {
+    notices: Mutex<Vec<Notice>>,
+    arrived: Notify,
+  }
+
+  impl Listener for Recorder {
+    fn notify(&self, notices: Vec<Notice>) {
+      // A failed check elsewhere must not turn every later notice into a second panic.
+      let mut recorded = self.notices.lock().unwrap_or_else(|e| e.into_inner());
+      recorded.extend(notices);
+      self.arrived.notify_waiters();
+    }
+  }
+
+  impl Recorder {
+    /// Waits until `done` holds for the notices so far.
+    async fn until(&self, what: &str, done: impl Fn(&[Notice]) -> bool) {
+      let deadline = Instant::now() + WAIT;
+      loop {
+        // Made before the check: a notice recorded in between still wakes it.
+        let arrived = self.arrived.notified();
+        if done(&self.notices.lock().unwrap()) {
+          return;
+        }
+        if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+          let notices = self.notices.lock().unwrap();
+          panic!("no {what} within {WAIT:?}; got {notices:#?}");
+        }
+      }
+    }
+
+    fn check<T>(&self, look: impl FnOnce(&[Notice]) -> T) -> T {
+      look(&self.notices.lock().unwrap())
+    }
+  }
+
+  fn outcome(notices: &[Notice], of: CallId) -> Option<&Result<Option<String>, Error>> {
+    notices.iter().find_map(|notice| match notice {
+      Notice::Settled { call, outcome } if *call == of => Some(outcome),
+      _ => None,
+    })
+  }
+
+  fn settlements(notices: &[Notice], of: CallId) -> usize {
+    notices
+      .iter()
+      .filter(|notice| matches!(notice, Notice::Settled { call, .. } if *call == of))
+      .count()
+  }
+
+  /// The pid a request was answered by.
+  fn answered_by(notices: &[Notice], of: CallId) -> u32 {
+    match outcome(notices, of) {
+      Some(Ok(Some(json))) => {
+        let answer: serde_json::Value = serde_json::from_str(json).unwrap();
+        answer["pid"].as_u64().unwrap() as u32
+      }
+      other => panic!("request {of} was not answered: {other:?}"),
+    }
+  }
+
+  fn events(notices: &[Notice]) -> Vec<&Event> {
+    notices
+      .iter()
+      .filter_map(|notice| match notice {
+        Notice::Event(event) => Some(event),
+        _ => None,
+      })
+      .collect()
+  }
+
+  fn spawned_pids(notices: &[Notice]) -> Vec<u32> {
+    events(notices)
+      .into_iter()
+      .filter_map(|event| match event {
+        Event::Spawn { pid, .. } => Some(*pid),
+        _ => None,
+      })
+      .collect()
+  }
+
+  struct Pooled {
+    handle: Handle,
+    driver: tokio::task::JoinHandle<()>,
+    recorder: Arc<Recorder>,
+  }
+
+  /// A started pool of `node -e WORKER` workers with fast restarts and stops, plus `options`.
+  async fn pool(options: Vec<(&str, Value)>, env: Vec<(&str, &str)>) -> Pooled {
+    launcher_in_place();
+    let mut fields = vec![
+      ("command".to_string(), Value::String("node".into())),
+      (
+        "args".to_string(),
+        Value::Array(vec![
+          Value::String("-e".into()),
+          Value::String(WORKER.into()),
+        ]),
+      ),
+      ("stdio".to_string(), Value::String("pipe".into())),
+      ("restartDelay".to_string(), Value::Number(20.0)),
+      ("stopTimeout".to_string(), Value::Number(1_000.0)),
+    ];
+    fields.extend(options.into_iter().map(|(k, v)| (k.to_string(), v)));
+    if !env.is_empty() {
+      let env = env
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.into())))
+        .collect();
+      fields.push(("env".to_string(), Value::Object(env)));
+    }
+    let plan = parse_pool(&Value::Object(fields), std::env::vars(), "node", 2).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let (handle, run) = driver(plan, 7, recorder.clone());
+    let driver = tokio::spawn(run);
+    handle.start(1);
+    recorder
+      .until("settled start()", |n| outcome(n, 1).is_some())
+      .await;
+    recorder.check(|n| assert!(matches!(outcome(n, 1), Some(Ok(None))), "{n:#?}"));
+    Pooled {
+      handle,
+      driver,
+      recorder,
+    }
+  }
+
+  impl Pooled {
+    fn request(&self, call: CallId, body: &str, options: Vec<(&str, f64)>) {
+      let options = Value::Object(
+        options
+          .into_iter()
+          .map(|(k, n)| (k.to_string(), Value::Number(n)))
+          .collect(),
+      );
+      let limits = parse_request(&options, self.handle.policy()).unwrap();
+      self.handle.request(call, body.into(), limits).unwrap();
+    }
+
+    async fn settled(&self, calls: &[CallId]) {
+      self
+        .recorder
+        .until("settlements", |n| {
+          calls.iter().all(|&c| outcome(n, c).is_some())
+        })
+        .await;
+    }
+
+    /// Closes the pool and drops the handle: close() must settle, the driver end, and no
+    /// worker it started be left running; every call was settled exactly once.
+    async fn finish(self, drain: bool) {
+      self.handle.close(Some(999), drain);
+      self.settled(&[999]).await;
+      drop(self.handle);
+      tokio::time::timeout(WAIT, self.driver)
+        .await
+        .expect("the driver ends once its handle is gone")
+        .unwrap();
+      self.recorder.check(|n| {
+        for pid in spawned_pids(n) {
+          assert_eq!(living_members(pid as i32), 0, "worker {pid} left running");
+        }
+        for notice in n {
+          if let Notice::Settled { call, .. } = notice {
+            assert_eq!(settlements(n, *call), 1, "call {call} settled twice");
+          }
+        }
+      });
+    }
+  }
+
+  #[test]
+  fn requests_spread_over_the_workers_within_concurrency() {
+    block_on(async {
+      let p = pool(vec![("size", Value::Number(2.0))], vec![]).await;
+      let sleep = r#"{"op":"sleep","ms":300}"#;
+      for call in 10..14 {
+        p.request(call, sleep, vec![]);
+      }
+      // Two at a time: one per worker, the others queued.
+      assert_eq!(p.handle.stats().machine.queued, 2);
+      p.settled(&[10, 11, 12, 13]).await;
+      p.recorder.check(|n| {
+        let mut served: HashMap<u32, usize> = HashMap::new();
+        for call in 10..14 {
+          *served.entry(answered_by(n, call)).or_default() += 1;
+        }
+        // Never two at once on one worker: two each.
+        assert_eq!(served.into_values().collect::<Vec<_>>(), [2, 2]);
+      });
+      let stats = p.handle.stats();
+      assert_eq!(stats.machine.completed, 4);
+      assert!(stats.latency.unwrap().p99 >= 300.0, "{:?}", stats.latency);
+      assert!(stats.workers.iter().all(|row| row.uptime.is_some()));
+      p.finish(true).await;
+    })
+  }
+
+  #[test]
+  fn a_crash_redispatches_with_attempts_left_and_queued_requests_survive() {
+    block_on(async {
+      let p = pool(
+        vec![
+          ("size", Value::Number(1.0)),
+          ("maxAttempts", Value::Number(2.0)),
+        ],
+        vec![],
+      )
+      .await;
+      p.request(10, r#"{"op":"crash"}"#, vec![]);
+      p.request(11, r#"{"op":"echo","value":1}"#, vec![]);
+      p.settled(&[10, 11]).await;
+      p.recorder.check(|n| {
+        let pids = spawned_pids(n);
+        // The poison request killed two workers, one per attempt, then was rejected.
+        match outcome(n, 10) {
+          Some(Err(Error::PoolWorkerExited {
+            pid,
+            exit_code: Some(3),
+            signal: None,
+            attempts: 2,
+            stderr_tail: Some(tail),
+          })) => {
+            assert_eq!(*pid, pids[1]);
+            assert!(tail.contains("about to die"), "{tail:?}");
+          }
+          other => panic!("not the crash's error: {other:?}"),
+        }
+        // The request queued behind it went to the third worker.
+        assert_eq!(answered_by(n, 11), pids[2]);
+        let crashes = events(n)
+          .iter()
+          .filter(|e| matches!(e, Event::Crashed { .. }))
+          .count();
+        assert_eq!(crashes, 2);
+      });
+      p.finish(true).await;
+    })
+  }
+
+  #[test]
+  fn a_timeout_cancels_and_a_worker_ignoring_the_cancel_is_replaced() {
+    block_on(async {
+      let p = pool(
+        vec![
+          ("size", Value::Number(1.0)),
+          ("healthCheckTimeout", Value::Number(200.0)),
+        ],
+        vec![],
+      )
+      .await;
+      let started = Instant::now();
+      p.request(10, r#"{"op":"hang"}"#, vec![("timeout", 100.0)]);
+      p.settled(&[10]).await;
+      assert!(started.elapsed() < Duration::from_secs(2));
+      p.recorder.check(|n| {
+        assert!(
+          matches!(outcome(n, 10), Some(Err(Error::RequestTimeout { after })) if *after == Duration::from_millis(100)),
+          "{:?}",
+          outcome(n, 10)
+        );
+      });
+      p.recorder
+        .until("a replacement", |n| spawned_pids(n).len() == 2)
+        .await;
+      p.recorder.check(|n| {
+        let first = spawned_pids(n)[0];
+        let order: Vec<&str> = events(n)
+          .iter()
+          .filter_map(|e| match e {
+            Event::Recycle {
+              pid,
+              reason: super::super::machine::RecycleReason::Timeout,
+              ..
+            } if *pid == first => Some("recycle"),
+            Event::Crashed { pid, .. } if *pid == first => Some("crashed"),
+            Event::Spawn { pid, .. } if *pid != first => Some("spawn"),
+            _ => None,
+          })
+          .collect();
+        assert_eq!(order, ["recycle", "crashed", "spawn"]);
+      });
+      // The replacement serves.
+      p.request(11, r#"{"op":"echo","value":2}"#, vec![]);
+      p.settled(&[11]).await;
+      p.finish(false).await;
+    })
+  }
+
+  #[test]
+  fn a_worker_that_answers_the_cancel_is_kept() {
+    block_on(async {
+      let p = pool(
+        vec![
+          ("size", Value::Number(1.0)),
+          ("healthCheckTimeout", Value::Number(1_000.0)),
+        ],
+        vec![("ANSWER_CANCEL", "1")],
+      )
+      .await;
+      // Once Node is up, a cancel is answered well within the deadline.
+      p.request(10, r#"{"op":"echo","value":0}"#, vec![]);
+      p.settled(&[10]).await;
+      p.request(11, r#"{"op":"hang"}"#, vec![("timeout", 50.0)]);
+      p.settled(&[11]).await;
+      tokio::time::sleep(Duration::from_millis(1_300)).await;
+      p.request(12, r#"{"op":"echo","value":3}"#, vec![]);
+      p.settled(&[12]).await;
+      p.recorder.check(|n| {
+        assert_eq!(spawned_pids(n).len(), 1, "{:?}", events(n));
+        assert_eq!(answered_by(n, 12), spawned_pids(n)[0]);
+        // The answer to the cancelled request is dropped, not settled again.
+        assert_eq!(settlements(n, 11), 1);
+      });
+      p.finish(true).await;
+    })
+  }
+
+  #[test]
+  fn close_without_drain_rejects_what_waits_and_stops_the_workers() {
+    block_on(async {
+      let p = pool(vec![("size", Value::Number(1.0))], vec![]).await;
+      p.request(10, r#"{"op":"sleep","ms":5000}"#, vec![]);
+      p.request(11, r#"{"op":"echo","value":4}"#, vec![]);
+      p.handle.close(Some(12), false);
+      p.settled(&[10, 11, 12]).await;
+      p.recorder.check(|n| {
+        assert!(
+          matches!(outcome(n, 11), Some(Err(Error::PoolClosed))),
+          "{:?}",
+          outcome(n, 11)
+        );
+        assert!(
+          matches!(outcome(n, 10), Some(Err(Error::PoolWorkerExited { .. }))),
+          "{:?}",
+          outcome(n, 10)
+        );
+      });
+      let refused = p
+        .handle
+        .request(13, "1".into(), p.handle.policy().request_limits());
+      assert_eq!(refused, Err(Error::PoolClosed));
+      p.finish(false).await;
+    })
+  }
+}
