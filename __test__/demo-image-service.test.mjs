@@ -4,8 +4,8 @@
 //
 // 1. The scenario, with 2 workers: uploads fired together are worked on at the same time by
 //    different workers (by the workers' own clocks); the corrupt JPEG gets a 502
-//    ERR_WORKER_EXITED naming the worker and why it died, while the good uploads beside it are
-//    served by the other worker; exactly that slot restarts, with a new pid that then serves; a
+//    ERR_WORKER_EXITED naming the worker and why it died, while the upload sent with it and the
+//    two sent right after its 502 are served by the other worker; exactly that slot restarts, with a new pid that then serves; a
 //    burst past the queue gets 503 ERR_POOL_QUEUE_FULL with Retry-After; GET /workers is
 //    pool.stats() and agrees with all of it; after close no process of it is left.
 // 2. The status page in headless Chromium shows one row per worker (pid, state, served,
@@ -109,7 +109,8 @@ test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG
   assert.equal(corrupt.error.exitCode, 1)
   assert.equal(corrupt.error.signal, null)
   assert.match(corrupt.error.reason, new RegExp(`^worker ${crash.pid}: cannot decode corrupt\\.jpg`))
-  // The good uploads sent with it are all served, none by the worker that crashed.
+  // The upload sent with it and the two sent once its 502 was back are all served, none by the
+  // worker that crashed.
   const beside = phases.crash.filter((r) => !r.upload.corrupt)
   assert.equal(beside.length, 3)
   for (const r of beside) {

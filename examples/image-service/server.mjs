@@ -187,13 +187,21 @@ export function workersFlag(value) {
 }
 
 async function main() {
-  const { values } = parseArgs({
-    options: { workers: { type: 'string' }, port: { type: 'string', default: '3000' }, host: { type: 'string', default: '127.0.0.1' } },
-  })
+  let values, workers
+  try {
+    ;({ values } = parseArgs({
+      options: { workers: { type: 'string' }, port: { type: 'string', default: '3000' }, host: { type: 'string', default: '127.0.0.1' } },
+    }))
+    workers = workersFlag(values.workers)
+  } catch (error) {
+    console.error(`${error.message}\nusage: node server.mjs [--workers N] [--port P] [--host H]`)
+    process.exitCode = 2
+    return
+  }
   const service = await startImageService({
     host: values.host,
     port: Number(values.port),
-    workers: workersFlag(values.workers),
+    workers,
     onEvent: (name, value) => console.log(`pool ${name} ${JSON.stringify(value)}`),
   })
   console.log(`image service on ${service.url}/ with ${service.pool.size} workers (Ctrl-C stops it)`)
