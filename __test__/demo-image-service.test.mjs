@@ -1,12 +1,19 @@
 // The image-service demo (examples/image-service), run exactly as `npm run demo` runs it: real
-// Express, real sharp, a real worker process supervised over a real Node IPC channel. Its
+// Express, real sharp, real worker processes in a Pool over real Node IPC channels. Its
 // dependencies are installed first when missing (quick and silent when they are there).
 //
-// 1. The scenario: generated images come back as thumbnails of the right size, the corrupt JPEG
-//    gets a 502 ERR_WORKER_EXITED (never a 200 without a thumbnail), the worker is restarted
-//    exactly once with a new pid, the next upload is served by it, and after the demo stops no
-//    process of it is left.
-// 2. The status page in headless Chromium shows the worker's pid and its restart count.
+// 1. The scenario, with 2 workers: uploads fired together are worked on at the same time by
+//    different workers (by the workers' own clocks); the corrupt JPEG gets a 502
+//    ERR_WORKER_EXITED naming the worker and why it died, while the upload sent with it and the
+//    two sent right after its 502 are served by the other worker; exactly that slot restarts, with a new pid that then serves; a
+//    burst past the queue gets 503 ERR_POOL_QUEUE_FULL with Retry-After; GET /workers is
+//    pool.stats() and agrees with all of it; after close no process of it is left.
+// 2. The status page in headless Chromium shows one row per worker (pid, state, served,
+//    crashes, RSS) and the queue, as GET /workers says.
+//
+// Determinism on a busy machine: the demo's AVIF upload takes a worker a few hundred ms of CPU
+// and is the first of each batch, so the uploads fired with it overlap; the burst sends 3 × what
+// the pool admits (workers + queue) of it, and the first that many are always admitted.
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
@@ -17,20 +24,23 @@ import { ensureDemoDeps, DEMO_DIR } from '../examples/image-service/ensure-deps.
 import { pidAlive, processesWithMarker, waitFor, tempDir, killGroup } from './helpers.mjs'
 
 let demo // examples/image-service/demo.mjs
+let server // examples/image-service/server.mjs
 let sharp
-let workerPath
 
 before(async () => {
   ensureDemoDeps()
   demo = await import('../examples/image-service/demo.mjs')
-  ;({ WORKER_PATH: workerPath } = await import('../examples/image-service/server.mjs'))
+  server = await import('../examples/image-service/server.mjs')
   sharp = createRequire(join(DEMO_DIR, 'package.json'))('sharp')
 }, { timeout: 600_000 })
 
-/** Runs the demo quietly; its transcript becomes the test's diagnostics. Always cleaned up. */
-async function runDemo(t, options = {}) {
+/**
+ * Runs the demo quietly and leaves the service running; its transcript becomes the test's
+ * diagnostics. Always cleaned up.
+ */
+async function runDemo(t) {
   const lines = []
-  const run = await demo.runDemo({ ...options, print: (line) => lines.push(line) })
+  const run = await demo.runDemo({ keep: true, print: (line) => lines.push(line) })
   t.after(async () => {
     for (const line of lines) t.diagnostic(line)
     await run.service.close().catch(() => {})
@@ -39,55 +49,149 @@ async function runDemo(t, options = {}) {
   return run
 }
 
-test('image-service demo: thumbnails, a 502 for the corrupt JPEG, one restart, the next upload served, nothing left', { timeout: 60_000 }, async (t) => {
+async function getWorkers(url) {
+  const response = await fetch(`${url}/workers`)
+  assert.equal(response.status, 200)
+  assert.equal(response.headers.get('cache-control'), 'no-store')
+  return response.json()
+}
+
+/** GET /workers once every worker's RSS was sampled (the pool samples it every second). */
+function workersWithRss(url) {
+  return waitFor(
+    async () => {
+      const stats = await getWorkers(url)
+      return stats.workers.every((w) => typeof w.rss === 'number') && stats
+    },
+    { timeout: 5_000, interval: 100, what: 'every worker to have an RSS sample' },
+  )
+}
+
+async function assertThumbnail(r, label) {
+  assert.equal(r.status, 200, `${label}: ${JSON.stringify(r.error)}`)
+  // The body is a real image, checked here again with sharp, of the size the demo promises.
+  const meta = await sharp(r.body).metadata()
+  assert.equal(meta.format, 'png', label)
+  assert.deepEqual({ width: meta.width, height: meta.height }, demo.thumbnailSize(r.upload.width, r.upload.height), label)
+  const stats = await sharp(r.body).stats()
+  assert.ok(stats.channels.some((c) => c.max > c.min), `${label}: the thumbnail is not blank`)
+}
+
+test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG while the other worker serves, one restart, 503 past the queue, /workers, nothing left', { timeout: 60_000 }, async (t) => {
   const run = await runDemo(t)
-  const { uploads, results, events, pids, service } = run
-
-  assert.equal(results.length, uploads.length)
-  const corruptAt = uploads.findIndex((u) => u.corrupt)
-  assert.ok(corruptAt > 0 && corruptAt < uploads.length - 1, 'the corrupt upload comes between good ones')
-
-  // Exactly one restart: two spawns, the second a new pid, one crash before it.
-  const names = events.map((e) => e.name)
-  assert.equal(names.filter((n) => n === 'restarting').length, 1, `events: ${names}`)
-  assert.equal(names.filter((n) => n === 'crashed').length, 1, `events: ${names}`)
-  assert.equal(pids.length, 2, `spawns: ${pids}`)
-  assert.notEqual(pids[1], pids[0])
-  assert.deepEqual(names, ['spawn', 'exit', 'crashed', 'restarting', 'spawn', 'exit'])
-  assert.deepEqual(events.find((e) => e.name === 'crashed').value, { code: 1, signal: null, restartCount: 0 })
-  assert.deepEqual(events.find((e) => e.name === 'restarting').value, { delay: 500, attempt: 1 })
-  assert.deepEqual(events.at(-1).value, { code: 0, signal: null }, 'the last worker left cleanly when the demo stopped')
-
-  for (const [i, upload] of uploads.entries()) {
-    const r = results[i]
-    if (upload.corrupt) {
-      assert.equal(r.status, 502, `${upload.name}: ${JSON.stringify(r.error)}`)
-      assert.equal(r.error.code, 'ERR_WORKER_EXITED')
-      assert.match(r.error.message, /crashed/)
-      assert.equal(r.body, undefined)
-      continue
-    }
-    assert.equal(r.status, 200, `${upload.name}: ${JSON.stringify(r.error)}`)
-    // The body is a real image, checked here again with sharp, of the size the demo promises.
-    const meta = await sharp(r.body).metadata()
-    const want = demo.thumbnailSize(upload.width, upload.height)
-    assert.equal(meta.format, 'png', upload.name)
-    assert.deepEqual({ width: meta.width, height: meta.height }, want, upload.name)
-    assert.ok(Math.max(meta.width, meta.height) === 128, `${upload.name}: longest side 128`)
-    const stats = await sharp(r.body).stats()
-    assert.ok(stats.channels.some((c) => c.max > c.min), `${upload.name}: the thumbnail is not blank`)
-    // Served by the first worker before the crash, by its replacement after.
-    assert.equal(r.workerPid, i < corruptAt ? pids[0] : pids[1], upload.name)
-  }
-  assert.equal(results[corruptAt + 1].status, 200, 'the upload right after the crash is served')
+  const { phases, events, crash, service, workers } = run
+  assert.equal(workers, 2, 'two workers by default')
   assert.deepEqual(run.problems, [])
+  const maxQueue = server.QUEUE_PER_WORKER * workers
 
-  // Stopped cleanly, and no process of the demo is left.
-  assert.equal(service.supervisor.state, 'stopped')
-  assert.equal(service.supervisor.pid, null)
+  // Both slots spawned first, with distinct pids.
+  const first = events.slice(0, 2)
+  assert.deepEqual(first.map((e) => e.name), ['spawn', 'spawn'])
+  assert.deepEqual(first.map((e) => e.value.worker).sort(), [0, 1])
+  const startPids = first.map((e) => e.value.pid)
+  assert.notEqual(startPids[0], startPids[1])
+
+  // 1. Served in parallel: every thumbnail right, both workers used, and at least two uploads
+  // worked on at the same time by different workers, by the workers' own clocks.
+  for (const r of phases.parallel) await assertThumbnail(r, `parallel ${r.label}`)
+  assert.deepEqual(new Set(phases.parallel.map((r) => r.workerPid)), new Set(startPids))
+  const [[a, b]] = demo.overlapping(phases.parallel)
+  assert.ok(a.workerStart < b.workerEnd && b.workerStart < a.workerEnd && a.workerPid !== b.workerPid)
+
+  // 2. The corrupt upload: 502 with the worker's pid, exit code and last stderr line.
+  const corrupt = phases.crash.find((r) => r.upload.corrupt)
+  assert.equal(corrupt.status, 502, JSON.stringify(corrupt.error))
+  assert.equal(corrupt.body, undefined)
+  assert.equal(corrupt.error.code, 'ERR_WORKER_EXITED')
+  assert.match(corrupt.error.message, /crashed/)
+  assert.ok(startPids.includes(crash.pid), `the crashed worker ${crash.pid} was one of the first two`)
+  assert.equal(corrupt.error.pid, crash.pid)
+  assert.equal(corrupt.error.exitCode, 1)
+  assert.equal(corrupt.error.signal, null)
+  assert.match(corrupt.error.reason, new RegExp(`^worker ${crash.pid}: cannot decode corrupt\\.jpg`))
+  // The upload sent with it and the two sent once its 502 was back are all served, none by the
+  // worker that crashed.
+  const beside = phases.crash.filter((r) => !r.upload.corrupt)
+  assert.equal(beside.length, 3)
+  for (const r of beside) {
+    await assertThumbnail(r, `crash ${r.label}`)
+    assert.notEqual(r.workerPid, crash.pid, `crash ${r.label}`)
+  }
+
+  // Exactly one crash, of that slot; it restarts after the base delay with a new pid; the other
+  // slot never stopped.
+  const names = events.map((e) => e.name)
+  assert.equal(names.filter((n) => n === 'crashed').length, 1, `events: ${names}`)
+  assert.equal(names.filter((n) => n === 'restarting').length, 1, `events: ${names}`)
+  const slotEvents = events.filter((e) => e.value?.worker === crash.worker).map((e) => [e.name, e.value])
+  assert.deepEqual(slotEvents.slice(1, 5), [
+    ['exit', { worker: crash.worker, pid: crash.pid, code: 1, signal: null }],
+    ['crashed', { worker: crash.worker, pid: crash.pid, code: 1, signal: null, restartCount: 0 }],
+    ['restarting', { worker: crash.worker, delay: 500, attempt: 1 }],
+    ['spawn', { worker: crash.worker, pid: crash.respawned.pid }],
+  ])
+  assert.ok(!startPids.includes(crash.respawned.pid), 'the restarted worker is a new process')
+  const survivor = startPids.find((pid) => pid !== crash.pid)
+  assert.equal(events.filter((e) => e.value?.pid === survivor).length, 1, 'the other worker only spawned: it kept running')
+
+  // 3. After the restart, the new worker serves beside the old one.
+  for (const r of phases.restarted) await assertThumbnail(r, `restarted ${r.label}`)
+  assert.ok(phases.restarted.some((r) => r.workerPid === crash.respawned.pid), 'the restarted worker served')
+  for (const r of phases.restarted) assert.ok([survivor, crash.respawned.pid].includes(r.workerPid), `restarted ${r.label}: pid ${r.workerPid}`)
+
+  // 4. The burst: the first workers + maxQueue are always admitted (and served); the rest that
+  // found the queue full got 503 with Retry-After.
+  assert.equal(phases.burst.length, 3 * (workers + maxQueue))
+  const refused = phases.burst.filter((r) => r.status === 503)
+  const served = phases.burst.filter((r) => r.status === 200)
+  assert.equal(refused.length + served.length, phases.burst.length, `statuses: ${phases.burst.map((r) => r.status)}`)
+  assert.ok(refused.length > 0, 'some of the burst is refused')
+  assert.ok(served.length >= workers + maxQueue, `${served.length} served, at least ${workers + maxQueue} admitted`)
+  for (const r of refused) {
+    assert.equal(r.retryAfter, '1', r.label)
+    assert.equal(r.error.code, 'ERR_POOL_QUEUE_FULL', r.label)
+  }
+  await assertThumbnail(served[0], `burst ${served[0].label}`)
+
+  // GET /workers is pool.stats(), and agrees with all of the above.
+  const stats = await workersWithRss(service.url)
+  assert.deepEqual(Object.keys(stats).sort(), ['completed', 'crashes', 'failed', 'inFlight', 'latencyMs', 'queued', 'recycles', 'rejected', 'restarts', 'state', 'workers'])
+  assert.deepEqual(Object.keys(stats.rejected).sort(), ['aborted', 'closed', 'exhausted', 'queueFull', 'queueTimeout', 'timeout', 'workerError', 'workerExited'])
+  const all = Object.values(phases).flat()
+  const ok = all.filter((r) => r.ok).length
+  assert.equal(stats.state, 'running')
+  assert.equal(stats.queued, 0)
+  assert.equal(stats.inFlight, 0)
+  assert.equal(stats.completed, ok)
+  assert.equal(stats.failed, refused.length + 1)
+  assert.deepEqual(stats.rejected, { queueFull: refused.length, queueTimeout: 0, timeout: 0, aborted: 0, workerExited: 1, workerError: 0, exhausted: 0, closed: 0 })
+  assert.equal(stats.crashes, 1)
+  assert.equal(stats.restarts, 1)
+  assert.equal(stats.recycles, 0)
+  assert.ok(stats.latencyMs.p50 > 0 && stats.latencyMs.p99 >= stats.latencyMs.p50, JSON.stringify(stats.latencyMs))
+  assert.deepEqual(stats.workers.map((w) => w.worker), [0, 1])
+  for (const w of stats.workers) {
+    assert.deepEqual(Object.keys(w).sort(), ['crashes', 'inFlight', 'pid', 'restartCount', 'rss', 'served', 'state', 'uptimeMs', 'worker'])
+    assert.equal(w.pid, w.worker === crash.worker ? crash.respawned.pid : survivor)
+    assert.equal(w.state, 'ready')
+    assert.equal(w.inFlight, 0)
+    assert.equal(w.crashes, w.worker === crash.worker ? 1 : 0)
+    assert.ok(w.rss > 10 * 2 ** 20 && w.rss < 2 ** 30, `worker ${w.worker} RSS ${w.rss}`)
+    assert.ok(w.uptimeMs > 0)
+  }
+  // `served` counts the current process's answers: the survivor's since the start, the new one's since its spawn.
+  const byPid = (pid) => all.filter((r) => r.ok && r.workerPid === pid).length
+  for (const w of stats.workers) assert.equal(w.served, byPid(w.pid), `worker ${w.worker}`)
+
+  // Closed: the server, then the pool (both workers leave cleanly), and nothing is left.
+  await service.close()
+  assert.equal(service.pool.state, 'closed')
+  assert.equal(service.pool.size, 0)
   assert.equal(service.server.listening, false)
-  await waitFor(() => pids.every((pid) => !pidAlive(pid)), { timeout: 5_000, what: `worker pids ${pids} to be gone` })
-  assert.deepEqual(processesWithMarker(workerPath), [], 'no worker process left')
+  const exits = events.filter((e) => e.name === 'exit').slice(-2).map((e) => e.value)
+  assert.deepEqual(exits.map((e) => [e.pid, e.code, e.signal]).sort(), [survivor, crash.respawned.pid].sort().map((pid) => [pid, 0, null]))
+  await waitFor(() => run.pids.every((pid) => !pidAlive(pid)), { timeout: 5_000, what: `worker pids ${run.pids} to be gone` })
+  assert.deepEqual(processesWithMarker(server.WORKER_PATH), [], 'no worker process left')
 })
 
 /** The chromium binary on PATH, or null. */
@@ -110,16 +214,16 @@ function textOf(html, id) {
   return match ? match[1] : null
 }
 
-test('image-service demo: the status page in headless Chromium shows the worker pid and its restart count', { timeout: 60_000 }, async (t) => {
+test('image-service demo: the status page in headless Chromium shows one row per worker and the queue', { timeout: 60_000 }, async (t) => {
   const chromium = findChromium()
   if (!chromium) {
     const reason = 'chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it when missing)'
     t.skip(reason)
     return
   }
-  const run = await runDemo(t, { keep: true })
-  const { service, pids } = run
-  assert.equal(service.supervisor.pid, pids[1], 'the restarted worker is running')
+  const run = await runDemo(t)
+  const { service, pids, crash } = run
+  await workersWithRss(service.url)
 
   const profile = tempDir()
   t.after(() => profile.remove())
@@ -150,15 +254,27 @@ test('image-service demo: the status page in headless Chromium shows the worker 
   assert.equal(browser.exitCode, 0, `chromium failed\n${stderrTail}`)
   const html = browser.stdout
 
-  // The script replaced the placeholders with what GET /workers says.
-  assert.match(html, /id="worker" data-loaded="true"/, `the page never loaded /workers:\n${html.slice(0, 2000)}`)
-  assert.equal(textOf(html, 'pid'), String(service.supervisor.pid))
+  // The script replaced the placeholders with what GET /workers says; the pool is idle, so it
+  // says now what it said to the page.
+  assert.match(html, /id="workers" data-loaded="true"/, `the page never loaded /workers:\n${html.slice(0, 2000)}`)
+  const stats = service.pool.stats()
+  assert.equal((html.match(/<tr id="worker-\d+"/g) ?? []).length, 2, 'one row per worker')
+  for (const w of stats.workers) {
+    const cell = (field) => textOf(html, `worker-${w.worker}-${field}`)
+    assert.equal(cell('pid'), String(w.pid))
+    assert.equal(cell('state'), 'ready')
+    assert.equal(cell('inFlight'), '0')
+    assert.equal(cell('served'), String(w.served))
+    assert.equal(cell('crashes'), w.worker === crash.worker ? '1' : '0')
+    assert.match(cell('rss'), /^\d+\.\d MiB$/)
+    assert.match(cell('uptime'), /^\d+\.\d s$/)
+  }
   assert.equal(textOf(html, 'state'), 'running')
-  assert.equal(textOf(html, 'restarts'), '1')
-  assert.equal(textOf(html, 'crashes'), '1')
-  assert.equal(textOf(html, 'restartCount'), String(service.supervisor.restartCount))
-  assert.match(textOf(html, 'lastCrash'), /^exit code 1 at /)
-  assert.equal(textOf(html, 'served'), '4 / 1')
+  assert.equal(textOf(html, 'queued'), '0')
+  assert.equal(textOf(html, 'inFlight'), '0')
+  assert.equal(textOf(html, 'totals'), `${stats.completed} / ${stats.failed}`)
+  assert.equal(textOf(html, 'refused'), `${stats.rejected.queueFull} / 0`)
+  assert.equal(textOf(html, 'crashes'), '1 / 1 / 0')
 
   await service.close()
   await waitFor(() => pids.every((pid) => !pidAlive(pid)), { timeout: 5_000, what: `worker pids ${pids} to be gone` })

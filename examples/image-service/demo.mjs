@@ -1,15 +1,25 @@
-// The image-service demo, start to finish: start the service on 127.0.0.1 at a free port,
-// upload a few images generated with sharp and one corrupt JPEG, print every response and every
-// supervisor event as it happens, print a summary, stop cleanly.
+// The image-service demo, start to finish: start the service on 127.0.0.1 at a free port with
+// a pool of workers, then, printing every response and every pool event as it happens:
+//   1. upload four images at once — they are worked on in parallel, one per worker;
+//   2. upload a corrupt JPEG together with a good image, and two more as soon as it has been
+//      answered — it crashes the worker that took it and gets a 502; the good ones are served
+//      by the other worker, and the crashed slot restarts;
+//   3. upload four images at once again — the new worker serves beside the others;
+//   4. fire a burst of uploads at once — the bounded queue fills and the rest get 503 with
+//      Retry-After, at once;
+// then print the pool's stats and stop cleanly.
 //
 //   npm run demo                     (from the repository root; installs what is missing first)
+//   npm run demo -- --workers 4      a pool of 4 workers (default 2)
 //   npm run demo -- --keep           (or KEEP=1) leaves the service running for a browser
 //
-// The scenario is exported (runDemo, runScenario, ...) so the test suite runs exactly this.
+// The scenario is exported (runDemo, problems, ...) so the test suite runs exactly this.
 import { realpathSync } from 'node:fs'
+import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 import sharp from 'sharp'
-import { startImageService } from './server.mjs'
+import { startImageService, workersFlag, QUEUE_PER_WORKER } from './server.mjs'
 
 /** The longest side of a thumbnail (worker.cjs makes them). */
 export const THUMBNAIL_SIZE = 128
@@ -35,8 +45,7 @@ function pixels(width, height, channels, colour) {
 }
 
 /**
- * The uploads, in order: images generated with sharp (nothing from the network) and one
- * corrupt JPEG — a real JPEG's headers (SOI, JFIF, tables, frame and scan headers) followed by
+ * The uploads: images generated with sharp (nothing from the network) and one corrupt JPEG — a real JPEG's headers (SOI, JFIF, tables, frame and scan headers) followed by
  * bytes no decoder accepts.
  */
 export async function makeUploads() {
@@ -44,7 +53,14 @@ export async function makeUploads() {
   const tall = await pixels(300, 900, 4, (u, v) => [40, 120 + 130 * v, 255 * u, 255 * (0.35 + 0.65 * (1 - v))]).png().toBuffer()
   const square = await pixels(1024, 1024, 3, (u, v) => [255 * u, 255 * v, 255 * (1 - Math.hypot(u - 0.5, v - 0.5))]).jpeg({ quality: 80 }).toBuffer()
   const wide = await pixels(1600, 400, 3, (u, v) => [200 * v, 255 * Math.abs(Math.sin(u * Math.PI * 3)), 160]).webp({ quality: 80 }).toBuffer()
+  // A photo as phones save them now: AVIF, small to send and slow to decode (about 0.2 s of CPU
+  // here), so uploads of it visibly overlap and a burst of them outlasts its own arrival.
+  const photo = await pixels(64, 64, 3, (u, v) => [230 - 150 * v, 90 + 120 * u * v, 140 + 100 * Math.cos(u * 3)])
+    .resize(2000, 2000, { kernel: 'cubic' })
+    .avif({ quality: 50, effort: 0 })
+    .toBuffer()
   return [
+    { name: 'photo-2000x2000.avif', type: 'image/avif', data: photo, width: 2000, height: 2000, slow: true },
     { name: 'sunset-640x480.jpg', type: 'image/jpeg', data: sunset, width: 640, height: 480 },
     { name: 'tall-300x900.png', type: 'image/png', data: tall, width: 300, height: 900 },
     { name: 'corrupt.jpg', type: 'image/jpeg', data: corruptJpeg(sunset), corrupt: true },
@@ -70,106 +86,261 @@ export function corruptJpeg(jpeg) {
 }
 
 /**
- * Uploads each of `uploads` to `url`/thumbnails in turn and returns what came back:
- * { name, status, ok, bytes, width, height, format, workerPid, error, ms }. A 200 is checked
- * with sharp (the body must decode to an image of the size the headers claim).
+ * One upload of `upload` to `url`/thumbnails. Returns { label, name, status, ok, start, end,
+ * workerPid, workerStart, workerEnd, width, height, format, body, error, retryAfter }, times in
+ * ms on the demo's clock (`clock.now()`); a 200's body is checked with sharp (it must decode to
+ * an image of the size the headers claim).
  */
-export async function runScenario(url, uploads, { print = console.log } = {}) {
-  const results = []
-  for (const upload of uploads) {
-    const started = performance.now()
-    print(`→ POST /thumbnails  ${upload.name} (${upload.type}, ${kb(upload.data.length)})`)
-    const response = await fetch(`${url}/thumbnails?name=${encodeURIComponent(upload.name)}`, {
-      method: 'POST',
-      headers: { 'Content-Type': upload.type },
-      body: upload.data,
-      signal: AbortSignal.timeout(60_000),
+async function post(url, upload, label, clock) {
+  const start = clock.now()
+  const response = await fetch(`${url}/thumbnails?name=${encodeURIComponent(upload.name)}`, {
+    method: 'POST',
+    headers: { 'Content-Type': upload.type },
+    body: upload.data,
+    signal: AbortSignal.timeout(60_000),
+  })
+  const body = Buffer.from(await response.arrayBuffer())
+  const result = { label, name: upload.name, status: response.status, ok: response.ok, start, end: clock.now() }
+  if (response.ok) {
+    const meta = await sharp(body).metadata()
+    Object.assign(result, {
+      body,
+      format: meta.format,
+      width: meta.width,
+      height: meta.height,
+      workerPid: Number(response.headers.get('x-worker-pid')),
+      workerStart: clock.fromEpoch(Number(response.headers.get('x-worker-started'))),
+      workerEnd: clock.fromEpoch(Number(response.headers.get('x-worker-finished'))),
     })
-    const body = Buffer.from(await response.arrayBuffer())
-    const result = { name: upload.name, status: response.status, ok: response.ok, ms: Math.round(performance.now() - started) }
-    if (response.ok) {
-      const meta = await sharp(body).metadata()
-      Object.assign(result, {
-        bytes: body.length,
-        body,
-        format: meta.format,
-        width: meta.width,
-        height: meta.height,
-        workerPid: Number(response.headers.get('x-worker-pid')),
-      })
-      print(`← ${result.status} ${result.format} thumbnail ${result.width}×${result.height}, ${kb(result.bytes)}, worker ${result.workerPid}, ${result.ms} ms`)
-    } else {
-      result.error = JSON.parse(body.toString('utf8')).error
-      print(`← ${result.status} ${result.error.code}: ${result.error.message} (${result.ms} ms)`)
-    }
-    results.push(result)
+  } else {
+    result.error = JSON.parse(body.toString('utf8')).error
+    result.retryAfter = response.headers.get('retry-after')
   }
+  return result
+}
+
+/**
+ * Uploads all of `uploads` at once — or, for those given in `afterFirst`, as soon as the first of
+ * `uploads` has been answered; prints each one's start and end (with the worker's pid) as they
+ * happen, then a timeline. Resolves with the results, `uploads` then `afterFirst`, each with its
+ * `upload`.
+ */
+async function together(url, uploads, { clock, print, first = 1, afterFirst = [] }) {
+  let label = first
+  const send = async (upload) => {
+    const tag = `#${label++}`
+    print(`${clock.stamp()}  → ${tag} POST /thumbnails  ${upload.name} (${upload.type}, ${kb(upload.data.length)})`)
+    const r = await post(url, upload, tag, clock)
+    if (r.ok) print(`${clock.stamp()}  ← ${tag} 200 ${r.format} ${r.width}×${r.height}, ${kb(r.body.length)}, worker ${r.workerPid}, ${ms(r.end - r.start)}`)
+    else print(`${clock.stamp()}  ← ${tag} ${r.status} ${r.error.code}: ${r.error.message}${r.error.reason ? ` [${r.error.reason}]` : ''} (${ms(r.end - r.start)})`)
+    return { ...r, upload }
+  }
+  const sent = uploads.map(send)
+  const later = afterFirst.length === 0 ? [] : await Promise.race(sent).then(() => afterFirst.map(send))
+  const results = await Promise.all([...sent, ...later])
+  timeline(results, print)
   return results
+}
+
+/**
+ * Each request as a bar on one time scale: ─ while the client waited, █ while a worker worked on
+ * it. Bars of different workers stacked over the same columns are uploads served in parallel.
+ */
+function timeline(results, print, columns = 48) {
+  const from = Math.min(...results.map((r) => r.start))
+  const to = Math.max(...results.map((r) => r.end))
+  const scale = columns / Math.max(to - from, 1)
+  const col = (t) => Math.min(columns - 1, Math.max(0, Math.floor((t - from) * scale)))
+  const width = Math.max(...results.map((r) => r.name.length))
+  print(`           timeline, ${ms(to - from)} across: ─ waiting, █ in a worker`)
+  for (const r of results) {
+    const bar = Array(columns).fill(' ')
+    for (let c = col(r.start); c <= col(r.end); c++) bar[c] = '─'
+    if (r.ok) for (let c = col(r.workerStart); c <= col(r.workerEnd); c++) bar[c] = '█'
+    const who = r.ok ? `worker ${r.workerPid}` : `${r.status}`
+    print(`           ${r.label.padStart(3)} ${r.name.padEnd(width)} |${bar.join('')}| ${who}`)
+  }
 }
 
 function kb(bytes) {
   return bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(1)} KiB`
 }
 
-/** Did the run go the way the demo promises? A list of what did not (empty: all good). */
-export function problems(uploads, results, events) {
-  const found = []
-  uploads.forEach((upload, i) => {
-    const r = results[i]
-    if (upload.corrupt) {
-      if (r.status !== 502 || r.error?.code !== 'ERR_WORKER_EXITED') found.push(`${upload.name}: expected 502 ERR_WORKER_EXITED, got ${r.status}`)
-    } else {
-      const want = thumbnailSize(upload.width, upload.height)
-      if (r.status !== 200) found.push(`${upload.name}: expected 200, got ${r.status}`)
-      else if (r.width !== want.width || r.height !== want.height) found.push(`${upload.name}: thumbnail ${r.width}×${r.height}, expected ${want.width}×${want.height}`)
+function ms(n) {
+  return `${Math.round(n)} ms`
+}
+
+/** Resolves with the first 'spawn' of slot `worker` recorded after `events[after]`, waiting for it if need be. */
+async function respawnOf(pool, events, worker, after, timeout) {
+  const seen = events.slice(after + 1).find((e) => e.name === 'spawn' && e.value.worker === worker)
+  if (seen) return seen.value
+  const signal = AbortSignal.timeout(timeout)
+  for (;;) {
+    const [value] = await once(pool, 'spawn', { signal })
+    if (value.worker === worker) return value
+  }
+}
+
+/** Pairs of results worked on at the same time (by the workers' own clocks) by different workers. */
+export function overlapping(results) {
+  const served = results.filter((r) => r.ok)
+  const pairs = []
+  for (const [i, a] of served.entries()) {
+    for (const b of served.slice(i + 1)) {
+      if (a.workerPid !== b.workerPid && a.workerStart < b.workerEnd && b.workerStart < a.workerEnd) pairs.push([a, b])
     }
-  })
-  const restarts = events.filter((e) => e.name === 'restarting').length
-  if (restarts !== uploads.filter((u) => u.corrupt).length) found.push(`expected one restart per corrupt upload, saw ${restarts}`)
+  }
+  return pairs
+}
+
+/** Did the run go the way the demo promises? A list of what did not (empty: all good). */
+export function problems(run) {
+  const { workers, phases, events, crash } = run
+  const found = []
+  const checkServed = (phase, results) => {
+    for (const r of results) {
+      if (r.upload.corrupt) continue
+      const want = thumbnailSize(r.upload.width, r.upload.height)
+      if (r.status !== 200) found.push(`${phase} ${r.label} ${r.name}: expected 200, got ${r.status} ${r.error?.code}`)
+      else if (r.width !== want.width || r.height !== want.height) found.push(`${phase} ${r.label} ${r.name}: thumbnail ${r.width}×${r.height}, expected ${want.width}×${want.height}`)
+    }
+  }
+
+  checkServed('parallel', phases.parallel)
+  if (workers >= 2 && overlapping(phases.parallel).length === 0) found.push('parallel: no two uploads were worked on at the same time by different workers')
+
+  const corrupt = phases.crash.find((r) => r.upload.corrupt)
+  if (corrupt.status !== 502 || corrupt.error?.code !== 'ERR_WORKER_EXITED') found.push(`crash: the corrupt upload expected 502 ERR_WORKER_EXITED, got ${corrupt.status} ${corrupt.error?.code}`)
+  checkServed('crash', phases.crash)
+  const crashes = events.filter((e) => e.name === 'crashed')
+  if (crashes.length !== 1) found.push(`expected exactly one crash, saw ${crashes.length}`)
+  if (!crash.respawned) found.push('the crashed worker was not restarted')
+  else if (crash.respawned.pid === crash.pid) found.push('the restarted worker has the crashed one’s pid')
+  if (workers >= 2) for (const r of phases.crash) if (r.ok && r.workerPid === crash.pid) found.push(`crash ${r.label}: served by the worker that crashed`)
+
+  // Not checked for overlap: a fresh worker is still loading sharp when its first upload comes.
+  checkServed('after restart', phases.restarted)
+  if (crash.respawned && !phases.restarted.some((r) => r.workerPid === crash.respawned.pid)) found.push('after restart: the restarted worker served nothing')
+
+  const refused = phases.burst.filter((r) => r.status === 503)
+  const other = phases.burst.filter((r) => r.status !== 503 && r.status !== 200)
+  if (refused.length === 0) found.push('burst: no upload was refused with 503 although the queue was full')
+  for (const r of refused) {
+    if (r.error?.code !== 'ERR_POOL_QUEUE_FULL' || r.retryAfter === null) found.push(`burst ${r.label}: 503 expected ERR_POOL_QUEUE_FULL with Retry-After, got ${r.error?.code}, Retry-After ${r.retryAfter}`)
+  }
+  for (const r of other) found.push(`burst ${r.label}: expected 200 or 503, got ${r.status} ${r.error?.code}`)
+  checkServed('burst', phases.burst.filter((r) => r.status !== 503))
   return found
 }
 
 /**
- * The whole demo: starts the service, runs the scenario, prints a summary. Returns
- * { url, uploads, results, events, pids, problems, service }; unless `keep`, the service is
- * closed (server and worker) before it returns. `print` receives each line of the transcript.
+ * The whole demo: starts the service with `workers` workers, runs the four phases, prints a
+ * summary. Returns { url, workers, uploads, phases: { parallel, crash, restarted, burst },
+ * crash: { worker, pid, respawned }, events, pids, stats, problems, service }; each result
+ * carries its `upload`. Unless `keep`, the service is closed (server and pool) before it
+ * returns. `print` receives each line of the transcript.
  */
-export async function runDemo({ keep = false, print = console.log, serviceOptions = {} } = {}) {
+export async function runDemo({ keep = false, print = console.log, workers = 2, serviceOptions = {} } = {}) {
   const t0 = performance.now()
-  const stamp = () => `${((performance.now() - t0) / 1000).toFixed(3).padStart(7)}s`
+  const clock = {
+    now: () => performance.now() - t0,
+    fromEpoch: (epochMs) => epochMs - performance.timeOrigin - t0,
+    stamp: () => `${((performance.now() - t0) / 1000).toFixed(3).padStart(7)}s`,
+  }
   const events = []
   const pids = []
   const service = await startImageService({
+    workers,
     ...serviceOptions,
     onEvent(name, value) {
-      events.push({ name, value, at: performance.now() - t0 })
+      events.push({ name, value, at: clock.now() })
       if (name === 'spawn') pids.push(value.pid)
-      print(`${stamp()}  supervisor ${name.padEnd(10)} ${JSON.stringify(value)}`)
+      print(`${clock.stamp()}  pool ${name.padEnd(10)} ${JSON.stringify(value)}`)
     },
-    onWorkerOutput(stream, chunk) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) print(`${stamp()}  worker ${stream}: ${line}`)
+    onWorkerOutput(stream, chunk, { pid }) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) print(`${clock.stamp()}  worker ${pid} ${stream}: ${line}`)
     },
   })
-  let results
   try {
-    print(`${stamp()}  listening on ${service.url} (worker pid ${service.supervisor.pid})`)
+    const maxQueue = serviceOptions.maxQueue ?? QUEUE_PER_WORKER * workers
+    print(`${clock.stamp()}  listening on ${service.url}, ${workers} workers (pids ${pids.join(', ')}), queue bound ${maxQueue}`)
     const uploads = await makeUploads()
-    const timed = (line) => print(`${stamp()}  ${line}`)
-    results = await runScenario(service.url, uploads, { print: timed })
-    const found = problems(uploads, results, events)
-    const status = service.status()
+    const good = uploads.filter((u) => !u.corrupt)
+    const corrupt = uploads.find((u) => u.corrupt)
+    const slow = good.find((u) => u.slow)
+    let next = 1
+    const run = async (title, batch, afterFirst = []) => {
+      print('')
+      print(title)
+      const results = await together(service.url, batch, { clock, print, first: next, afterFirst })
+      next += results.length
+      return results
+    }
 
+    const phases = {}
+    const parallel = workers >= 2 ? `served in parallel by ${workers} workers` : 'served in turn by the one worker'
+    phases.parallel = await run(`1. ${good.length} uploads at once, ${parallel}`, good)
+
+    // The corrupt JPEG goes with the slow AVIF, so they are on different workers; the next two
+    // uploads go as soon as the corrupt one's 502 is back, while its slot restarts.
+    const before = events.length - 1
+    phases.crash = await run(
+      `2. a corrupt JPEG beside the AVIF: it crashes the worker that took it (502)${workers >= 2 ? '; the other worker goes on serving' : ''}`,
+      [corrupt, slow],
+      good.filter((u) => !u.slow).slice(0, 2),
+    )
+    const crashedAt = events.findIndex((e, i) => i > before && e.name === 'crashed')
+    const crash = { worker: null, pid: null, respawned: null }
+    if (crashedAt >= 0) {
+      Object.assign(crash, { worker: events[crashedAt].value.worker, pid: events[crashedAt].value.pid })
+      crash.respawned = await respawnOf(service.pool, events, crash.worker, crashedAt, 15_000).catch(() => null)
+      print(`${clock.stamp()}  worker slot ${crash.worker}: pid ${crash.pid} crashed, ${crash.respawned ? `pid ${crash.respawned.pid} took its place` : 'not restarted'}`)
+    }
+
+    phases.restarted = await run(`3. ${good.length} uploads at once again: the restarted worker serves${workers >= 2 ? ' beside the others' : ''}`, good)
+
+    const burstSize = 3 * (workers + maxQueue)
+    print('')
+    print(`4. a burst of ${burstSize} uploads at once against ${workers} workers and a queue of ${maxQueue}: what the queue cannot hold is refused at once`)
+    const burstStart = clock.now()
+    const burst = await Promise.all(Array.from({ length: burstSize }, (_, i) => post(service.url, slow, `#${next + i}`, clock)))
+    next += burstSize
+    phases.burst = burst.map((r) => ({ ...r, upload: slow }))
+    const served = phases.burst.filter((r) => r.ok)
+    const refused = phases.burst.filter((r) => r.status === 503)
+    const perPid = new Map()
+    for (const r of served) perPid.set(r.workerPid, (perPid.get(r.workerPid) ?? 0) + 1)
+    const byPid = [...perPid].map(([pid, count]) => `${count} by worker ${pid}`)
+    const after = (results) => ms(Math.max(...results.map((r) => r.end)) - burstStart)
+    if (refused.length > 0) {
+      print(`${clock.stamp()}  ← ${refused.length} × 503 ${refused[0].error.code}, Retry-After: ${refused[0].retryAfter} — refused as they arrived, the last ${after(refused)} into the burst`)
+    }
+    print(`${clock.stamp()}  ← ${served.length} × 200 (${byPid.join(', ')}), the last ${after(served)} into the burst`)
+    for (const r of phases.burst.filter((r) => !r.ok && r.status !== 503)) print(`${clock.stamp()}  ← ${r.label} ${r.status} ${r.error.code}`)
+
+    const stats = service.pool.stats()
+    const result = { url: service.url, workers, uploads, phases, crash, events, pids, stats, service }
+    result.problems = problems(result)
+
+    const all = Object.values(phases).flat()
     print('')
     print('Summary')
-    print(`  uploads:   ${results.length} — ${results.filter((r) => r.ok).length} thumbnails, ${results.filter((r) => !r.ok).map((r) => `${r.status} for ${r.name}`).join(', ') || 'no failures'}`)
-    print(`  worker:    pid ${pids.join(' → ')}; ${status.crashes} crash, ${status.restarts} restart; now ${status.state}, restartCount ${status.restartCount}`)
-    print(`  verdict:   ${found.length === 0 ? 'as promised — the corrupt upload got a 502, never a 200 without a thumbnail, and the next upload was served' : 'PROBLEMS: ' + found.join('; ')}`)
+    print(`  uploads:   ${all.length} — ${all.filter((r) => r.ok).length} thumbnails, ${refused.length} refused with 503 (queue full), ${all.filter((r) => r.status === 502).length} 502 (the corrupt JPEG)`)
+    print(`  pool:      ${stats.state}; completed ${stats.completed}, failed ${stats.failed} (queue full ${stats.rejected.queueFull}, worker exited ${stats.rejected.workerExited}); ${stats.crashes} crash, ${stats.restarts} restart; latency p50 ${stats.latencyMs.p50?.toFixed(0)} ms, p99 ${stats.latencyMs.p99?.toFixed(0)} ms`)
+    for (const w of stats.workers) {
+      print(`  worker ${w.worker}:  pid ${w.pid} ${w.state}, served ${w.served}, crashes ${w.crashes}, RSS ${w.rss === null ? '—' : `${(w.rss / 2 ** 20).toFixed(1)} MiB`}`)
+    }
+    print(`  pids:      ${pids.join(', ')}`)
+    const promised = workers >= 2
+      ? 'uploads served in parallel, the corrupt one alone got a 502 while the other workers kept serving, its worker restarted, and the burst past the queue got 503 at once'
+      : 'the corrupt upload alone got a 502, its worker restarted, and the burst past the queue got 503 at once'
+    print(`  verdict:   ${result.problems.length === 0 ? `as promised — ${promised}` : 'PROBLEMS: ' + result.problems.join('; ')}`)
 
     if (!keep) {
       await service.close()
-      print(`${stamp()}  stopped: server closed, supervisor ${service.supervisor.state}, worker pid ${service.supervisor.pid ?? 'none'}`)
+      print(`${clock.stamp()}  stopped: server closed, pool ${service.pool.state}, ${service.pool.size} workers`)
     }
-    return { url: service.url, uploads, results, events, pids, problems: found, service }
+    return result
   } catch (error) {
     await service.close().catch(() => {})
     throw error
@@ -177,8 +348,17 @@ export async function runDemo({ keep = false, print = console.log, serviceOption
 }
 
 async function main() {
-  const keep = process.argv.includes('--keep') || ['1', 'true', 'yes'].includes(process.env.KEEP ?? '')
-  const { problems: found, service, url } = await runDemo({ keep })
+  let keep, workers
+  try {
+    const { values } = parseArgs({ options: { workers: { type: 'string' }, keep: { type: 'boolean', default: false } } })
+    keep = values.keep || ['1', 'true', 'yes'].includes(process.env.KEEP ?? '')
+    workers = workersFlag(values.workers)
+  } catch (error) {
+    console.error(`${error.message}\nusage: node demo.mjs [--workers N] [--keep]`)
+    process.exitCode = 2
+    return
+  }
+  const { problems: found, service, url } = await runDemo({ keep, workers })
   if (!keep) {
     process.exitCode = found.length === 0 ? 0 : 1
     return
@@ -187,7 +367,7 @@ async function main() {
   const stop = async (signal) => {
     console.log(`\n${signal}: stopping ...`)
     await service.close()
-    console.log(`stopped: supervisor ${service.supervisor.state}`)
+    console.log(`stopped: pool ${service.pool.state}`)
   }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)

@@ -1,105 +1,100 @@
-// The image service: an Express 5 app whose thumbnails are made by a sharp worker process that
-// tethered's Supervisor keeps alive. A worker that crashes on a corrupt upload is restarted with
-// backoff; the upload it was working on gets a 502 — never a 200 without a thumbnail — and the
-// next upload is served by the new worker.
+// The image service: an Express 5 app whose thumbnails are made by a pool of sharp worker
+// processes run by tethered's Pool — by default two, one per core of a small machine. Uploads
+// are served in parallel, one per worker; more wait in a short, bounded queue; past it the
+// service answers 503 at once instead of letting a backlog grow. A worker that crashes on a
+// corrupt upload takes only that upload down (502); the others keep serving while its slot
+// restarts with backoff.
 //
 //   POST /thumbnails   raw image body (Content-Type: image/*) → 200 image/png, a 128 px thumbnail
-//   GET  /workers      the supervised worker as JSON (pid, state, restartCount, uptime, ...)
-//   GET  /             a small page showing the same, refreshed every second
-import { readFileSync } from 'node:fs'
+//   GET  /workers      pool.stats(): the queue, the totals, one row per worker
+//   GET  /             a page showing the same, live
+//
+//   node examples/image-service/server.mjs [--workers N] [--port P] [--host H]
+import { readFileSync, realpathSync } from 'node:fs'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 import express from 'express'
-// In your own app: `import { Supervisor } from 'tethered'`. The demo loads the package from the
+// In your own app: `import { Pool } from 'tethered'`. The demo loads the package from the
 // repository it lives in (see README.md, "The image-service demo").
-import { Supervisor } from '../../index.mjs'
+import { Pool } from '../../index.mjs'
 
 export const WORKER_PATH = fileURLToPath(new URL('./worker.cjs', import.meta.url))
 const PAGE = readFileSync(new URL('./index.html', import.meta.url), 'utf8')
 
-/** The Supervisor's events the service records and hands to `onEvent`. */
-export const SUPERVISOR_EVENTS = ['spawn', 'exit', 'crashed', 'restarting', 'exhausted', 'unresponsive', 'error']
+/** The Pool's events the service hands to `onEvent`; each concerning one worker carries {worker, pid}. */
+export const POOL_EVENTS = ['spawn', 'exit', 'crashed', 'restarting', 'unresponsive', 'recycle', 'exhausted', 'error']
 
-/** How a failed request() becomes an HTTP answer. */
+/** Uploads that may wait for a worker, per worker: a client waits behind at most this many others each. */
+export const QUEUE_PER_WORKER = 4
+
+/** Seconds a client told 503 should wait before trying again. */
+const RETRY_AFTER = '1'
+
+/**
+ * How a rejected pool.request() becomes an HTTP answer: [status, message, retryable]. A request
+ * that never reached a worker (queue full, or it waited too long for one) is the service being
+ * busy: 503 with Retry-After. One a worker took and did not answer in time is a gateway timeout:
+ * 504. A worker that died under it: 502.
+ */
 const FAILURES = {
-  ERR_WORKER_EXITED: [502, 'The image worker crashed while making this thumbnail (it is being restarted); the upload was not processed.'],
-  ERR_TIMEOUT: [504, 'The image worker did not answer in time; the upload was not processed.'],
-  ERR_IPC_CHANNEL_CLOSED: [503, 'No image worker is running right now; try again shortly.'],
-  ERR_WORKER_REQUEST_FAILED: [500, 'The image worker could not make a thumbnail.'],
+  ERR_POOL_QUEUE_FULL: [503, 'Every image worker is busy and the queue is full; try again shortly.', true],
+  ERR_POOL_QUEUE_TIMEOUT: [503, 'No image worker became free in time; try again shortly.', true],
+  ERR_WORKER_EXITED: [502, 'The image worker crashed while making this thumbnail (it is being restarted); the upload was not processed.', false],
+  ERR_TIMEOUT: [504, 'The image worker did not answer in time; the upload was not processed.', false],
+  ERR_POOL_EXHAUSTED: [503, 'The image workers kept crashing and were stopped; thumbnails are unavailable until the service restarts.', false],
+  ERR_POOL_CLOSED: [503, 'The service is shutting down.', false],
+  ERR_WORKER_REQUEST_FAILED: [500, 'The image worker could not make a thumbnail.', false],
+}
+
+/** The JSON error body for a rejected request; for a crash, what the operator needs to see why. */
+function failure(error) {
+  const [status, message, retryable] = FAILURES[error.code] ?? [500, 'The thumbnail could not be made.', false]
+  const body = { code: error.code ?? 'ERR_INTERNAL', message }
+  if (error.code === 'ERR_WORKER_EXITED') {
+    // The worker's own last words (stdio: 'pipe' keeps them): here, which file it could not
+    // decode. A public service would log these rather than send them to the client.
+    const lastLine = (error.stderrTail ?? '').trimEnd().split('\n').at(-1)
+    Object.assign(body, { pid: error.pid, exitCode: error.exitCode, signal: error.signal, reason: lastLine || null })
+  }
+  return { status, body, retryable }
 }
 
 /**
- * Starts the service on `host`:`port` (port 0: a free one) with one supervised worker.
- * Resolves once it listens and the worker runs, with `{ url, server, supervisor, status(),
- * close() }`. `onEvent(name, value)` sees every supervisor event as it happens; `onWorkerOutput`
- * every chunk the worker writes to stdout/stderr.
+ * Starts the service on `host`:`port` (port 0: a free one) with a pool of `workers` thumbnail
+ * workers. Resolves once it listens and the workers are spawned, with `{ url, server, pool,
+ * close() }`. `onEvent(name, value)` sees every pool event as it happens; `onWorkerOutput(stream,
+ * chunk, { worker, pid })` every chunk a worker writes to stdout/stderr.
  */
 export async function startImageService({
   host = '127.0.0.1',
   port = 0,
+  workers = 2,
+  maxQueue = QUEUE_PER_WORKER * workers,
   onEvent = () => {},
   onWorkerOutput = (stream, chunk) => process[stream].write(chunk),
-  supervisorOptions = {},
-  requestTimeout = 30_000,
-  waitForWorker = 10_000,
+  poolOptions = {},
 } = {}) {
-  const supervisor = new Supervisor({
+  const pool = new Pool({
     modulePath: WORKER_PATH,
-    restartDelay: 500, // 500 ms, then 1 s, 2 s, ... up to maxRestartDelay
+    size: workers,
+    maxQueue,
+    queueTimeout: 10_000, // an upload waits at most 10 s for a free worker
+    requestTimeout: 30_000, // and a worker has 30 s to make its thumbnail
+    restartDelay: 500, // a crashed slot restarts after 500 ms, then 1 s, 2 s, ... up to maxRestartDelay
     maxRestartDelay: 10_000,
-    maxRestarts: 5,
+    maxRestarts: 10, // more crashes than this within a minute: the pool gives up ('exhausted')
+    restartWindow: 60_000,
+    maxMemory: 512 * 1024 * 1024, // a worker whose process group grows past this is replaced gracefully
     healthCheckInterval: 5_000,
     healthCheckTimeout: 5_000,
     stopTimeout: 5_000,
     stdio: 'pipe',
-    ...supervisorOptions,
+    ...poolOptions,
   })
-
-  // Totals since the service started; the supervisor's own restartCount counts consecutive
-  // crashes and goes back to 0 as soon as a new worker answers anything.
-  const stats = { spawnedAt: null, restarts: 0, crashes: 0, lastCrash: null, served: 0, failed: 0 }
-  supervisor.on('spawn', () => (stats.spawnedAt = Date.now()))
-  supervisor.on('exit', () => (stats.spawnedAt = null))
-  supervisor.on('restarting', () => (stats.restarts += 1))
-  supervisor.on('crashed', ({ code, signal }) => {
-    stats.crashes += 1
-    stats.lastCrash = { code, signal, at: new Date().toISOString() }
-  })
-  for (const name of SUPERVISOR_EVENTS) supervisor.on(name, (value) => onEvent(name, value))
-  supervisor.on('stdout', (chunk) => onWorkerOutput('stdout', chunk))
-  supervisor.on('stderr', (chunk) => onWorkerOutput('stderr', chunk))
-
-  function status() {
-    const pid = supervisor.pid
-    return {
-      pid,
-      state: supervisor.state,
-      connected: supervisor.connected,
-      restartCount: supervisor.restartCount,
-      restarts: stats.restarts,
-      crashes: stats.crashes,
-      uptime: pid !== null && stats.spawnedAt !== null ? (Date.now() - stats.spawnedAt) / 1000 : 0,
-      lastCrash: stats.lastCrash,
-      served: stats.served,
-      failed: stats.failed,
-    }
-  }
-
-  /** Waits (bounded) for a connected worker while one is being started or restarted. */
-  async function workerReady() {
-    const deadline = Date.now() + waitForWorker
-    while (!supervisor.connected) {
-      const state = supervisor.state
-      if (state !== 'starting' && state !== 'restarting' && state !== 'running') return false
-      const left = deadline - Date.now()
-      if (left <= 0) return false
-      // 'spawn' or 'exhausted', whichever first; a short poll covers a running worker whose
-      // channel is not up yet.
-      const signal = AbortSignal.timeout(Math.min(left, 250))
-      await Promise.race([once(supervisor, 'spawn', { signal }), once(supervisor, 'exhausted', { signal })]).catch(() => {})
-    }
-    return true
-  }
+  for (const name of POOL_EVENTS) pool.on(name, (value) => onEvent(name, value))
+  pool.on('stdout', (chunk, from) => onWorkerOutput('stdout', chunk, from))
+  pool.on('stderr', (chunk, from) => onWorkerOutput('stderr', chunk, from))
 
   const app = express()
   app.disable('x-powered-by')
@@ -109,7 +104,7 @@ export async function startImageService({
   })
 
   app.get('/workers', (req, res) => {
-    res.set('Cache-Control', 'no-store').json(status())
+    res.set('Cache-Control', 'no-store').json(pool.stats())
   })
 
   app.post('/thumbnails', express.raw({ type: 'image/*', limit: '20mb' }), async (req, res) => {
@@ -118,16 +113,14 @@ export async function startImageService({
       return
     }
     const name = typeof req.query.name === 'string' ? req.query.name : undefined
-    if (!(await workerReady())) {
-      stats.failed += 1
-      const [status, message] = FAILURES.ERR_IPC_CHANNEL_CLOSED
-      res.status(status).set('Retry-After', '1').json({ error: { code: 'ERR_IPC_CHANNEL_CLOSED', message } })
-      return
-    }
+    // A client that goes away takes its upload out of the queue (no worker touched), or has
+    // the worker told to cancel it.
+    const gone = new AbortController()
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort()
+    })
     try {
-      const result = await supervisor.request({ image: req.body.toString('base64'), name }, { timeout: requestTimeout })
-      const thumbnail = Buffer.from(result.thumbnail, 'base64')
-      stats.served += 1
+      const result = await pool.request({ image: req.body.toString('base64'), name }, { signal: gone.signal })
       res
         .status(200)
         .type(`image/${result.format}`)
@@ -135,13 +128,16 @@ export async function startImageService({
           'X-Thumbnail-Width': String(result.width),
           'X-Thumbnail-Height': String(result.height),
           'X-Worker-Pid': String(result.pid),
+          // When the worker began and finished this thumbnail (ms since the epoch).
+          'X-Worker-Started': result.started.toFixed(1),
+          'X-Worker-Finished': result.finished.toFixed(1),
         })
-        .send(thumbnail)
+        .send(Buffer.from(result.thumbnail, 'base64'))
     } catch (error) {
-      stats.failed += 1
-      const [status, message] = FAILURES[error.code] ?? [500, 'The thumbnail could not be made.']
-      if (status === 503) res.set('Retry-After', '1')
-      res.status(status).json({ error: { code: error.code ?? 'ERR_INTERNAL', message, detail: error.message } })
+      if (error.code === 'ABORT_ERR') return // nobody is listening
+      const { status, body, retryable } = failure(error)
+      if (retryable) res.set('Retry-After', RETRY_AFTER)
+      res.status(status).json({ error: body })
     }
   })
 
@@ -152,20 +148,20 @@ export async function startImageService({
     res.status(status).json({ error: { code: error.type ?? 'ERR_INTERNAL', message: error.message } })
   })
 
-  await supervisor.start()
+  await pool.start()
   let server
   try {
     server = app.listen(port, host)
     await once(server, 'listening')
   } catch (error) {
-    await supervisor.stop()
+    await pool.close({ drain: false })
     throw error
   }
   const { address, port: actualPort } = server.address()
   const url = `http://${address}:${actualPort}`
 
   let closing = null
-  /** Stops taking connections, waits for the open ones, then stops the worker. Idempotent. */
+  /** Stops taking connections, lets the uploads under way finish, then stops the workers. Idempotent. */
   function close() {
     closing ??= (async () => {
       const closed = new Promise((resolve) => server.close(resolve))
@@ -174,10 +170,53 @@ export async function startImageService({
       const force = setTimeout(() => server.closeAllConnections(), 5_000)
       await closed
       clearTimeout(force)
-      await supervisor.stop()
+      await pool.close()
     })()
     return closing
   }
 
-  return { url, server, supervisor, status, close }
+  return { url, server, pool, close }
+}
+
+/** `--workers N` as given to server.mjs or demo.mjs (default 2); throws a usage message when invalid. */
+export function workersFlag(value) {
+  if (value === undefined) return 2
+  const workers = Number(value)
+  if (!Number.isSafeInteger(workers) || workers < 1) throw new Error(`--workers takes a whole number of at least 1, not ${JSON.stringify(value)}`)
+  return workers
+}
+
+async function main() {
+  let values, workers
+  try {
+    ;({ values } = parseArgs({
+      options: { workers: { type: 'string' }, port: { type: 'string', default: '3000' }, host: { type: 'string', default: '127.0.0.1' } },
+    }))
+    workers = workersFlag(values.workers)
+  } catch (error) {
+    console.error(`${error.message}\nusage: node server.mjs [--workers N] [--port P] [--host H]`)
+    process.exitCode = 2
+    return
+  }
+  const service = await startImageService({
+    host: values.host,
+    port: Number(values.port),
+    workers,
+    onEvent: (name, value) => console.log(`pool ${name} ${JSON.stringify(value)}`),
+  })
+  console.log(`image service on ${service.url}/ with ${service.pool.size} workers (Ctrl-C stops it)`)
+  const stop = async (signal) => {
+    console.log(`${signal}: stopping ...`)
+    await service.close()
+    console.log(`stopped: pool ${service.pool.state}`)
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
+  main().catch((error) => {
+    console.error(error.message)
+    process.exitCode = 1
+  })
 }

@@ -1,7 +1,7 @@
 'use strict'
-// The thumbnail worker. tethered's Supervisor runs this file with Node and a real Node IPC
-// channel; the tethered/worker helper answers the supervisor's health checks and shutdown and
-// hands each request() body to the handler below.
+// The thumbnail worker. tethered's Pool runs several of these, each with Node and a real Node
+// IPC channel; the tethered/worker helper answers the pool's health checks and shutdown and
+// hands each request() body to the handler below. The pool gives a worker one upload at a time.
 //
 // It is CommonJS, like the documented `require('tethered/worker')`: a CommonJS main module runs
 // to its end (handlers registered) before Node reads the first message from the IPC channel, so
@@ -12,10 +12,17 @@
 const { onRequest } = require('../../worker.js')
 const sharp = require('sharp')
 
+// Every upload is a new image: libvips's operation cache would only hold memory (and the pool
+// replaces a worker whose RSS passes maxMemory).
+sharp.cache(false)
+
 /** The longest side of a thumbnail, in pixels. */
 const THUMBNAIL_SIZE = 128
 
 onRequest(async ({ image, name }) => {
+  // Wall-clock times (comparable across processes) of this worker's part, so the demo can show
+  // uploads being worked on at the same time by different workers.
+  const started = performance.timeOrigin + performance.now()
   const input = Buffer.from(image, 'base64')
   let output
   try {
@@ -27,8 +34,9 @@ onRequest(async ({ image, name }) => {
   } catch (error) {
     // What production image workers do on a decoder failure they do not trust themselves to
     // survive (libvips/libjpeg state after a corrupt file, a native abort): leave at once. No
-    // answer is sent; the Supervisor sees the exit, rejects the request that was in flight with
-    // ERR_WORKER_EXITED and starts a fresh worker.
+    // answer is sent; the Pool sees the exit, rejects the request that was in flight with
+    // ERR_WORKER_EXITED (with this line in its stderrTail) and starts a fresh worker in this
+    // slot, while the other workers go on serving.
     process.stderr.write(`worker ${process.pid}: cannot decode ${name ?? 'the upload'} (${error.message.split('\n')[0]}); exiting\n`)
     process.exit(1)
   }
@@ -38,5 +46,7 @@ onRequest(async ({ image, name }) => {
     width: output.info.width,
     height: output.info.height,
     pid: process.pid,
+    started,
+    finished: performance.timeOrigin + performance.now(),
   }
 })
