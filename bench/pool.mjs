@@ -193,6 +193,8 @@ async function measureRecovery(peer, cfg) {
   let killer = null
   const startKilling = setTimeout(() => {
     killer = setInterval(() => {
+      // Lanes may still wait on lost requests after the window; the kills end with it.
+      if (nowMs() >= stopAt) return clearInterval(killer)
       const pids = peer.pids()
       // Slots in turn; when this one has no process (it is restarting), the next live one.
       const order = pids.map((_, i) => pids[(tick + i) % pids.length])
