@@ -2,7 +2,7 @@
 // applies) in the same run, then bench/results.svg — spawn latency against the memory the Node
 // process holds, tethered vs child_process — drawn from bench/results-memory.json.
 //
-//   node bench/all.mjs           full run (~8-10 minutes on 2 cores)
+//   node bench/all.mjs           full run (~13-15 minutes on 2 cores)
 //   node bench/all.mjs --quick   smoke run: every script with its --quick flag where it has one
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -17,6 +17,7 @@ const steps = [
   ['spawn latency against parent memory (0 and 2 GiB)', 'spawn-memory.mjs', quick ? ['--quick'] : []],
   ['streaming 1 GiB', 'stream.mjs', quick ? ['--runs', '1', '--bytes', '268435456'] : []],
   ['IPC round trips', 'ipc.mjs', quick ? ['1'] : []],
+  ['Pool against workerpool and a fork() pool', 'pool.mjs', quick ? ['--quick'] : []],
 ]
 
 const memoryRuns = []
