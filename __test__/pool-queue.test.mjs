@@ -91,9 +91,7 @@ test('abort while queued: AbortError with the signal’s reason as cause; no wor
   assert.equal(s.completed, 2)
 })
 
-// todo until the Pool counts it: lib/pool.js rejects such a request before the native side sees
-// it, so stats() leaves it out.
-test('a signal aborted before the call: rejected at once, counted like any abort', { timeout: 30_000, todo: 'not counted in stats() yet' }, async (t) => {
+test('a signal aborted before the call: rejected at once, counted like any abort', { timeout: 30_000 }, async (t) => {
   const { pool, events } = makePool(t, { size: 1 })
   await pool.start()
   const already = await outcome(pool.request({ op: 'echo', tag: 'already' }, { signal: AbortSignal.abort('gone') }))
