@@ -1,7 +1,8 @@
 // Compiled with `tsc --strict --noEmit` by types.test.mjs: every export, option and event of
 // index.d.ts used the way a TypeScript service would use it. It is type-checked, never run.
-import { spawnCollect, runProcess, spawn, Supervisor } from 'tethered'
+import { spawnCollect, runProcess, spawn, Supervisor, Pool } from 'tethered'
 import type { CollectOptions, SpawnResult, ProcessResult, SupervisorOptions, SupervisorState } from 'tethered'
+import type { PoolOptions, PoolStats, PoolState, PoolWorkerState } from 'tethered'
 import { pipeline } from 'node:stream/promises'
 import { onRequest, onShutdown } from 'tethered/worker'
 
@@ -68,6 +69,55 @@ export async function usage(): Promise<void> {
   console.log(answer.ok, state, sup.pid, sup.restartCount, sup.connected)
   await sup.stop()
 
+  const poolOptions: PoolOptions = {
+    modulePath: './worker.js',
+    args: ['--x'],
+    execArgv: ['--max-old-space-size=128'],
+    env: { MODE: 'worker' },
+    cwd: '/tmp',
+    size: { min: 1, max: 4 },
+    idleTimeout: 10_000,
+    concurrency: 2,
+    maxQueue: 100,
+    requestTimeout: 5_000,
+    queueTimeout: 1_000,
+    maxAttempts: 2,
+    maxRestarts: 5,
+    restartWindow: 60_000,
+    recycleAfter: 1_000,
+    maxMemory: 512 * 1024 * 1024,
+    memoryCheckInterval: 1_000,
+    restartDelay: 100,
+    maxRestartDelay: 1_000,
+    healthCheckInterval: 1_000,
+    healthCheckTimeout: 500,
+    stopTimeout: 2_000,
+    killSignal: 'SIGTERM',
+    stdio: 'pipe',
+    serialization: 'json',
+  }
+  const pool = new Pool(poolOptions)
+  pool.on('spawn', ({ worker, pid }) => console.log(worker, pid))
+  pool.on('exit', ({ worker, pid, code, signal }) => console.log(worker, pid, code, signal))
+  pool.on('crashed', ({ worker, restartCount }) => console.log(worker, restartCount))
+  pool.on('restarting', ({ worker, delay, attempt }) => console.log(worker, delay, attempt))
+  pool.on('unresponsive', ({ worker, pid }) => console.log(worker, pid))
+  pool.on('recycle', ({ worker, reason }) => console.log(worker, reason))
+  pool.on('exhausted', ({ message, crashes, window }) => console.log(message, crashes, window))
+  pool.on('message', (message, { worker, pid }) => console.log(message, worker, pid))
+  pool.on('stdout', (chunk, { worker }) => console.log(chunk.length, worker))
+  pool.on('stderr', (chunk, { pid }) => console.log(chunk.length, pid))
+  pool.on('error', (error) => console.log(error.message))
+  await pool.start()
+  const controller = new AbortController()
+  const thumb = await pool.request<{ size: number }>({ image: 'x' }, { timeout: 1000, queueTimeout: 500, signal: controller.signal, maxAttempts: 1 })
+  const stats: PoolStats = pool.stats()
+  const poolState: PoolState = pool.state
+  const firstWorker: PoolWorkerState | undefined = stats.workers[0]?.state
+  console.log(thumb.size, stats.queued, stats.rejected.queueFull, stats.latencyMs.p99, poolState, firstWorker, pool.size)
+  await pool.close({ drain: false })
+
   onRequest(async (body: { n: number }) => body.n * 2)
+  onRequest(async (body: { n: number }, { signal }) => (signal.aborted ? 0 : body.n))
   onShutdown(async () => {})
 }
