@@ -13,17 +13,35 @@ export type SignalName = NodeJS.Signals
  * raise them again. See the README's "Limits for untrusted input".
  */
 export interface Limits {
-  /** Bytes of heap and private writable memory (`RLIMIT_DATA`). Passing it makes allocations fail. */
+  /**
+   * Bytes of heap and private writable memory (`RLIMIT_DATA`). Passing it makes allocations fail.
+   * @default unlimited (as this process has it)
+   */
   memory?: number
-  /** Seconds of CPU time, ≥ 1 (`RLIMIT_CPU`): SIGXCPU, then SIGKILL one second later. */
+  /**
+   * Seconds of CPU time, ≥ 1 (`RLIMIT_CPU`): SIGXCPU, then SIGKILL one second later.
+   * @default unlimited (as this process has it)
+   */
   cpuTime?: number
-  /** Open file descriptors (`RLIMIT_NOFILE`): past it, opening one fails with EMFILE. */
+  /**
+   * Open file descriptors (`RLIMIT_NOFILE`): past it, opening one fails with EMFILE.
+   * @default unlimited (as this process has it)
+   */
   openFiles?: number
-  /** Bytes of the largest file the child may write (`RLIMIT_FSIZE`): SIGXFSZ past it. */
+  /**
+   * Bytes of the largest file the child may write (`RLIMIT_FSIZE`): SIGXFSZ past it.
+   * @default unlimited (as this process has it)
+   */
   fileSize?: number
-  /** Processes of the child's real user (`RLIMIT_NPROC`); root is exempt, so give a `uid`. */
+  /**
+   * Processes of the child's real user (`RLIMIT_NPROC`); root is exempt, so give a `uid`.
+   * @default unlimited (as this process has it)
+   */
   processes?: number
-  /** Bytes of a core dump (`RLIMIT_CORE`); `0`: none. */
+  /**
+   * Bytes of a core dump (`RLIMIT_CORE`); `0`: none.
+   * @default unlimited (as this process has it)
+   */
   coreDump?: number
 }
 
