@@ -7,8 +7,83 @@ import { EventEmitter } from 'node:events'
 /** A signal name as Node spells it: `'SIGTERM'`, `'SIGKILL'`, ... */
 export type SignalName = NodeJS.Signals
 
+/**
+ * Resource limits for one child, set as rlimits in the child before exec (Linux). Each is a
+ * non-negative integer; a limit not given is left as this process has it. The child cannot
+ * raise them again. See the README's "Limits for untrusted input".
+ */
+export interface Limits {
+  /**
+   * Bytes of heap and private writable memory (`RLIMIT_DATA`). Passing it makes allocations fail.
+   * @default unlimited (as this process has it)
+   */
+  memory?: number
+  /**
+   * Seconds of CPU time, ≥ 1 (`RLIMIT_CPU`): SIGXCPU, then SIGKILL one second later.
+   * @default unlimited (as this process has it)
+   */
+  cpuTime?: number
+  /**
+   * Open file descriptors (`RLIMIT_NOFILE`): past it, opening one fails with EMFILE.
+   * @default unlimited (as this process has it)
+   */
+  openFiles?: number
+  /**
+   * Bytes of the largest file the child may write (`RLIMIT_FSIZE`): SIGXFSZ past it.
+   * @default unlimited (as this process has it)
+   */
+  fileSize?: number
+  /**
+   * Processes of the child's real user (`RLIMIT_NPROC`); root is exempt, so give a `uid`.
+   * @default unlimited (as this process has it)
+   */
+  processes?: number
+  /**
+   * Bytes of a core dump (`RLIMIT_CORE`); `0`: none.
+   * @default unlimited (as this process has it)
+   */
+  coreDump?: number
+}
+
+/** The limit the kernel ended a process for, as its signal says (SIGXCPU, SIGXFSZ). */
+export type LimitName = 'cpuTime' | 'fileSize'
+
+/** The kernel's accounting of the reaped leader (and the descendants it waited for). */
+export interface ResourceUsage {
+  /** Peak resident set size, bytes. */
+  maxRss: number
+  /** User CPU time, milliseconds (microsecond precision). */
+  userCpuMs: number
+  /** System CPU time, milliseconds (microsecond precision). */
+  systemCpuMs: number
+}
+
+/** What a child is held to: limits, privileges, user and group. */
+export interface ConfinementOptions {
+  /**
+   * rlimits set in the child before exec.
+   * @default {} (none: the child inherits this process's limits)
+   */
+  limits?: Limits
+  /**
+   * `PR_SET_NO_NEW_PRIVS`: exec never grants privileges (setuid bits, file capabilities).
+   * @default false
+   */
+  noNewPrivileges?: boolean
+  /**
+   * The user id the child runs as (as Node's). Not permitted → the spawn fails with `EPERM`.
+   * @default this process's uid
+   */
+  uid?: number
+  /**
+   * The group id the child runs as (as Node's); supplementary groups are dropped with it.
+   * @default this process's gid
+   */
+  gid?: number
+}
+
 /** Options every entry point accepts. */
-export interface SpawnOptions {
+export interface SpawnOptions extends ConfinementOptions {
   /**
    * Working directory of the child.
    * @default process.cwd()
@@ -84,6 +159,9 @@ export interface SpawnResult<Output = string> {
   pid: number
   /** `true` when tethered killed the group because `timeout` passed. */
   timedOut: boolean
+  /** The limit the kernel ended the process for (its signal says so), or `null`. */
+  limit: LimitName | null
+  resourceUsage: ResourceUsage
   durationMs: number
 }
 
@@ -97,6 +175,10 @@ export interface ProcessResult<Output = string> {
   code: number | null
   signal: SignalName | null
   timedOut: boolean
+  /** The limit the kernel ended the process for (its signal says so), or `null`. */
+  limit: LimitName | null
+  /** `null` when no process ran (it could not start, or the call was aborted first). */
+  resourceUsage: ResourceUsage | null
   durationMs: number
   /**
    * Set only when the run failed outside the process's own exit: the errno name when it
@@ -133,6 +215,8 @@ export interface OutputError<Output = string> extends Error {
   stderr: Output
   exitCode: number | null
   signal: SignalName | null
+  limit: LimitName | null
+  resourceUsage: ResourceUsage
   pid: number
 }
 
@@ -192,7 +276,7 @@ export function runProcess(command: string, options: CollectOptions): Promise<Pr
 export { spawn, Child, StreamOptions, ExitInfo, StdioMode } from './lib/child'
 
 /** Options of `new Supervisor(options)`; give exactly one of `modulePath` and `command`. */
-export interface SupervisorOptions {
+export interface SupervisorOptions extends ConfinementOptions {
   /**
    * A Node module run with `process.execPath` and a real Node IPC channel, so the worker uses
    * plain `process.send` / `process.on('message')`.

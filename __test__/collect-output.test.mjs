@@ -21,7 +21,9 @@ test('stdout and stderr are kept apart, in order within each stream', async () =
 
 test('the result has the documented shape', async () => {
   const r = await spawnCollect('true')
-  assert.deepEqual(Object.keys(r).sort(), ['durationMs', 'exitCode', 'pid', 'signal', 'stderr', 'stdout', 'timedOut'])
+  assert.deepEqual(Object.keys(r).sort(), [
+    'durationMs', 'exitCode', 'limit', 'pid', 'resourceUsage', 'signal', 'stderr', 'stdout', 'timedOut',
+  ])
   assert.equal(r.stdout, '')
   assert.equal(r.stderr, '')
   assert.ok(Number.isInteger(r.pid) && r.pid > 1, `pid ${r.pid}`)

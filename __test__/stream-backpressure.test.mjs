@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
-import { MiB, alive, bytesWritten, eventually, peakRssGrowth, procStat, sleep, tracker } from './fixtures/stream-helpers.mjs'
+import { alive, bytesWritten, ending, eventually, MiB, peakRssGrowth, procStat, sleep, tracker } from './fixtures/stream-helpers.mjs'
 
 const GiB = 1024 * MiB
 
@@ -29,7 +29,7 @@ test('1 GiB through stdout into a slow consumer: peak RSS grows by less than 64 
     return { bytes, chunks, exit: await child.exited }
   })
   assert.equal(result.bytes, GiB)
-  assert.deepEqual(result.exit, { exitCode: 0, signal: null, timedOut: false })
+  assert.deepEqual(ending(result.exit), { exitCode: 0, signal: null, timedOut: false })
   assert.ok(growthMiB < 64, `peak RSS grew by ${growthMiB.toFixed(1)} MiB`)
   t.diagnostic(`${result.chunks} chunks (avg ${(GiB / result.chunks / 1024).toFixed(0)} KiB), peak RSS +${growthMiB.toFixed(1)} MiB`)
 })
@@ -59,7 +59,7 @@ test('a child writing forever is paused by backpressure (blocked, alive, memory 
   assert.ok(writtenBefore - receivedBefore <= 4 * MiB, `${writtenBefore - receivedBefore} bytes unaccounted`)
 
   assert.equal(child.kill(), true)
-  assert.deepEqual(await child.exited, { exitCode: null, signal: 'SIGTERM', timedOut: false })
+  assert.deepEqual(ending(await child.exited), { exitCode: null, signal: 'SIGTERM', timedOut: false })
   assert.equal(child.kill(), false, 'nothing left to signal')
 })
 
@@ -85,7 +85,7 @@ test('100 MiB into stdin with drain handling arrive intact', async (t) => {
     }
   }
   child.stdin.end()
-  assert.deepEqual(await child.exited, { exitCode: 0, signal: null, timedOut: false })
+  assert.deepEqual(ending(await child.exited), { exitCode: 0, signal: null, timedOut: false })
   await finished(child.stdout)
   assert.equal(Buffer.concat(output).toString().split(' ')[0], expected.digest('hex'))
   assert.ok(waitsForDrain > 0, 'write() asked to wait for drain')

@@ -9,7 +9,7 @@ import { Readable, Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { promisify } from 'node:util'
 import { spawn } from 'tethered'
-import { eventually, fixture, livingMembers, tracker } from './fixtures/stream-helpers.mjs'
+import { ending, eventually, fixture, livingMembers, tracker } from './fixtures/stream-helpers.mjs'
 
 const collect = async (stream) => {
   const chunks = []
@@ -35,24 +35,24 @@ test('a Child has pid, Node streams and exited', async (t) => {
   assert.ok(out.every((chunk) => Buffer.isBuffer(chunk)), 'chunks are Buffers')
   assert.equal(Buffer.concat(out).toString(), 'hello')
   assert.equal(err, 'done\n')
-  assert.deepEqual(exit, { exitCode: 0, signal: null, timedOut: false })
+  assert.deepEqual(ending(exit), { exitCode: 0, signal: null, timedOut: false })
 })
 
 test('exited: exit code, signal and timeout', async (t) => {
   const { start, cleanup } = tracker()
   t.after(cleanup)
-  assert.deepEqual(await start('sh', ['-c', 'exit 3']).exited, { exitCode: 3, signal: null, timedOut: false })
-  assert.deepEqual(await start('sh', ['-c', 'kill -KILL $$']).exited, {
+  assert.deepEqual(ending(await start('sh', ['-c', 'exit 3']).exited), { exitCode: 3, signal: null, timedOut: false })
+  assert.deepEqual(ending(await start('sh', ['-c', 'kill -KILL $$']).exited), {
     exitCode: null,
     signal: 'SIGKILL',
     timedOut: false,
   })
-  assert.deepEqual(await start('sleep', ['30'], { timeout: 100 }).exited, {
+  assert.deepEqual(ending(await start('sleep', ['30'], { timeout: 100 }).exited), {
     exitCode: null,
     signal: 'SIGTERM',
     timedOut: true,
   })
-  assert.deepEqual(await start('sleep', ['30'], { timeout: 100, killSignal: 'SIGINT' }).exited, {
+  assert.deepEqual(ending(await start('sleep', ['30'], { timeout: 100, killSignal: 'SIGINT' }).exited), {
     exitCode: null,
     signal: 'SIGINT',
     timedOut: true,
@@ -100,7 +100,7 @@ test('kill() signals the group and says whether it was delivered', async (t) => 
   await once(group, 'spawn')
   await eventually(() => livingMembers(group.pid).length === 2)
   assert.equal(group.kill('SIGUSR1'), true)
-  assert.deepEqual(await group.exited, { exitCode: null, signal: 'SIGUSR1', timedOut: false })
+  assert.deepEqual(ending(await group.exited), { exitCode: null, signal: 'SIGUSR1', timedOut: false })
   assert.ok(await eventually(() => livingMembers(group.pid).length === 0), 'the grandchild got it too')
 
   const child = start('sleep', ['30'], { stdio: 'ignore' })

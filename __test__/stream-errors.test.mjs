@@ -13,7 +13,7 @@ import { finished, pipeline } from 'node:stream/promises'
 import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
 import { spawn } from 'tethered'
-import { MiB, fixture, sleep, tracker } from './fixtures/stream-helpers.mjs'
+import { ending, fixture, MiB, sleep, tracker } from './fixtures/stream-helpers.mjs'
 
 test('a command that does not exist: exited rejects with the spawn-error shape', async () => {
   const child = spawn('tethered-no-such-command', ['--flag', 'x'])
@@ -88,7 +88,7 @@ test('a child that exits early: pipeline into its stdin fails, the program goes 
   await assert.rejects(pipeline(Readable.from(endless()), child.stdin), (err) =>
     ['EPIPE', 'ERR_STREAM_PREMATURE_CLOSE'].includes(err.code),
   )
-  assert.deepEqual(await child.exited, { exitCode: 0, signal: null, timedOut: false })
+  assert.deepEqual(ending(await child.exited), { exitCode: 0, signal: null, timedOut: false })
   await finished(child.stdout)
   assert.equal(Buffer.concat(out).toString(), 'yyyyyyyyyy')
 })

@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { getEventListeners, once } from 'node:events'
 import { spawn } from 'tethered'
-import { eventually, livingMembers, tracker } from './fixtures/stream-helpers.mjs'
+import { ending, eventually, livingMembers, tracker } from './fixtures/stream-helpers.mjs'
 
 // A leader with two grandchildren in its group, writing to stdout until it is stopped.
 const TICKING_GROUP = 'sleep 30 & sleep 30 & while :; do echo tick; sleep 0.01; done'
@@ -22,7 +22,7 @@ test('timeout on a streaming child kills the group; exited says timedOut', async
   await eventually(() => livingMembers(child.pid).length >= 3)
   const [bytes, exit] = await Promise.all([readAll(child.stdout), child.exited])
   assert.ok(bytes > 0, 'it streamed until the timeout')
-  assert.deepEqual(exit, { exitCode: null, signal: 'SIGTERM', timedOut: true })
+  assert.deepEqual(ending(exit), { exitCode: null, signal: 'SIGTERM', timedOut: true })
   assert.ok(await eventually(() => livingMembers(child.pid).length === 0), 'no member of the group is left')
 })
 
@@ -32,7 +32,7 @@ test('a group that ignores the kill signal gets SIGKILL after forceKillAfter', a
   const started = Date.now()
   const child = start('sh', ['-c', `trap '' TERM; ${TICKING_GROUP}`], { timeout: 100, forceKillAfter: 200 })
   child.stdout.resume()
-  assert.deepEqual(await child.exited, { exitCode: null, signal: 'SIGKILL', timedOut: true })
+  assert.deepEqual(ending(await child.exited), { exitCode: null, signal: 'SIGKILL', timedOut: true })
   assert.ok(Date.now() - started >= 250, 'SIGKILL came after the grace period')
   assert.ok(await eventually(() => livingMembers(child.pid).length === 0))
 })
@@ -75,7 +75,7 @@ test('after a normal exit the abort listener is gone and aborting changes nothin
   const controller = new AbortController()
   const child = start('true', [], { signal: controller.signal, stdio: 'ignore' })
   assert.equal(getEventListeners(controller.signal, 'abort').length, 1)
-  assert.deepEqual(await child.exited, { exitCode: 0, signal: null, timedOut: false })
+  assert.deepEqual(ending(await child.exited), { exitCode: 0, signal: null, timedOut: false })
   assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
   controller.abort()
 })

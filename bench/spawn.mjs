@@ -9,7 +9,9 @@
 //    fresh Node process (`--collect-one <contender> <bytes>`), so the peak RSS it reports belongs
 //    to that contender alone: VmHWM after the run minus VmRSS before it (after a forced GC and a
 //    reset of VmHWM), divided by the output size.
-// 3. A markdown table of medians with ratios to child_process.spawn, target checks, and the raw
+// 3. What per-child limits cost: tethered spawning /bin/true with every `limits` key set (and
+//    noNewPrivileges) against none, sequentially, alternating in rounds; the cost ratio of medians.
+// 4. A markdown table of medians with ratios to child_process.spawn, target checks, and the raw
 //    numbers in bench/results.json.
 
 import * as childProcess from 'node:child_process'
@@ -272,6 +274,42 @@ async function runCollectBenchmarks(config, log) {
   return raw
 }
 
+/** Every limit set, at values /bin/true never reaches: what is measured is setting them. */
+const EVERY_LIMIT = {
+  limits: { memory: 1024 * MiB, cpuTime: 60, openFiles: 1024, fileSize: 1024 * MiB, processes: 1024, coreDump: 0 },
+  noNewPrivileges: true,
+}
+
+async function runLimitsBenchmark(config, log) {
+  const tethered = require('../index.js')
+  const spawnWith = (options) => async () => {
+    const r = await tethered.spawnCollect('/bin/true', [], options)
+    if (r.exitCode !== 0) throw new Error(`tethered: /bin/true exited ${r.exitCode}/${r.signal}`)
+  }
+  const variants = { 'no limits': spawnWith({}), 'every limit': spawnWith(EVERY_LIMIT) }
+  const raw = Object.fromEntries(Object.keys(variants).map((v) => [v, []]))
+  const rounds = config.rounds * 2
+  log(`\n## 3. tethered spawn of /bin/true with every limit set vs none: ${config.seq} sequential, ${rounds} round(s)\n`)
+  for (const run of Object.values(variants)) await measureOps(run, { total: config.warmup, concurrency: 1 })
+  for (let round = 0; round < rounds; round++) {
+    for (const name of rotated(Object.keys(variants), round)) {
+      forceGc()
+      const { opsPerSec } = await measureOps(variants[name], { total: config.seq, concurrency: 1 })
+      raw[name].push(opsPerSec)
+      log(`  round ${round + 1}  ${name.padEnd(12)} ${fmt(opsPerSec).padStart(6)} ops/s`)
+    }
+  }
+  const none = summarize(raw['no limits'])
+  const limited = summarize(raw['every limit'])
+  // Cost per spawn is the inverse of throughput: > 1 means spawning with limits costs more.
+  const costRatio = none.median && limited.median ? none.median / limited.median : null
+  log(
+    `\n  no limits ${fmtSpread(none)} ops/s | every limit ${fmtSpread(limited)} ops/s | ` +
+      `cost with every limit: ${fmt(costRatio, 3)}× (${fmt((costRatio - 1) * 100, 1)} %)`,
+  )
+  return { raw, none, limited, costRatio }
+}
+
 function summarizeAll(spawnRaw, collectRaw) {
   const out = {}
   for (const name of CONTENDERS) {
@@ -318,7 +356,7 @@ function resultTable(summaries, config) {
   return markdownTable(['contender', 'metric', 'median', 'min–max', `vs ${BASELINE}`], rows, [2, 3, 4])
 }
 
-function checkTargets(summaries) {
+function checkTargets(summaries, limitsRun) {
   const t = summaries.tethered
   const seqRatio = ratio(summaries, 'tethered', 'sequential')
   const concRatio = ratio(summaries, 'tethered', 'concurrent')
@@ -329,6 +367,11 @@ function checkTargets(summaries) {
     { target: `concurrent spawn ≥ 3.5× ${BASELINE}`, measured: concRatio, met: concRatio !== null && concRatio >= 3.5 },
     { target: `collect (encoding 'buffer') ≥ 2× ${BASELINE}`, measured: collectRatio, met: collectRatio !== null && collectRatio >= 2 },
     { target: 'collect peak RSS growth ≤ 1.2× output', measured: growth, met: growth !== null && growth <= 1.2 },
+    {
+      target: 'spawn with every limit costs ≤ 1.05× a spawn with none',
+      measured: limitsRun.costRatio,
+      met: limitsRun.costRatio !== null && limitsRun.costRatio <= 1.05,
+    },
   ]
 }
 
@@ -365,8 +408,9 @@ async function main(argv) {
 
   const spawnRaw = await runSpawnBenchmarks(config, log)
   const collectRaw = await runCollectBenchmarks(config, log)
+  const limitsRun = await runLimitsBenchmark(config, log)
   const summaries = summarizeAll(spawnRaw, collectRaw)
-  const targets = checkTargets(summaries)
+  const targets = checkTargets(summaries, limitsRun)
 
   log('\n## Summary (min / median / max)\n')
   for (const name of CONTENDERS) {
@@ -381,7 +425,7 @@ async function main(argv) {
   const caveat = config.quick ? ' (not judged meaningfully in --quick mode)' : busy ? ' (machine was busy: re-run on a quiet one)' : ''
   log(`\n## Targets${caveat}\n`)
   for (const t of targets) {
-    const shown = t.target.includes('RSS') ? `${fmt(t.measured, 2)}× output` : `${fmt(t.measured, 2)}×`
+    const shown = t.target.includes('RSS') ? `${fmt(t.measured, 2)}× output` : `${fmt(t.measured, t.target.includes('limit') ? 3 : 2)}×`
     log(`  ${t.met ? 'MET    ' : 'NOT MET'}  tethered ${t.target}: ${shown}`)
   }
   const failures = CONTENDERS.flatMap((c) => [...spawnRaw[c].errors, ...collectRaw[c].errors].map((e) => `${c}: ${e}`))
@@ -395,7 +439,7 @@ async function main(argv) {
 
   writeFileSync(
     RESULTS_FILE,
-    `${JSON.stringify({ meta: { ...meta, totalSec }, spawn: spawnRaw, collect: collectRaw, summaries, targets }, null, 2)}\n`,
+    `${JSON.stringify({ meta: { ...meta, totalSec }, spawn: spawnRaw, collect: collectRaw, limits: limitsRun, summaries, targets }, null, 2)}\n`,
   )
   log(`Raw results written to ${RESULTS_FILE}`)
 }

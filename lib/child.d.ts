@@ -1,7 +1,7 @@
 // Types of the streaming spawn() (lib/child.js); index.d.ts re-exports them.
 import type { EventEmitter } from 'node:events'
 import type { Readable, Writable } from 'node:stream'
-import type { SignalName, SpawnOptions } from '../index'
+import type { LimitName, ResourceUsage, SignalName, SpawnOptions } from '../index'
 
 export type StdioMode = 'pipe' | 'ignore' | 'inherit'
 
@@ -30,6 +30,9 @@ export interface ExitInfo {
   signal: SignalName | null
   /** Whether `timeout` passed and tethered killed the group. */
   timedOut: boolean
+  /** The limit the kernel ended it for (its signal says so), or null. */
+  limit: LimitName | null
+  resourceUsage: ResourceUsage
 }
 
 /**

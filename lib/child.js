@@ -14,10 +14,10 @@
 // stream's chunks in order without any bookkeeping here.
 //
 // Documented behaviour (the types in child.d.ts say the same to users):
-// - `exited` resolves `{ exitCode, signal, timedOut }` once the leader is reaped, for every way a
-//   started process ends (exit code, signal, timeout). It rejects in two cases only: the command
-//   could not start (Node's spawn error shape: code, errno, syscall, path, spawnargs), and the
-//   AbortSignal fired (AbortError, code ABORT_ERR, after the group was killed and the leader
+// - `exited` resolves `{ exitCode, signal, timedOut, limit, resourceUsage }` once the leader is
+//   reaped, for every way a started process ends (exit code, signal, timeout, a limit). It
+//   rejects in two cases only: the command could not start (Node's spawn error shape: code,
+//   errno, syscall, path, spawnargs), and the AbortSignal fired (AbortError, code ABORT_ERR, after the group was killed and the leader
 //   reaped; it carries exitCode/signal/pid when a process had started). `exited` is marked as
 //   handled, so a program that never looks at it gets no unhandled rejection.
 // - The same error is emitted as 'error' on the Child, but only when the Child has 'error'

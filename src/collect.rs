@@ -25,7 +25,8 @@ use crate::error::{errno_description, Error};
 use crate::kill::{self, EarlyEnd, Spawned};
 use crate::launch::{self, Launched};
 use crate::options::CollectPlan;
-use crate::vocabulary::exit::{Ending, ExitStatus};
+use crate::vocabulary::confinement::Limit;
+use crate::vocabulary::exit::{Ending, ExitStatus, ResourceUsage};
 use crate::vocabulary::limits::{DRAIN_AFTER_EXIT, READ_CHUNK};
 use crate::vocabulary::stdio::{StdioMode, StreamName};
 
@@ -39,6 +40,9 @@ pub struct Outcome {
   pub stderr: Vec<u8>,
   pub status: ExitStatus,
   pub ended_by: Option<Ending>,
+  /// The limit the kernel ended it for, if it says so.
+  pub limit: Option<Limit>,
+  pub usage: ResourceUsage,
   pub duration: Duration,
 }
 
@@ -69,6 +73,9 @@ pub struct ProcessResult {
   /// `None` when no process ever ran (aborted before the start, launcher gone).
   pub status: Option<ExitStatus>,
   pub timed_out: bool,
+  pub limit: Option<Limit>,
+  /// `None` when no process ran.
+  pub usage: Option<ResourceUsage>,
   pub duration: Duration,
   /// Set only when the run failed outside the process's own exit: could not start, maxBuffer,
   /// timeout, abort.
@@ -83,6 +90,8 @@ impl ProcessResult {
         timed_out: outcome.timed_out(),
         error: outcome.ended_by.map(Error::from),
         status: Some(outcome.status),
+        limit: outcome.limit,
+        usage: Some(outcome.usage),
         duration: outcome.duration,
         stdout: outcome.stdout,
         stderr: outcome.stderr,
@@ -106,6 +115,8 @@ impl ProcessResult {
           ok: false,
           status,
           timed_out: false,
+          limit: None,
+          usage: None,
           duration: Duration::ZERO,
           error: Some(error),
         }
@@ -145,7 +156,7 @@ pub async fn collect<G: Spawned>(
 ) -> Result<Outcome, Error> {
   let mut stdout = Vec::new();
   let mut stderr = Vec::new();
-  let status;
+  let reaped;
   let ended_by;
   {
     let out_pipe = child.stdout.expect("stdout is piped");
@@ -161,10 +172,10 @@ pub async fn collect<G: Spawned>(
       limit: plan.max_buffer.unwrap_or(usize::MAX),
     };
     let (mut out_done, mut err_done, mut input_done) = (false, false, false);
-    let mut reaped = None;
+    let mut reaped_leader = None;
     let mut drain_until = None;
 
-    while reaped.is_none() || !(out_done && err_done) {
+    while reaped_leader.is_none() || !(out_done && err_done) {
       tokio::select! {
         end = &mut out_read, if !out_done => {
           out_done = true;
@@ -179,15 +190,15 @@ pub async fn collect<G: Spawned>(
           }
         }
         () = &mut write_input, if !input_done => input_done = true,
-        exit = &mut wait, if reaped.is_none() => {
-          reaped = Some(exit?);
+        exit = &mut wait, if reaped_leader.is_none() => {
+          reaped_leader = Some(exit?);
           drain_until = Some(TokioInstant::now() + DRAIN_AFTER_EXIT);
         }
-        () = early.act(), if reaped.is_none() => {}
+        () = early.act(), if reaped_leader.is_none() => {}
         () = sleep_until(drain_until.unwrap_or_else(kill::never)), if drain_until.is_some() => break,
       }
     }
-    status = reaped.expect("loop ends only after the leader was reaped");
+    reaped = reaped_leader.expect("loop ends only after the leader was reaped");
     ended_by = early.ended_by();
   }
   if let Some(limit) = plan.max_buffer {
@@ -198,8 +209,14 @@ pub async fn collect<G: Spawned>(
     pid: child.pid,
     stdout,
     stderr,
-    status,
+    status: reaped.status,
     ended_by,
+    limit: plan
+      .launch
+      .confinement
+      .limits
+      .ended(reaped.status, ended_by),
+    usage: reaped.usage,
     duration: started.elapsed(),
   })
 }
@@ -389,6 +406,46 @@ mod tests {
     })
   }
 
+  #[test]
+  fn the_kernel_signal_of_a_set_limit_names_it() {
+    block_on(async {
+      let file = std::env::temp_dir().join(format!("tethered-fsize-{}", std::process::id()));
+      // The plain child sets the rlimit itself; the plan says it was asked for.
+      let script = format!(
+        "ulimit -S -f 0; exec dd if=/dev/zero of={} bs=1k count=1",
+        file.display()
+      );
+      let limits = Value::Object(vec![("fileSize".into(), ms(0.0))]);
+      let outcome = collect_plain(&plan(&script, &[("limits", limits)]), None).await;
+      let _ = std::fs::remove_file(&file);
+      assert_eq!(outcome.status, ExitStatus::Signal(libc::SIGXFSZ));
+      assert_eq!(outcome.limit, Some(Limit::FileSize));
+      let unasked = collect_plain(&plan(&script, &[]), None).await;
+      let _ = std::fs::remove_file(&file);
+      assert_eq!(unasked.status, ExitStatus::Signal(libc::SIGXFSZ));
+      assert_eq!(
+        unasked.limit, None,
+        "a limit tethered did not set is not claimed"
+      );
+    })
+  }
+
+  #[test]
+  fn the_usage_of_the_leader_is_reported() {
+    block_on(async {
+      // About 64 MiB touched by the shell itself (a string doubled until it is that long).
+      let plan = plan("s=x; while [ ${#s} -lt 67108864 ]; do s=$s$s; done", &[]);
+      let outcome = collect_plain(&plan, None).await;
+      assert_eq!(outcome.status, ExitStatus::Code(0));
+      assert!(
+        outcome.usage.max_rss_bytes >= 64 << 20,
+        "{:?}",
+        outcome.usage
+      );
+      assert!(outcome.usage.user_cpu + outcome.usage.system_cpu > Duration::ZERO);
+    })
+  }
+
   fn outcome(status: ExitStatus, ended_by: Option<Ending>) -> Outcome {
     Outcome {
       pid: 1,
@@ -396,6 +453,8 @@ mod tests {
       stderr: Vec::new(),
       status,
       ended_by,
+      limit: None,
+      usage: ResourceUsage::default(),
       duration: Duration::from_millis(5),
     }
   }

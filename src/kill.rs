@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::Error;
-use crate::vocabulary::exit::{Ending, ExitStatus};
+use crate::vocabulary::exit::{Ending, Reaped};
 use crate::vocabulary::kill_policy::KillPolicy;
 
 /// A started process group, as the code that ends it and waits for it needs it.
@@ -30,7 +30,7 @@ pub trait Spawned {
   fn signal_group(&self, signal: Signal) -> bool;
 
   /// Waits until the leader was reaped. Cancel-safe; may be called again after a cancel.
-  fn wait(&self) -> impl Future<Output = Result<ExitStatus, Error>> + Send;
+  fn wait(&self) -> impl Future<Output = Result<Reaped, Error>> + Send;
 }
 
 /// A deadline far enough away to stand for "never" in a `select!` timer.
@@ -123,7 +123,7 @@ impl<'g, G: Spawned> EarlyEnd<'g, G> {
 
   /// Waits for the leader, ending the group early when it is due: how it ended, and why
   /// tethered ended it if it did.
-  pub async fn until_reaped(mut self) -> Result<(ExitStatus, Option<Ending>), Error> {
+  pub async fn until_reaped(mut self) -> Result<(Reaped, Option<Ending>), Error> {
     let group = self.group;
     let mut wait = std::pin::pin!(group.wait());
     loop {
@@ -139,6 +139,7 @@ impl<'g, G: Spawned> EarlyEnd<'g, G> {
 mod tests {
   use super::*;
   use crate::test_support::{block_on, PlainChild};
+  use crate::vocabulary::exit::ExitStatus;
   use crate::vocabulary::stdio::StreamName;
 
   fn policy(signal: Signal) -> KillPolicy {
@@ -160,8 +161,8 @@ mod tests {
         Some(Duration::from_millis(50)),
         None,
       );
-      let (status, ended_by) = early.until_reaped().await.unwrap();
-      assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+      let (reaped, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!(reaped.status, ExitStatus::Signal(libc::SIGKILL));
       assert_eq!(ended_by, Some(Ending::Timeout(Duration::from_millis(50))));
       assert!(started.elapsed() >= Duration::from_millis(150));
       assert_eq!(child.living_members(), 0, "SIGKILL reached the whole group");
@@ -175,8 +176,8 @@ mod tests {
       let mut early = EarlyEnd::new(&child, policy(Signal::SIGKILL), None, None);
       early.end(Ending::Aborted);
       assert_eq!(early.force_at, None);
-      let (status, ended_by) = early.until_reaped().await.unwrap();
-      assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+      let (reaped, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!(reaped.status, ExitStatus::Signal(libc::SIGKILL));
       assert_eq!(ended_by, Some(Ending::Aborted));
     })
   }
@@ -193,8 +194,8 @@ mod tests {
       };
       early.end(overflow);
       fire.send(()).unwrap();
-      let (status, ended_by) = early.until_reaped().await.unwrap();
-      assert_eq!(status, ExitStatus::Signal(libc::SIGTERM));
+      let (reaped, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!(reaped.status, ExitStatus::Signal(libc::SIGTERM));
       assert_eq!(ended_by, Some(overflow));
     })
   }
@@ -210,10 +211,8 @@ mod tests {
         Some(Duration::from_secs(10)),
         Some(abort),
       );
-      assert_eq!(
-        early.until_reaped().await.unwrap(),
-        (ExitStatus::Code(4), None)
-      );
+      let (reaped, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!((reaped.status, ended_by), (ExitStatus::Code(4), None));
     })
   }
 
@@ -224,10 +223,8 @@ mod tests {
       let (fire, abort) = oneshot::channel::<()>();
       drop(fire);
       let early = EarlyEnd::new(&child, policy(Signal::SIGTERM), None, Some(abort));
-      assert_eq!(
-        early.until_reaped().await.unwrap(),
-        (ExitStatus::Code(0), None)
-      );
+      let (reaped, ended_by) = early.until_reaped().await.unwrap();
+      assert_eq!((reaped.status, ended_by), (ExitStatus::Code(0), None));
     })
   }
 }

@@ -23,7 +23,7 @@ use tokio::net::unix::pipe;
 use crate::error::Error;
 use crate::kill::Spawned;
 use crate::launcher::client::{self, LaunchedChild, SpawnFailure, SpawnRequest};
-use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::exit::Reaped;
 use crate::vocabulary::launch_spec::LaunchSpec;
 use crate::vocabulary::limits::PIPE_SIZE;
 use crate::vocabulary::stdio::StdioMode;
@@ -57,7 +57,7 @@ impl Spawned for ProcessGroup {
   }
 
   /// Fails only if the launcher died first.
-  fn wait(&self) -> impl Future<Output = Result<ExitStatus, Error>> + Send {
+  fn wait(&self) -> impl Future<Output = Result<Reaped, Error>> + Send {
     self.child.wait()
   }
 }
@@ -110,6 +110,7 @@ pub async fn launch(
     cwd: spec.cwd.as_ref().map(|c| c.as_bytes().to_vec()),
     detached: !spec.kill_on_parent_exit,
     fds: theirs,
+    confinement: spec.confinement,
   };
   let child = client::spawn(request)
     .await

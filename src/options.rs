@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::error::Error;
+use crate::vocabulary::confinement::{Confinement, ResourceLimits};
 use crate::vocabulary::kill_policy::KillPolicy;
 use crate::vocabulary::launch_spec::LaunchSpec;
 use crate::vocabulary::stdio::StdioMode;
@@ -201,6 +202,7 @@ pub fn parse_supervisor(
   };
   let cwd = optional_string(options.get("cwd"), "options.cwd")?;
   let env = build_env(options.get("env"), true, parent_env)?;
+  let confinement = parse_confinement(options)?;
 
   let restart = choice(
     options.get("restart"),
@@ -253,6 +255,7 @@ pub fn parse_supervisor(
       cwd,
       env,
       kill_on_parent_exit: true,
+      confinement,
     },
     stdio,
     policy: SupervisorPolicy {
@@ -410,6 +413,7 @@ fn parse_spawn_options(
     "options.killOnParentExit",
     true,
   )?;
+  let confinement = parse_confinement(options)?;
   let timeout = match options.get("timeout") {
     Value::Undefined => None,
     v => Some(match integer(v, "options.timeout", 0)? {
@@ -440,6 +444,7 @@ fn parse_spawn_options(
       cwd,
       env,
       kill_on_parent_exit,
+      confinement,
     },
     kill: KillPolicy {
       signal,
@@ -448,6 +453,72 @@ fn parse_spawn_options(
     timeout,
     abort_signal,
   })
+}
+
+/// `limits`, `noNewPrivileges`, `uid` and `gid`: what the child is held to.
+fn parse_confinement(options: &Value) -> Result<Confinement, Error> {
+  let id = |key: &str| -> Result<Option<u32>, Error> {
+    let name = format!("options.{key}");
+    match options.get(key) {
+      Value::Undefined => Ok(None),
+      v => match integer(v, &name, 0)? {
+        // As Node: a non-negative int32 (-1, "no change", is no id to ask for).
+        id if id <= i32::MAX as u64 => Ok(Some(id as u32)),
+        id => Err(Error::out_of_range(
+          name,
+          ">= 0 && <= 2147483647",
+          id.to_string(),
+        )),
+      },
+    }
+  };
+  Ok(Confinement {
+    limits: parse_limits(options.get("limits"))?,
+    no_new_privileges: boolean(
+      options.get("noNewPrivileges"),
+      "options.noNewPrivileges",
+      false,
+    )?,
+    uid: id("uid")?,
+    gid: id("gid")?,
+  })
+}
+
+/// `limits: { memory, cpuTime, openFiles, fileSize, processes, coreDump }`: each a safe
+/// integer ≥ 0, but `cpuTime` ≥ 1: the kernel counts whole seconds, and a program needs some
+/// CPU time to start at all.
+fn parse_limits(value: &Value) -> Result<ResourceLimits, Error> {
+  const KNOWN: &str =
+    "is not a known limit (memory, cpuTime, openFiles, fileSize, processes, coreDump)";
+  let entries = match value {
+    Value::Undefined | Value::Null => return Ok(ResourceLimits::default()),
+    Value::Object(entries) => entries,
+    v => {
+      return Err(Error::invalid_type(
+        "options.limits",
+        "of type object",
+        describe(v),
+      ))
+    }
+  };
+  let mut limits = ResourceLimits::default();
+  for (key, value) in entries {
+    let name = format!("options.limits.{key}");
+    let (slot, min) = match key.as_str() {
+      "memory" => (&mut limits.memory, 0),
+      "cpuTime" => (&mut limits.cpu_time, 1),
+      "openFiles" => (&mut limits.open_files, 0),
+      "fileSize" => (&mut limits.file_size, 0),
+      "processes" => (&mut limits.processes, 0),
+      "coreDump" => (&mut limits.core_dump, 0),
+      _ => return Err(Error::invalid_value(name, KNOWN, describe(value))),
+    };
+    *slot = match value {
+      Value::Undefined => None,
+      v => Some(integer(v, &name, min)?),
+    };
+  }
+  Ok(limits)
 }
 
 fn build_env(
@@ -1099,6 +1170,119 @@ mod tests {
     assert_eq!(e.code(), "ERR_OUT_OF_RANGE");
     let e = parse_s(obj(&[("killSignal", s("SIGNOPE"))])).unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+  }
+
+  #[test]
+  fn limits_and_privileges_reach_the_launch_spec() {
+    let plan = parse(obj(&[
+      (
+        "limits",
+        obj(&[
+          ("memory", Value::Number(268435456.0)),
+          ("cpuTime", Value::Number(2.0)),
+          ("openFiles", Value::Number(64.0)),
+          ("fileSize", Value::Number(0.0)),
+          ("processes", Value::Number(10.0)),
+          ("coreDump", Value::Number(0.0)),
+        ]),
+      ),
+      ("noNewPrivileges", Value::Bool(true)),
+      ("uid", Value::Number(65534.0)),
+      ("gid", Value::Number(0.0)),
+    ]))
+    .unwrap();
+    assert_eq!(
+      plan.launch.confinement,
+      Confinement {
+        limits: ResourceLimits {
+          memory: Some(256 << 20),
+          cpu_time: Some(2),
+          open_files: Some(64),
+          file_size: Some(0),
+          processes: Some(10),
+          core_dump: Some(0),
+        },
+        no_new_privileges: true,
+        uid: Some(65534),
+        gid: Some(0),
+      }
+    );
+    let none = parse(obj(&[("limits", obj(&[("memory", Value::Undefined)]))])).unwrap();
+    assert_eq!(none.launch.confinement, Confinement::default());
+    assert_eq!(
+      parse(Value::Undefined).unwrap().launch.confinement,
+      Confinement::default()
+    );
+    let stream = parse_s(obj(&[("limits", obj(&[("cpuTime", Value::Number(1.0))]))])).unwrap();
+    assert_eq!(stream.launch.confinement.limits.cpu_time, Some(1));
+    let worker = supervise(obj(&[
+      ("modulePath", s("w.js")),
+      ("limits", obj(&[("memory", Value::Number(1024.0))])),
+      ("uid", Value::Number(1000.0)),
+    ]))
+    .unwrap();
+    assert_eq!(worker.launch.confinement.limits.memory, Some(1024));
+    assert_eq!(worker.launch.confinement.uid, Some(1000));
+  }
+
+  #[test]
+  fn bad_limits_name_the_option() {
+    let limits = |key: &str, v: Value| parse(obj(&[("limits", obj(&[(key, v)]))])).unwrap_err();
+    for (key, n) in [
+      ("memory", -1.0),
+      ("memory", 1.5),
+      ("openFiles", f64::NAN),
+      ("fileSize", f64::INFINITY),
+      ("processes", -0.5),
+      ("cpuTime", 0.0),
+      ("coreDump", 2f64.powi(60)),
+    ] {
+      let err = limits(key, Value::Number(n));
+      assert_eq!(err.code(), "ERR_OUT_OF_RANGE", "{key}: {n}");
+      assert!(
+        err.to_string().contains(&format!("options.limits.{key}")),
+        "{err}"
+      );
+    }
+    for (key, v) in [
+      ("memory", s("256m")),
+      ("cpuTime", Value::Null),
+      ("coreDump", Value::Bool(false)),
+    ] {
+      let err = limits(key, v);
+      assert_eq!(err.code(), "ERR_INVALID_ARG_TYPE", "{key}");
+      assert!(err.to_string().contains(&format!("options.limits.{key}")));
+    }
+    let err = limits("rss", Value::Number(1.0));
+    assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE");
+    assert!(err.to_string().contains("options.limits.rss"), "{err}");
+    for v in [s("1g"), Value::Number(5.0), Value::Array(vec![])] {
+      let err = parse(obj(&[("limits", v)])).unwrap_err();
+      assert_eq!(err.code(), "ERR_INVALID_ARG_TYPE");
+      assert!(err.to_string().contains("options.limits"), "{err}");
+    }
+    let err = supervise(obj(&[
+      ("command", s("x")),
+      ("limits", obj(&[("memory", Value::Number(-1.0))])),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.code(), "ERR_OUT_OF_RANGE");
+  }
+
+  #[test]
+  fn ids_are_non_negative_int32s_as_in_node() {
+    for key in ["uid", "gid"] {
+      for n in [-1.0, 0.5, 2147483648.0, f64::NAN] {
+        let err = parse(obj(&[(key, Value::Number(n))])).unwrap_err();
+        assert_eq!(err.code(), "ERR_OUT_OF_RANGE", "{key}: {n}");
+        assert!(err.to_string().contains(&format!("options.{key}")), "{err}");
+      }
+      let err = parse(obj(&[(key, s("root"))])).unwrap_err();
+      assert_eq!(err.code(), "ERR_INVALID_ARG_TYPE");
+    }
+    let err = parse(obj(&[("noNewPrivileges", Value::Number(1.0))])).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG_TYPE");
+    assert!(err.to_string().contains("options.noNewPrivileges"));
   }
 
   #[test]

@@ -55,7 +55,8 @@ use crate::error::Error;
 use crate::kill::{EarlyEnd, Spawned};
 use crate::launch::{self, ProcessGroup};
 use crate::options::StreamPlan;
-use crate::vocabulary::exit::{Ending, ExitStatus};
+use crate::vocabulary::confinement::{Limit, ResourceLimits};
+use crate::vocabulary::exit::{Ending, ExitStatus, ResourceUsage};
 use crate::vocabulary::kill_policy::KillPolicy;
 use crate::vocabulary::limits::READ_CHUNK;
 use crate::vocabulary::stdio::{StdioMode, StreamName};
@@ -77,6 +78,9 @@ pub struct Exit {
   pub status: ExitStatus,
   /// Set when tethered ended it (timeout or abort).
   pub ended_by: Option<Ending>,
+  /// The limit the kernel ended it for, if it says so.
+  pub limit: Option<Limit>,
+  pub usage: ResourceUsage,
 }
 
 /// One end of a pipe that can be closed while someone is using it.
@@ -151,6 +155,7 @@ pub struct StreamChild {
   stderr: Slot,
   kill: KillPolicy,
   timeout: Option<Duration>,
+  limits: ResourceLimits,
   waited: AtomicBool,
 }
 
@@ -166,6 +171,7 @@ impl StreamChild {
       stderr: Slot::new(),
       kill: plan.kill,
       timeout: plan.timeout,
+      limits: plan.launch.confinement.limits,
       waited: AtomicBool::new(false),
     }
   }
@@ -461,8 +467,13 @@ impl StreamChild {
       .await;
     lock(&self.process).take();
     self.stdin.close();
-    let (status, ended_by) = reaped?;
-    Ok(Exit { status, ended_by })
+    let (reaped, ended_by) = reaped?;
+    Ok(Exit {
+      status: reaped.status,
+      ended_by,
+      limit: self.limits.ended(reaped.status, ended_by),
+      usage: reaped.usage,
+    })
   }
 }
 

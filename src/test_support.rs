@@ -14,6 +14,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Once, OnceLock};
+use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 use crate::error::Error;
 use crate::kill::Spawned;
 use crate::launch::Launched;
-use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::exit::{ExitStatus, Reaped, ResourceUsage};
 use crate::vocabulary::stdio::StdioMode;
 
 const LAUNCHER: &str = "tethered-launcher";
@@ -111,7 +112,7 @@ pub fn living_members(pgid: i32) -> usize {
 /// `sh -c <script>` as the leader of a new process group, started without the launcher.
 pub struct PlainChild {
   pid: u32,
-  exit: watch::Receiver<Option<ExitStatus>>,
+  exit: watch::Receiver<Option<Reaped>>,
 }
 
 impl PlainChild {
@@ -147,19 +148,14 @@ impl PlainChild {
         _ => command.stderr(given),
       };
     }
-    let mut child = command.spawn().expect("sh starts");
+    let child = command.spawn().expect("sh starts");
     // The child has its copies of the pipe ends; ours must go, or no EOF is ever read.
     drop(command);
     let [stdin, stdout, stderr] = ours;
     let pid = child.id();
     let (report, exit) = watch::channel(None);
     std::thread::spawn(move || {
-      let status = child.wait().expect("the child is reaped");
-      let status = match status.signal() {
-        Some(signo) => ExitStatus::Signal(signo),
-        None => ExitStatus::Code(status.code().unwrap_or_default()),
-      };
-      report.send_replace(Some(status));
+      report.send_replace(Some(reap(child)));
     });
     Launched {
       pid,
@@ -176,6 +172,31 @@ impl PlainChild {
   }
 }
 
+/// Waits for `child` with `wait4`, as the launcher does, for its resource usage too.
+fn reap(child: std::process::Child) -> Reaped {
+  let mut status = 0;
+  // SAFETY: an all-zero rusage is a valid out-parameter.
+  let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+  // SAFETY: wait4 writes into the two locals; the child is ours and waited for only here.
+  let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+  assert_eq!(reaped, child.id() as i32, "the child is reaped");
+  let status = std::process::ExitStatus::from_raw(status);
+  let time = |t: libc::timeval| {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+  };
+  Reaped {
+    status: match status.signal() {
+      Some(signo) => ExitStatus::Signal(signo),
+      None => ExitStatus::Code(status.code().unwrap_or_default()),
+    },
+    usage: ResourceUsage {
+      max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+      user_cpu: time(usage.ru_utime),
+      system_cpu: time(usage.ru_stime),
+    },
+  }
+}
+
 impl Spawned for PlainChild {
   fn signal_group(&self, signal: Signal) -> bool {
     if self.exit.borrow().is_some() {
@@ -185,7 +206,7 @@ impl Spawned for PlainChild {
     nix::sys::signal::killpg(group, signal).is_ok()
   }
 
-  fn wait(&self) -> impl Future<Output = Result<ExitStatus, Error>> + Send {
+  fn wait(&self) -> impl Future<Output = Result<Reaped, Error>> + Send {
     let mut exit = self.exit.clone();
     async move {
       let status = exit

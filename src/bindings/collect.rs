@@ -6,8 +6,8 @@ use napi::{Env, JsValue};
 use napi_derive::napi;
 
 use super::{
-  exit_fields, js_error, parent_env, read_call_arguments, reject, reject_with, throw,
-  AbortListener, CallArguments,
+  exit_fields, js_error, limit_and_usage_fields, parent_env, read_call_arguments, reject,
+  reject_with, throw, AbortListener, CallArguments,
 };
 use crate::collect::{self, Outcome, ProcessResult};
 use crate::error::Error as TetheredError;
@@ -100,6 +100,7 @@ fn spawn_result<'env>(
   obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
   obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
   exit_fields(&mut obj, outcome.status, "exitCode")?;
+  limit_and_usage_fields(env, &mut obj, outcome.limit, Some(outcome.usage))?;
   obj.set("pid", outcome.pid)?;
   obj.set("durationMs", outcome.duration.as_secs_f64() * 1000.0)?;
   Ok(obj.to_unknown())
@@ -123,6 +124,7 @@ fn process_result<'env>(
     }
   }
   obj.set("timedOut", result.timed_out)?;
+  limit_and_usage_fields(env, &mut obj, result.limit, result.usage)?;
   obj.set("durationMs", result.duration.as_secs_f64() * 1000.0)?;
   if let Some(error) = &result.error {
     let mut summary = Object::new(env)?;
@@ -144,6 +146,7 @@ fn reject_with_output(
     obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
     obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
     exit_fields(&mut obj, outcome.status, "exitCode")?;
+    limit_and_usage_fields(env, &mut obj, outcome.limit, Some(outcome.usage))?;
     obj.set("pid", outcome.pid)?;
     Ok(obj)
   });

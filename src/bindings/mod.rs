@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 use std::ffi::OsString;
 
 use crate::error::{Error as TetheredError, JsKind};
-use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::confinement::Limit;
+use crate::vocabulary::exit::{ExitStatus, ResourceUsage};
 use crate::vocabulary::signals;
 use crate::vocabulary::value::Value;
 
@@ -125,6 +126,29 @@ fn exit_fields(obj: &mut Object, status: ExitStatus, code_key: &str) -> Result<(
       obj.set(code_key, Null)?;
       obj.set("signal", signals::name_of(signo))?;
     }
+  }
+  Ok(())
+}
+
+/// `limit` (the limit the kernel ended the process for, or null) and `resourceUsage` (null when
+/// no process ran).
+fn limit_and_usage_fields(
+  env: &Env,
+  obj: &mut Object,
+  limit: Option<Limit>,
+  usage: Option<ResourceUsage>,
+) -> Result<()> {
+  obj.set("limit", limit.map(Limit::as_str))?;
+  match usage {
+    Some(usage) => {
+      let mut js = Object::new(env)?;
+      let ms = |cpu: std::time::Duration| cpu.as_secs_f64() * 1000.0;
+      js.set("maxRss", usage.max_rss_bytes as f64)?;
+      js.set("userCpuMs", ms(usage.user_cpu))?;
+      js.set("systemCpuMs", ms(usage.system_cpu))?;
+      obj.set("resourceUsage", js)?;
+    }
+    None => obj.set("resourceUsage", Null)?,
   }
   Ok(())
 }

@@ -17,8 +17,8 @@ use napi_derive::napi;
 use tokio::sync::oneshot;
 
 use super::{
-  exit_fields, js_error, parent_env, read_call_arguments, reject, throw, to_value, AbortListener,
-  CallArguments,
+  exit_fields, js_error, limit_and_usage_fields, parent_env, read_call_arguments, reject, throw,
+  to_value, AbortListener, CallArguments,
 };
 use crate::error::Error as TetheredError;
 use crate::options;
@@ -99,12 +99,12 @@ impl NativeChild {
     env.spawn_future_with_callback(run, |env, started| started.map_err(|e| reject(env, &e)))
   }
 
-  /// Settles when the leader is reaped: `{ exitCode, signal, timedOut }`. Rejects with the spawn
-  /// error when the command did not start, with an AbortError (carrying `exitCode`, `signal`,
-  /// `pid`) when `options.signal` ended it, and with `ERR_LAUNCHER_EXITED` if the launcher died.
-  /// Call once.
+  /// Settles when the leader is reaped: `{ exitCode, signal, timedOut, limit, resourceUsage }`.
+  /// Rejects with the spawn error when the command did not start, with an AbortError (carrying
+  /// `exitCode`, `signal`, `pid`) when `options.signal` ended it, and with `ERR_LAUNCHER_EXITED`
+  /// if the launcher died. Call once.
   #[napi(
-    ts_return_type = "Promise<{ exitCode: number | null; signal: string | null; timedOut: boolean }>"
+    ts_return_type = "Promise<{ exitCode: number | null; signal: string | null; timedOut: boolean; limit: 'cpuTime' | 'fileSize' | null; resourceUsage: { maxRss: number; userCpuMs: number; systemCpuMs: number } }>"
   )]
   pub fn wait<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Unknown<'env>>> {
     let (listener, abort) = match self.abort.borrow_mut().take() {
@@ -270,11 +270,13 @@ fn output(env: &Env, fd: u32) -> Result<StreamName> {
   }
 }
 
-/// `{ exitCode, signal, timedOut }`, or the AbortError when the AbortSignal ended the child.
+/// `{ exitCode, signal, timedOut, limit, resourceUsage }`, or the AbortError when the
+/// AbortSignal ended the child.
 fn exit_result<'env>(env: &'env Env, exit: Exit, pid: u32) -> Result<Unknown<'env>> {
   if exit.ended_by == Some(Ending::Aborted) {
     let mut error = js_error(env, &TetheredError::Aborted)?;
     exit_fields(&mut error, exit.status, "exitCode")?;
+    limit_and_usage_fields(env, &mut error, exit.limit, Some(exit.usage))?;
     error.set("pid", pid)?;
     return Err(napi::Error::from(error.to_unknown()));
   }
@@ -284,5 +286,6 @@ fn exit_result<'env>(env: &'env Env, exit: Exit, pid: u32) -> Result<Unknown<'en
     "timedOut",
     matches!(exit.ended_by, Some(Ending::Timeout(_))),
   )?;
+  limit_and_usage_fields(env, &mut obj, exit.limit, Some(exit.usage))?;
   Ok(obj.to_unknown())
 }

@@ -1,6 +1,11 @@
 //! The addon's side of the launcher: starts it on first use, sends it spawn and signal
 //! requests, and routes its replies to the calls waiting for them.
 //!
+//! An exit arrives with the kernel's accounting of the leader (the launcher reaps with `wait4`),
+//! so every exit report here is a [`Reaped`]: status and resource usage together. A spawn's
+//! confinement goes the other way as the setrlimit calls the launcher makes; how each limit is
+//! set (soft and hard) is decided here, in [`rlimits`].
+//!
 //! The launcher is started by a dedicated thread that lives as long as the process, because
 //! the launcher's parent-death signal fires when the *thread* that started it exits. If the
 //! launcher dies, every call waiting on it fails with `ERR_LAUNCHER_EXITED` (its children die
@@ -15,16 +20,18 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
-use tethered_launcher::protocol::{take_frames, Reply, Request};
+use tethered_launcher::protocol::{self, take_frames, Reply, Request, Resource, Rlimit};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
 
 use crate::error::Error;
-use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::confinement::{Confinement, ResourceLimits};
+use crate::vocabulary::exit::{ExitStatus, Reaped, ResourceUsage};
 
 /// The launcher binary's file name; it is installed next to the `.node` file.
 pub const LAUNCHER_FILE: &str = "tethered-launcher";
@@ -38,6 +45,7 @@ pub struct SpawnRequest {
   pub detached: bool,
   /// Laid out as the child's fds 0, 1, 2, ... in this order.
   pub fds: Vec<OwnedFd>,
+  pub confinement: Confinement,
 }
 
 /// Why a spawn did not produce a child.
@@ -52,13 +60,13 @@ pub enum SpawnFailure {
 pub struct LaunchedChild {
   pub pid: u32,
   id: u64,
-  exit: watch::Receiver<Option<ExitStatus>>,
+  exit: watch::Receiver<Option<Reaped>>,
   connection: Arc<Connection>,
 }
 
 impl LaunchedChild {
   /// Resolves once the launcher reaped the leader.
-  pub async fn wait(&self) -> Result<ExitStatus, Error> {
+  pub async fn wait(&self) -> Result<Reaped, Error> {
     let mut exit = self.exit.clone();
     let status = exit
       .wait_for(Option::is_some)
@@ -112,6 +120,7 @@ pub async fn spawn(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure>
       cwd: request.cwd.clone(),
       detached: request.detached,
       fd_count: fds.len() as u32,
+      confinement: wire_confinement(&request.confinement),
     }
     .encode();
     let (done_tx, done_rx) = oneshot::channel();
@@ -141,6 +150,53 @@ pub async fn spawn(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure>
   }
 }
 
+/// The confinement as the launcher applies it.
+fn wire_confinement(confinement: &Confinement) -> protocol::Confinement {
+  protocol::Confinement {
+    rlimits: rlimits(&confinement.limits),
+    no_new_privileges: confinement.no_new_privileges,
+    uid: confinement.uid,
+    gid: confinement.gid,
+  }
+}
+
+/// The setrlimit calls for `limits`, none for a limit not set. Each hard limit equals its soft
+/// one, so the program cannot raise it again — except for CPU time: at a hard limit the kernel
+/// sends SIGKILL, at the soft one SIGXCPU, so the hard limit is one second later. A program
+/// that ignores SIGXCPU is killed then.
+fn rlimits(limits: &ResourceLimits) -> Vec<Rlimit> {
+  let ResourceLimits {
+    memory,
+    cpu_time,
+    open_files,
+    file_size,
+    processes,
+    core_dump,
+  } = *limits;
+  let same = |resource, limit: Option<u64>| {
+    limit.map(|limit| Rlimit {
+      resource,
+      soft: limit,
+      hard: limit,
+    })
+  };
+  [
+    same(Resource::Data, memory),
+    cpu_time.map(|seconds| Rlimit {
+      resource: Resource::Cpu,
+      soft: seconds,
+      hard: seconds + 1,
+    }),
+    same(Resource::OpenFiles, open_files),
+    same(Resource::FileSize, file_size),
+    same(Resource::Processes, processes),
+    same(Resource::Core, core_dump),
+  ]
+  .into_iter()
+  .flatten()
+  .collect()
+}
+
 fn launcher_exited(detail: &str) -> Error {
   Error::LauncherExited {
     detail: detail.to_string(),
@@ -151,7 +207,7 @@ struct Pending {
   spawned: Option<oneshot::Sender<Result<i32, i32>>>,
   /// Known once the launcher reported the child started.
   pid: Option<i32>,
-  exit: watch::Sender<Option<ExitStatus>>,
+  exit: watch::Sender<Option<Reaped>>,
 }
 
 struct Outgoing {
@@ -202,14 +258,24 @@ impl Connection {
           let _ = spawned.send(Err(errno));
         }
       }
-      Reply::Exited { id, code, signal } => {
+      Reply::Exited {
+        id,
+        code,
+        signal,
+        usage,
+      } => {
         if let Some(child) = pending.remove(&id) {
           let status = if signal > 0 {
             ExitStatus::Signal(signal)
           } else {
             ExitStatus::Code(code)
           };
-          let _ = child.exit.send(Some(status));
+          let usage = ResourceUsage {
+            max_rss_bytes: usage.max_rss_bytes,
+            user_cpu: Duration::from_micros(usage.user_cpu_micros),
+            system_cpu: Duration::from_micros(usage.system_cpu_micros),
+          };
+          let _ = child.exit.send(Some(Reaped { status, usage }));
         }
       }
     }
@@ -448,4 +514,40 @@ fn launcher_path() -> io::Result<PathBuf> {
   let library = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
   let library = PathBuf::from(std::ffi::OsStr::from_bytes(library.to_bytes()));
   Ok(library.with_file_name(LAUNCHER_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn only_limits_that_are_set_become_calls() {
+    assert_eq!(rlimits(&ResourceLimits::default()), vec![]);
+    let limits = ResourceLimits {
+      memory: Some(256 << 20),
+      cpu_time: Some(2),
+      core_dump: Some(0),
+      ..Default::default()
+    };
+    assert_eq!(
+      rlimits(&limits),
+      vec![
+        Rlimit {
+          resource: Resource::Data,
+          soft: 256 << 20,
+          hard: 256 << 20
+        },
+        Rlimit {
+          resource: Resource::Cpu,
+          soft: 2,
+          hard: 3
+        },
+        Rlimit {
+          resource: Resource::Core,
+          soft: 0,
+          hard: 0
+        },
+      ]
+    );
+  }
 }

@@ -182,8 +182,8 @@ impl WorkerWatch {
           Some(chunk) => self.watcher.output(StreamName::Stderr, chunk),
           None => stderr = None,
         },
-        status = &mut wait, if exit.is_none() => {
-          exit = Some(status);
+        reaped = &mut wait, if exit.is_none() => {
+          exit = Some(reaped.map(|reaped| reaped.status));
           drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
         }
         () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
@@ -219,6 +219,7 @@ mod tests {
         ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "advanced".into()),
       ],
       kill_on_parent_exit: true,
+      confinement: Default::default(),
     };
     let env = with_channel_env(launch).env;
     assert_eq!(

@@ -1,11 +1,14 @@
-//! What to start: the program, its arguments, its directory and its whole environment. The
-//! options produce it, `launch` turns it into a launcher request.
+//! What to start: the program, its arguments, its directory, its whole environment, and what it
+//! is held to (rlimits, user, group). The options produce it, `launch` turns it into a launcher
+//! request.
 //!
 //! The environment is kept as the OS gives it (bytes): a variable this process inherited is
 //! handed on even when it is not valid UTF-8. Only values a user writes in `options.env`
 //! are JavaScript strings.
 
 use std::ffi::{OsStr, OsString};
+
+use super::confinement::Confinement;
 
 /// What to start: the program, its arguments, where and with which environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +19,7 @@ pub struct LaunchSpec {
   /// The complete environment of the child, in order.
   pub env: Vec<(OsString, OsString)>,
   pub kill_on_parent_exit: bool,
+  pub confinement: Confinement,
 }
 
 impl LaunchSpec {

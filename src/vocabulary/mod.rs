@@ -7,6 +7,7 @@
 //! `vocabulary`, and each file here is plain data with, at most, a few lines of behaviour that
 //! belong to the data itself (a name, a lookup).
 
+pub mod confinement;
 pub mod exit;
 pub mod kill_policy;
 pub mod launch_spec;

@@ -5,6 +5,10 @@
 //! byte as one `SCM_RIGHTS` message; `fd_count` says how many to take. Plain std, no I/O:
 //! each side reads and writes its socket its own way (the addon through tokio, the launcher
 //! with blocking calls and `poll`).
+//!
+//! A spawn carries its [`Confinement`] (rlimits, privileges) as a list of what to set, so a
+//! child confined to nothing costs two bytes and no system call; an exit carries the leader's
+//! [`ResourceUsage`], which the launcher's `wait4` gets with the reap itself.
 
 use std::io;
 
@@ -21,6 +25,7 @@ pub enum Request {
     /// A deliberate daemon: a new session, no parent-death signal, spared at shutdown.
     detached: bool,
     fd_count: u32,
+    confinement: Confinement,
   },
   /// Send `signo` to the group of child `id`, if its leader has not been reaped. With
   /// `terminate`, whatever is left of the group is SIGKILLed when the leader dies.
@@ -47,7 +52,67 @@ pub enum Reply {
     id: u64,
     code: i32,
     signal: i32,
+    usage: ResourceUsage,
   },
+}
+
+/// What the child is held to, applied between fork and exec: each rlimit in order, then the
+/// group and user ids, then `no_new_privileges`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confinement {
+  pub rlimits: Vec<Rlimit>,
+  /// `PR_SET_NO_NEW_PRIVS`: exec never grants privileges (setuid bits, file capabilities).
+  pub no_new_privileges: bool,
+  pub uid: Option<u32>,
+  pub gid: Option<u32>,
+}
+
+/// One `setrlimit`: the soft limit (where the kernel's signal or error starts) and the hard one
+/// (which an unprivileged child cannot raise again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+  pub resource: Resource,
+  pub soft: u64,
+  pub hard: u64,
+}
+
+/// The resources tethered limits, named on the wire apart from the C library's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+  /// `RLIMIT_DATA`
+  Data = 1,
+  /// `RLIMIT_CPU`
+  Cpu = 2,
+  /// `RLIMIT_NOFILE`
+  OpenFiles = 3,
+  /// `RLIMIT_FSIZE`
+  FileSize = 4,
+  /// `RLIMIT_NPROC`
+  Processes = 5,
+  /// `RLIMIT_CORE`
+  Core = 6,
+}
+
+impl Resource {
+  fn from_wire(tag: u8) -> io::Result<Self> {
+    Ok(match tag {
+      1 => Resource::Data,
+      2 => Resource::Cpu,
+      3 => Resource::OpenFiles,
+      4 => Resource::FileSize,
+      5 => Resource::Processes,
+      6 => Resource::Core,
+      _ => return Err(corrupt()),
+    })
+  }
+}
+
+/// The kernel's accounting of a reaped leader (and of the descendants it waited for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+  pub max_rss_bytes: u64,
+  pub user_cpu_micros: u64,
+  pub system_cpu_micros: u64,
 }
 
 const SPAWN: u8 = 1;
@@ -55,6 +120,11 @@ const SIGNAL: u8 = 2;
 const SPAWNED: u8 = 3;
 const SPAWN_FAILED: u8 = 4;
 const EXITED: u8 = 5;
+
+/// Bits of a confinement's flag byte.
+const NO_NEW_PRIVILEGES: u8 = 1;
+const UID: u8 = 2;
+const GID: u8 = 4;
 
 /// The largest frame accepted: args and environment are bounded by the kernel's `ARG_MAX`
 /// anyway, so anything bigger is a corrupt stream.
@@ -86,6 +156,21 @@ impl Writer {
     self.u32(items.len() as u32);
     for item in items {
       self.bytes(item);
+    }
+  }
+  fn confinement(&mut self, confinement: &Confinement) {
+    self.u8(confinement.rlimits.len() as u8);
+    for rlimit in &confinement.rlimits {
+      self.u8(rlimit.resource as u8);
+      self.u64(rlimit.soft);
+      self.u64(rlimit.hard);
+    }
+    let flags = (confinement.no_new_privileges as u8 * NO_NEW_PRIVILEGES)
+      | (confinement.uid.is_some() as u8 * UID)
+      | (confinement.gid.is_some() as u8 * GID);
+    self.u8(flags);
+    for id in [confinement.uid, confinement.gid].into_iter().flatten() {
+      self.u32(id);
     }
   }
   fn finish(mut self) -> Vec<u8> {
@@ -126,6 +211,34 @@ impl Reader<'_> {
     let len = self.u32()? as usize;
     Ok(self.take(len)?.to_vec())
   }
+  fn confinement(&mut self) -> io::Result<Confinement> {
+    let count = self.u8()?;
+    let rlimits = (0..count)
+      .map(|_| {
+        Ok(Rlimit {
+          resource: Resource::from_wire(self.u8()?)?,
+          soft: self.u64()?,
+          hard: self.u64()?,
+        })
+      })
+      .collect::<io::Result<_>>()?;
+    let flags = self.u8()?;
+    let mut id = |bit: u8| -> io::Result<Option<u32>> {
+      if flags & bit != 0 {
+        self.u32().map(Some)
+      } else {
+        Ok(None)
+      }
+    };
+    let uid = id(UID)?;
+    let gid = id(GID)?;
+    Ok(Confinement {
+      rlimits,
+      no_new_privileges: flags & NO_NEW_PRIVILEGES != 0,
+      uid,
+      gid,
+    })
+  }
   fn list(&mut self) -> io::Result<Vec<Vec<u8>>> {
     let count = self.u32()? as usize;
     // Each item is at least its 4-byte length, which bounds a corrupt count.
@@ -147,6 +260,7 @@ impl Request {
         cwd,
         detached,
         fd_count,
+        confinement,
       } => {
         let mut w = Writer::new(SPAWN);
         w.u64(*id);
@@ -162,6 +276,7 @@ impl Request {
         }
         w.u8(*detached as u8);
         w.u32(*fd_count);
+        w.confinement(confinement);
         w.finish()
       }
       Request::Signal {
@@ -193,6 +308,7 @@ impl Request {
         },
         detached: r.u8()? != 0,
         fd_count: r.u32()?,
+        confinement: r.confinement()?,
       }),
       SIGNAL => Ok(Request::Signal {
         id: r.u64()?,
@@ -219,11 +335,19 @@ impl Reply {
         w.i32(errno);
         w.finish()
       }
-      Reply::Exited { id, code, signal } => {
+      Reply::Exited {
+        id,
+        code,
+        signal,
+        usage,
+      } => {
         let mut w = Writer::new(EXITED);
         w.u64(id);
         w.i32(code);
         w.i32(signal);
+        w.u64(usage.max_rss_bytes);
+        w.u64(usage.user_cpu_micros);
+        w.u64(usage.system_cpu_micros);
         w.finish()
       }
     }
@@ -244,6 +368,11 @@ impl Reply {
         id: r.u64()?,
         code: r.i32()?,
         signal: r.i32()?,
+        usage: ResourceUsage {
+          max_rss_bytes: r.u64()?,
+          user_cpu_micros: r.u64()?,
+          system_cpu_micros: r.u64()?,
+        },
       }),
       _ => Err(corrupt()),
     }
@@ -282,6 +411,54 @@ mod tests {
       cwd: Some(b"/tmp".to_vec()),
       detached: false,
       fd_count: 3,
+      confinement: Confinement::default(),
+    }
+  }
+
+  fn confined_request() -> Request {
+    let Request::Spawn {
+      id,
+      program,
+      argv,
+      envp,
+      cwd,
+      detached,
+      fd_count,
+      ..
+    } = spawn_request()
+    else {
+      unreachable!()
+    };
+    Request::Spawn {
+      id,
+      program,
+      argv,
+      envp,
+      cwd,
+      detached,
+      fd_count,
+      confinement: Confinement {
+        rlimits: vec![
+          Rlimit {
+            resource: Resource::Cpu,
+            soft: 1,
+            hard: 2,
+          },
+          Rlimit {
+            resource: Resource::Data,
+            soft: 256 << 20,
+            hard: 256 << 20,
+          },
+          Rlimit {
+            resource: Resource::Core,
+            soft: 0,
+            hard: 0,
+          },
+        ],
+        no_new_privileges: true,
+        uid: None,
+        gid: Some(65534),
+      },
     }
   }
 
@@ -289,6 +466,7 @@ mod tests {
   fn requests_and_replies_round_trip() {
     let requests = [
       spawn_request(),
+      confined_request(),
       Request::Signal {
         id: 9,
         signo: 15,
@@ -308,12 +486,37 @@ mod tests {
         id: 3,
         code: -1,
         signal: 9,
+        usage: ResourceUsage {
+          max_rss_bytes: 100 << 20,
+          user_cpu_micros: 212_345,
+          system_cpu_micros: 7,
+        },
       },
     ] {
       let mut frame = reply.encode();
       let bodies = take_frames(&mut frame).unwrap();
       assert_eq!(Reply::decode(&bodies[0]).unwrap(), reply);
     }
+  }
+
+  #[test]
+  fn an_unconfined_spawn_costs_two_bytes() {
+    let frame = spawn_request().encode();
+    // No rlimits, no flags: the last two bytes, after the fd count.
+    assert_eq!(&frame[frame.len() - 6..], &[3, 0, 0, 0, 0, 0]);
+    let Request::Spawn { confinement, .. } = Request::decode(&frame[4..]).unwrap() else {
+      unreachable!()
+    };
+    assert_eq!(confinement, Confinement::default());
+  }
+
+  #[test]
+  fn an_unknown_resource_is_corrupt() {
+    let mut frame = confined_request().encode();
+    let first_resource = frame.len() - (1 + 3 * 17 + 1 + 4) + 1;
+    assert_eq!(frame[first_resource], Resource::Cpu as u8);
+    frame[first_resource] = 99;
+    assert!(Request::decode(&frame[4..]).is_err());
   }
 
   #[test]
