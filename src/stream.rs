@@ -451,13 +451,21 @@ impl StreamChild {
   /// it is reaped; then closes stdin. `Err` when it could not start or the launcher died. Call
   /// once: a second call returns `None` at once.
   pub async fn exited(&self, abort: Option<oneshot::Receiver<()>>) -> Option<Result<Exit, Error>> {
-    if self.waited.swap(true, Ordering::SeqCst) {
+    if !self.claim_exit() {
       return None;
     }
     Some(self.run_to_exit(abort).await)
   }
 
-  async fn run_to_exit(&self, abort: Option<oneshot::Receiver<()>>) -> Result<Exit, Error> {
+  /// Claims the one wait for the exit; `false` when it was claimed already. Callers that run the
+  /// wait on another thread claim it first, on their own, so which of two calls wins is the
+  /// order of the calls, not of the threads.
+  pub fn claim_exit(&self) -> bool {
+    !self.waited.swap(true, Ordering::SeqCst)
+  }
+
+  /// The wait for the exit, for a caller that claimed it with [`StreamChild::claim_exit`].
+  pub async fn run_to_exit(&self, abort: Option<oneshot::Receiver<()>>) -> Result<Exit, Error> {
     self.started().await?;
     let group = lock(&self.process)
       .clone()

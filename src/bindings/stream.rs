@@ -112,8 +112,14 @@ impl NativeChild {
       None => (None, None),
     };
     let child = self.child.clone();
+    // Claimed here, on the JS thread: of two wait() calls, the first one made is the one served.
+    let claimed = child.claim_exit();
     let run = async move {
-      let exit = child.exited(abort).await;
+      let exit = if claimed {
+        Some(child.run_to_exit(abort).await)
+      } else {
+        None
+      };
       Ok((exit, child.pid()))
     };
     env.spawn_future_with_callback(run, move |env, (exit, pid)| {
