@@ -643,8 +643,7 @@ impl<'a> Reader<'a> {
 mod tests {
   use super::*;
 
-  /// Payloads made by Node itself, with Node's child-process serializer, as a worker sends them
-  /// (see `node_payloads.mjs` in the comment of each).
+  /// `payload` as it crosses the channel.
   fn frame(payload: &[u8]) -> Vec<u8> {
     [&header(payload).unwrap()[..], payload].concat()
   }
