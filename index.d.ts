@@ -354,6 +354,12 @@ export interface SupervisorOptions extends ConfinementOptions {
    * @default 'inherit'
    */
   stdio?: 'inherit' | 'pipe' | 'ignore'
+  /**
+   * How messages cross the channel, as `fork()`'s option: `'advanced'` uses Node's v8
+   * serializer, so Buffers, typed arrays, Map, Set, Date and BigInt cross unchanged both ways.
+   * @default 'json'
+   */
+  serialization?: 'json' | 'advanced'
 }
 
 export type SupervisorState =
@@ -514,10 +520,10 @@ export interface PoolOptions
    */
   healthCheckTimeout?: number
   /**
-   * How messages cross the channel; only `'json'` so far.
+   * How messages cross each worker's channel, as the Supervisor's `serialization`.
    * @default 'json'
    */
-  serialization?: 'json'
+  serialization?: 'json' | 'advanced'
 }
 
 export interface PoolRequestOptions {

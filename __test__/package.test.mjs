@@ -28,6 +28,7 @@ const EXPECTED_FILES = [
   'lib/supervisor.js',
   'lib/pool.js',
   'lib/deliver.js',
+  'lib/serialization.js',
   'worker.js',
   'worker.d.ts',
   NODE_FILE,

@@ -1,11 +1,13 @@
 'use strict'
 // The Pool's EventEmitter face. The native side (src/pool, src/bindings/pool.rs) validates the
 // options, runs the workers, the queue, timers, restarts and recycling, and hands over notices
-// in batches; this file turns them into events and settled promises, moves bodies and results
-// across as JSON text, and keeps each request's AbortSignal, which only JavaScript can hear.
+// in batches; this file turns them into events and settled promises, encodes and decodes bodies,
+// results and messages in the serialization chosen (lib/serialization.js), and keeps each
+// request's AbortSignal, which only JavaScript can hear.
 const { EventEmitter } = require('node:events')
 const { NativePool } = require('../binding.js')
 const { bugReport, guarded, emitError } = require('./deliver.js')
+const { codecs } = require('./serialization.js')
 
 class Pool extends EventEmitter {
   #native
@@ -14,10 +16,12 @@ class Pool extends EventEmitter {
    * holds its AbortSignal and the listener added to it.
    */
   #calls = new Map()
+  #codec
 
   constructor(options) {
     super()
     this.#native = new NativePool(options)
+    this.#codec = codecs[this.#native.serialization]
   }
 
   get state() {
@@ -42,7 +46,7 @@ class Pool extends EventEmitter {
       const signal = options !== null && typeof options === 'object' ? options.signal : undefined
       let id
       try {
-        id = this.#native.request(JSON.stringify(body), options, this.#deliver)
+        id = this.#native.request(this.#codec.request(body), options, this.#deliver)
       } catch (error) {
         if (error?.code === 'ABORT_ERR') error.cause = signal.reason
         throw error
@@ -73,7 +77,7 @@ class Pool extends EventEmitter {
     for (const notice of notices) {
       if (notice.kind === 'messages') {
         const from = { worker: notice.worker, pid: notice.pid }
-        for (const json of notice.json) guarded(() => this.emit('message', JSON.parse(json), from))
+        for (const data of notice.data) guarded(() => this.emit('message', this.#codec.decode(data), from))
       } else {
         guarded(() => this.#handle(notice))
       }
@@ -117,7 +121,7 @@ class Pool extends EventEmitter {
       }
       call.reject(notice.error)
     } else {
-      call.resolve(notice.json === undefined ? undefined : JSON.parse(notice.json))
+      call.resolve(notice.data === undefined ? undefined : this.#codec.result(notice.data))
     }
   }
 }

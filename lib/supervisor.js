@@ -1,20 +1,23 @@
 'use strict'
 // The Supervisor's EventEmitter face. The native side (src/supervisor, src/bindings/supervisor.rs)
 // validates the options, runs the worker, its channel, timers and restarts, and hands over
-// notices in batches; this file only turns them into events and settled promises, and moves
-// messages across as JSON text.
+// notices in batches; this file only turns them into events and settled promises, and encodes
+// and decodes messages in the serialization chosen (lib/serialization.js).
 const { EventEmitter } = require('node:events')
 const { NativeSupervisor } = require('../binding.js')
 const { bugReport, guarded, emitError } = require('./deliver.js')
+const { codecs } = require('./serialization.js')
 
 class Supervisor extends EventEmitter {
   #native
   /** Promises of start/stop/send/request calls not yet settled, by call id. */
   #calls = new Map()
+  #codec
 
   constructor(options) {
     super()
     this.#native = new NativeSupervisor(options)
+    this.#codec = codecs[this.#native.serialization]
   }
 
   get pid() {
@@ -41,14 +44,14 @@ class Supervisor extends EventEmitter {
     return this.#call(() => this.#native.stop())
   }
 
-  // Like every method here, never throws: a message JSON cannot carry or a missing worker
-  // rejects the returned promise.
+  // Like every method here, never throws: a message the serialization cannot carry or a
+  // missing worker rejects the returned promise.
   send(message) {
-    return this.#call(() => this.#native.send(JSON.stringify(message)))
+    return this.#call(() => this.#native.send(this.#codec.message(message)))
   }
 
   request(message, options) {
-    return this.#call(() => this.#native.request(JSON.stringify(message), options))
+    return this.#call(() => this.#native.request(this.#codec.request(message), options))
   }
 
   /** Runs a native call; its outcome arrives later as a `settled` notice (null: done already). */
@@ -64,7 +67,7 @@ class Supervisor extends EventEmitter {
   #deliver = (notices) => {
     for (const notice of notices) {
       if (notice.kind === 'messages') {
-        for (const json of notice.json) guarded(() => this.emit('message', JSON.parse(json)))
+        for (const data of notice.data) guarded(() => this.emit('message', this.#codec.decode(data)))
       } else {
         guarded(() => this.#handle(notice))
       }
@@ -83,7 +86,7 @@ class Supervisor extends EventEmitter {
         }
         this.#calls.delete(notice.call)
         if (notice.error !== undefined) call.reject(notice.error)
-        else call.resolve(notice.json === undefined ? undefined : JSON.parse(notice.json))
+        else call.resolve(notice.data === undefined ? undefined : this.#codec.result(notice.data))
         break
       }
       case 'warning':

@@ -1,22 +1,28 @@
-//! Node's IPC channel in `json` serialization mode, as bytes: each message is one JSON value
-//! followed by `'\n'` (what `process.send` writes and `process.on('message')` parses).
+//! Node's IPC channel, as bytes, in either of Node's serialization modes, and the messages
+//! tethered itself exchanges with a worker over it.
 //!
-//! Why a newline is a safe separator: `JSON.stringify` escapes every control character inside
-//! strings, so a raw `'\n'` only ever ends a message, and in UTF-8 the byte `0x0A` never occurs
-//! inside a multi-byte character. So the decoder splits bytes, not characters: a chunk boundary
-//! anywhere — inside a character, inside a 5 MB message — needs no special care, and text is
-//! decoded once per complete message.
+//! `json` (this file): each message is one JSON value followed by `'\n'` (what `process.send`
+//! writes and `process.on('message')` parses). A newline is a safe separator: `JSON.stringify`
+//! escapes every control character inside strings, so a raw `'\n'` only ever ends a message, and
+//! in UTF-8 the byte `0x0A` never occurs inside a multi-byte character. So the decoder splits
+//! bytes, not characters: a chunk boundary anywhere — inside a character, inside a 5 MB message —
+//! needs no special care, and text is decoded once per complete message.
 //!
-//! On top of the framing sit the messages tethered itself exchanges with a worker (health checks,
-//! the request/response envelope, shutdown) and Node's own `NODE_*` messages; the decoder tells
-//! them apart from the user's messages. It builds only the few top-level fields that decide
-//! this: the rest of a message is checked and passed on as the text it arrived as, which
-//! JavaScript parses anyway — building it here too would cost a copy of every large message.
+//! `advanced` ([`advanced`]): a length header, then a v8 serializer payload.
+//!
+//! On top of either framing sit the messages tethered itself exchanges with a worker (health
+//! checks, the request/response envelope, cancel, shutdown) and Node's own `NODE_*` messages;
+//! the decoders tell them apart from the user's messages by the same few top-level fields
+//! ([`EnvelopeFields`]), so both modes sort alike. Only those fields are built: the rest of a
+//! message is checked and passed on as the text or bytes it arrived as, which JavaScript parses
+//! anyway — building it here too would cost a copy of every large message.
+
+pub mod advanced;
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::error::Error;
 
@@ -24,18 +30,80 @@ use crate::error::Error;
 /// does not pin its size in memory for the life of the channel.
 const RETAINED_CAPACITY: usize = 1 << 20;
 
-/// One message as received: what it is, and its JSON text exactly as the worker wrote it
-/// (passed on as it is, so nothing of it — not even the order of object keys — changes).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Received {
-  pub incoming: Incoming,
-  pub json: String,
+/// How messages cross the channel, as Node's `fork()` option `serialization` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Serialization {
+  #[default]
+  Json,
+  /// Node's v8 serializer: Buffers, typed arrays, Map, Set, Date, BigInt cross unchanged.
+  Advanced,
 }
 
-/// Turns a byte stream into messages. Holds at most the unfinished message plus the latest
-/// chunk, so memory follows the largest message, not the traffic.
+/// A message's content as it travels between JavaScript and a worker, untouched here.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+  /// JSON text, exactly as written (so nothing of it — not even the order of object keys —
+  /// changes).
+  Json(String),
+  /// A v8 serializer payload (version header included, no length header).
+  Advanced(Vec<u8>),
+}
+
+/// One message from a worker, as far as the supervisor is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+  /// Anything not tethered's or Node's: emitted to the user as 'message'.
+  User(Payload),
+  /// The answer to a health check; consumed, never shown to the user.
+  Pong,
+  /// The answer to `request()` number `id`; consumed, never shown as a 'message'. An `Ok`
+  /// carries the result: in json, the JSON text of `result` (`None` when it was `undefined`,
+  /// which JSON drops); in advanced, the whole response, whose `result` JavaScript takes.
+  Response {
+    id: u64,
+    outcome: Result<Option<Payload>, Error>,
+  },
+  /// One of Node's own messages (`cmd: 'NODE_…'`, e.g. handle passing); ignored.
+  NodeInternal,
+}
+
+/// Turns a byte stream into messages, in the channel's serialization.
+#[derive(Debug)]
+pub enum Decoder {
+  Json(Lines),
+  Advanced(advanced::Decoder),
+}
+
+impl Decoder {
+  pub fn new(serialization: Serialization) -> Self {
+    match serialization {
+      Serialization::Json => Decoder::Json(Lines::default()),
+      Serialization::Advanced => Decoder::Advanced(advanced::Decoder::default()),
+    }
+  }
+
+  /// Adds bytes read from the channel; any split is fine.
+  pub fn feed(&mut self, chunk: &[u8]) {
+    match self {
+      Decoder::Json(lines) => lines.feed(chunk),
+      Decoder::Advanced(frames) => frames.feed(chunk),
+    }
+  }
+
+  /// The next complete message, in order, or `None` until more bytes are fed. A message that
+  /// cannot be read is an `Err` item; the messages after it are unaffected.
+  pub fn next_message(&mut self) -> Option<Result<Received, Error>> {
+    match self {
+      Decoder::Json(lines) => lines.next_message(),
+      Decoder::Advanced(frames) => frames.next_message(),
+    }
+  }
+}
+
+/// The json decoder. Holds at most the unfinished message plus the latest chunk, so memory
+/// follows the largest message, not the traffic.
 #[derive(Debug, Default)]
-pub struct Decoder {
+pub struct Lines {
   buffer: Vec<u8>,
   /// Bytes before this index were already handed out.
   consumed: usize,
@@ -43,13 +111,8 @@ pub struct Decoder {
   scanned: usize,
 }
 
-impl Decoder {
-  pub fn new() -> Self {
-    Self::default()
-  }
-
-  /// Adds bytes read from the channel; any split is fine.
-  pub fn feed(&mut self, chunk: &[u8]) {
+impl Lines {
+  fn feed(&mut self, chunk: &[u8]) {
     if self.consumed > 0 {
       self.buffer.drain(..self.consumed);
       self.scanned -= self.consumed;
@@ -58,9 +121,8 @@ impl Decoder {
     self.buffer.extend_from_slice(chunk);
   }
 
-  /// The next complete message, in order, or `None` until more bytes are fed. A line that is
-  /// not JSON is an `Err` item; the messages after it are unaffected. Blank lines are skipped.
-  pub fn next_message(&mut self) -> Option<Result<Received, Error>> {
+  /// A line that is not JSON is an `Err` item. Blank lines are skipped.
+  fn next_message(&mut self) -> Option<Result<Received, Error>> {
     loop {
       let newline = memchr::memchr(b'\n', &self.buffer[self.scanned..]).map(|i| self.scanned + i);
       let Some(end) = newline else {
@@ -93,48 +155,176 @@ impl Decoder {
   }
 }
 
-/// What ends every message on the wire. A writer sends it after each line, so a line already
-/// in hand (e.g. the JSON text `JSON.stringify` gave) is written without being copied to add it.
-pub const TERMINATOR: &[u8] = b"\n";
-
-/// The line that carries `message`, without its [`TERMINATOR`]. Compact JSON never contains a
-/// raw newline.
-pub fn encode(message: &Value) -> Vec<u8> {
-  message.to_string().into_bytes()
+/// One message ready for the wire: its payload with the framing around it (a length header
+/// before it, or a newline after it), written as three slices so the payload is not copied to
+/// add them.
+#[derive(Debug, Clone)]
+pub struct Frame {
+  head: [u8; 4],
+  head_len: usize,
+  payload: Vec<u8>,
+  tail: &'static [u8],
 }
 
-/// The health check the supervisor sends; a worker answers `{ type: 'pong' }`.
-pub fn ping() -> Value {
-  json!({ "type": "ping" })
+impl Frame {
+  /// The bytes on the wire, in order.
+  pub fn parts(&self) -> [&[u8]; 3] {
+    [&self.head[..self.head_len], &self.payload, self.tail]
+  }
+
+  /// The bytes on the wire; never zero, as every frame has a header or a terminator.
+  #[allow(clippy::len_without_is_empty)]
+  pub fn len(&self) -> usize {
+    self.head_len + self.payload.len() + self.tail.len()
+  }
 }
 
-/// Asks the worker to finish and exit on its own (the first step of `stop()`).
-pub fn shutdown() -> Value {
-  json!({ "type": "shutdown" })
+impl Serialization {
+  /// The value of `NODE_CHANNEL_SERIALIZATION_MODE` that makes a Node worker speak it.
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Serialization::Json => "json",
+      Serialization::Advanced => "advanced",
+    }
+  }
+
+  /// `payload` framed: in json, one JSON text without a raw newline (what `JSON.stringify`
+  /// gives — the caller checks); in advanced, a v8 serializer payload.
+  pub fn frame(self, payload: Vec<u8>) -> Result<Frame, Error> {
+    Ok(match self {
+      Serialization::Json => Frame {
+        head: [0; 4],
+        head_len: 0,
+        payload,
+        tail: b"\n",
+      },
+      Serialization::Advanced => Frame {
+        head: advanced::header(&payload)?,
+        head_len: 4,
+        payload,
+        tail: b"",
+      },
+    })
+  }
+
+  /// The health check the supervisor sends; a worker answers `{ type: 'pong' }`.
+  pub fn ping(self) -> Frame {
+    self.own_message(&[("type", advanced::Field::Str("ping"))])
+  }
+
+  /// Asks the worker to finish and exit on its own (the first step of `stop()`).
+  pub fn shutdown(self) -> Frame {
+    self.own_message(&[("type", advanced::Field::Str("shutdown"))])
+  }
+
+  /// Tells the worker the pool gave up on request `id`: `{ tethered: 'cancel', id }`.
+  pub fn cancel(self, id: u64) -> Frame {
+    self.own_message(&[
+      ("tethered", advanced::Field::Str("cancel")),
+      ("id", advanced::Field::Int(id)),
+    ])
+  }
+
+  /// Request `id`, whose answer carries the same `id`. `body` is what JavaScript gave: in
+  /// json, the JSON text of the body, put in the envelope `{ tethered: 'request', id, body }`
+  /// here; in advanced, that envelope already serialized (see [`advanced::request`]).
+  pub fn request(self, id: u64, body: &[u8]) -> Result<Frame, Error> {
+    let payload = match self {
+      Serialization::Json => {
+        let mut line = format!("{{\"tethered\":\"request\",\"id\":{id},\"body\":").into_bytes();
+        line.reserve(body.len() + 1);
+        line.extend_from_slice(body);
+        line.push(b'}');
+        line
+      }
+      Serialization::Advanced => advanced::request(id, body)?,
+    };
+    self.frame(payload)
+  }
+
+  /// A small object of tethered's own, in this serialization.
+  fn own_message(self, fields: &[(&str, advanced::Field)]) -> Frame {
+    let payload = match self {
+      Serialization::Json => {
+        let object: Map<String, Value> = fields
+          .iter()
+          .map(|(key, value)| {
+            let value = match value {
+              advanced::Field::Str(s) => Value::from(*s),
+              advanced::Field::Int(n) => Value::from(*n),
+            };
+            (key.to_string(), value)
+          })
+          .collect();
+        Value::Object(object).to_string().into_bytes()
+      }
+      Serialization::Advanced => advanced::object(fields),
+    };
+    self
+      .frame(payload)
+      .expect("tethered's own messages are small")
+  }
 }
 
-/// The line of the envelope `{ tethered: 'request', id, body }` around `body_json` (one JSON
-/// text without a raw newline, as `JSON.stringify` gives it), without its [`TERMINATOR`]; the
-/// worker answers with a response carrying the same `id`.
-pub fn encode_request(id: u64, body_json: &str) -> Vec<u8> {
-  format!("{{\"tethered\":\"request\",\"id\":{id},\"body\":{body_json}}}").into_bytes()
+/// The top-level fields of a message that decide what it is; in either serialization, only
+/// these are read.
+#[derive(Debug, Default)]
+struct EnvelopeFields {
+  cmd: Option<String>,
+  /// `type`.
+  kind: Option<String>,
+  tethered: Option<String>,
+  /// `id`, when it is a positive safe integer.
+  id: Option<u64>,
+  /// `error`, unless absent, `null` or `undefined`.
+  error: Option<WorkerErrorField>,
 }
 
-/// What a message from a worker is, as far as the supervisor is concerned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Incoming {
-  /// The answer to a health check; consumed, never shown to the user.
+/// A response's `error` as far as the rejection needs it.
+#[derive(Debug, Default)]
+struct WorkerErrorField {
+  message: Option<String>,
+  code: Option<String>,
+  /// How the error is shown when it has no string `message` (a worker that threw a non-Error,
+  /// `throw 'oops'`, is still heard).
+  shown: String,
+}
+
+/// What the fields say a message is.
+enum Kind {
+  User,
   Pong,
-  /// The answer to `request()` number `id`; consumed, never shown as a 'message'.
-  /// `Ok(None)` is a response whose `result` was `undefined` (JSON drops the key).
+  NodeInternal,
+  /// `error` is the rejection the worker answered with.
   Response {
     id: u64,
-    outcome: Result<Option<Value>, Error>,
+    error: Option<Error>,
   },
-  /// One of Node's own messages (`cmd: 'NODE_…'`, e.g. handle passing); ignored.
-  NodeInternal,
-  /// Anything else: emitted to the user as 'message'.
-  User,
+}
+
+impl EnvelopeFields {
+  /// Only a well-formed envelope (`id` a positive integer) is taken as a response; anything
+  /// less is the user's own message and reaches them untouched.
+  fn kind(self) -> Kind {
+    // Node's own test (`isInternal` in `lib/internal/child_process.js`): a string `cmd` longer
+    // than the prefix that starts with `NODE_`.
+    if matches!(&self.cmd, Some(cmd) if cmd.len() > "NODE_".len() && cmd.starts_with("NODE_")) {
+      return Kind::NodeInternal;
+    }
+    if self.kind.as_deref() == Some("pong") {
+      return Kind::Pong;
+    }
+    match self.id {
+      Some(id) if self.tethered.as_deref() == Some("response") => Kind::Response {
+        id,
+        error: self.error.map(|error| Error::WorkerRequestFailed {
+          message: error.message.unwrap_or(error.shown),
+          code: error.code,
+        }),
+      },
+      _ => Kind::User,
+    }
+  }
 }
 
 /// Checks that `line` is one JSON value and sorts it.
@@ -143,11 +333,46 @@ fn parse_line(line: &[u8]) -> Result<Received, Error> {
   let Envelope(fields) = serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
   // serde_json skips the strings it does not build without checking their UTF-8: done here.
   let json = String::from_utf8(line.to_vec()).map_err(|e| malformed(e.to_string()))?;
-  let incoming = fields.map_or(Incoming::User, classify);
-  Ok(Received { incoming, json })
+  let Some(mut fields) = fields else {
+    return Ok(Received::User(Payload::Json(json)));
+  };
+  let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
+  let envelope = EnvelopeFields {
+    cmd: text(fields.get("cmd")),
+    kind: text(fields.get("type")),
+    tethered: text(fields.get("tethered")),
+    id: fields
+      .get("id")
+      .and_then(Value::as_u64)
+      .filter(|&id| id > 0),
+    error: match fields.remove("error") {
+      None | Some(Value::Null) => None,
+      Some(error) => Some(WorkerErrorField {
+        message: text(error.get("message")),
+        code: text(error.get("code")),
+        shown: error.to_string(),
+      }),
+    },
+  };
+  Ok(match envelope.kind() {
+    Kind::User => Received::User(Payload::Json(json)),
+    Kind::Pong => Received::Pong,
+    Kind::NodeInternal => Received::NodeInternal,
+    Kind::Response { id, error } => Received::Response {
+      id,
+      outcome: match error {
+        Some(error) => Err(error),
+        None => Ok(
+          fields
+            .remove("result")
+            .map(|result| Payload::Json(result.to_string())),
+        ),
+      },
+    },
+  })
 }
 
-/// The top-level fields [`classify`] looks at; the others are never built.
+/// The top-level fields [`parse_line`] looks at; the others are never built.
 const ENVELOPE_KEYS: [&str; 6] = ["cmd", "type", "tethered", "id", "result", "error"];
 
 /// A message seen only as far as sorting needs: the [`ENVELOPE_KEYS`] of an object (`None` for
@@ -237,59 +462,24 @@ impl Visitor<'_> for EnvelopeKeyVisitor {
   }
 }
 
-/// Sorts a message by its envelope fields. Only a well-formed envelope (`id` a positive
-/// integer) is taken as a response; anything less is the user's own message and reaches them
-/// untouched.
-fn classify(mut fields: Map<String, Value>) -> Incoming {
-  if is_node_internal(fields.get("cmd")) {
-    return Incoming::NodeInternal;
-  }
-  if fields.get("type").and_then(Value::as_str) == Some("pong") {
-    return Incoming::Pong;
-  }
-  let is_response = fields.get("tethered").and_then(Value::as_str) == Some("response");
-  match fields
-    .get("id")
-    .and_then(Value::as_u64)
-    .filter(|&id| id > 0)
-  {
-    Some(id) if is_response => {
-      let outcome = match fields.remove("error") {
-        None | Some(Value::Null) => Ok(fields.remove("result")),
-        Some(error) => Err(worker_error(&error)),
-      };
-      Incoming::Response { id, outcome }
-    }
-    _ => Incoming::User,
-  }
-}
-
-/// Node's own test (`isInternal` in `lib/internal/child_process.js`): a string `cmd` longer than
-/// the prefix that starts with `NODE_`.
-fn is_node_internal(cmd: Option<&Value>) -> bool {
-  matches!(cmd, Some(Value::String(cmd)) if cmd.len() > "NODE_".len() && cmd.starts_with("NODE_"))
-}
-
-/// The rejection of a request the worker answered with `error: { message, code? }`.
-fn worker_error(error: &Value) -> Error {
-  let text = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_string);
-  Error::WorkerRequestFailed {
-    // A worker that threw a non-Error (`throw 'oops'`) is still heard, in JSON form.
-    message: text("message").unwrap_or_else(|| error.to_string()),
-    code: text("code"),
-  }
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
+  use serde_json::json;
 
   fn drain(decoder: &mut Decoder) -> Vec<Result<Received, Error>> {
     std::iter::from_fn(|| decoder.next_message()).collect()
   }
 
+  fn json(received: &Received) -> &str {
+    match received {
+      Received::User(Payload::Json(json)) => json,
+      other => panic!("not a user message: {other:?}"),
+    }
+  }
+
   fn value(received: &Received) -> Value {
-    serde_json::from_str(&received.json).unwrap()
+    serde_json::from_str(json(received)).unwrap()
   }
 
   fn values(items: Vec<Result<Received, Error>>) -> Vec<Value> {
@@ -300,40 +490,50 @@ mod tests {
   }
 
   /// How the decoder sorts `message`.
-  fn incoming(message: Value) -> Incoming {
-    parse_line(message.to_string().as_bytes()).unwrap().incoming
+  fn incoming(message: Value) -> Received {
+    parse_line(message.to_string().as_bytes()).unwrap()
+  }
+
+  fn bytes(frame: Frame) -> Vec<u8> {
+    frame.parts().concat()
   }
 
   /// The bytes a writer puts on the wire for `message`.
   fn wire(message: &Value) -> Vec<u8> {
-    [encode(message), TERMINATOR.to_vec()].concat()
+    bytes(
+      Serialization::Json
+        .frame(message.to_string().into_bytes())
+        .unwrap(),
+    )
   }
 
-  #[test]
-  fn encode_is_one_compact_line() {
-    let message = json!({ "text": "line one\nline two", "n": [1, 2.5, null] });
-    let bytes = encode(&message);
-    assert!(!bytes.contains(&b'\n'));
-    assert_eq!(
-      String::from_utf8(bytes).unwrap(),
-      "{\"text\":\"line one\\nline two\",\"n\":[1,2.5,null]}"
-    );
+  fn decoder() -> Decoder {
+    Decoder::new(Serialization::Json)
+  }
+
+  fn lines(decoder: &Decoder) -> &Lines {
+    match decoder {
+      Decoder::Json(lines) => lines,
+      Decoder::Advanced(_) => unreachable!(),
+    }
   }
 
   #[test]
   fn a_result_keeps_the_order_of_its_keys() {
     let line = br#"{"tethered":"response","id":1,"result":{"z":1,"a":{"y":2,"b":3}}}"#;
-    let Incoming::Response { outcome, .. } = parse_line(line).unwrap().incoming else {
+    let Received::Response { outcome, .. } = parse_line(line).unwrap() else {
       panic!("not a response")
     };
-    let result = outcome.unwrap().unwrap().to_string();
+    let Some(Payload::Json(result)) = outcome.unwrap() else {
+      panic!("no result")
+    };
     assert_eq!(result, r#"{"z":1,"a":{"y":2,"b":3}}"#);
   }
 
   #[test]
   fn decodes_what_was_encoded_in_order() {
     let sent: Vec<Value> = (0..10_000).map(|i| json!({ "seq": i })).collect();
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     decoder.feed(&sent.iter().flat_map(wire).collect::<Vec<u8>>());
     assert_eq!(values(drain(&mut decoder)), sent);
     assert_eq!(decoder.next_message(), None);
@@ -344,7 +544,7 @@ mod tests {
     let message = json!({ "text": "héllo 👋🏽 世界 \u{2028} ok", "emoji": "🧵" });
     let bytes = [wire(&message), wire(&json!("second"))].concat();
     for split in 0..=bytes.len() {
-      let mut decoder = Decoder::new();
+      let mut decoder = decoder();
       decoder.feed(&bytes[..split]);
       let mut got = drain(&mut decoder);
       decoder.feed(&bytes[split..]);
@@ -360,7 +560,7 @@ mod tests {
   #[test]
   fn byte_by_byte_feeding_works() {
     let bytes = wire(&json!({ "a": "ü", "b": [true, false] }));
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     let mut got = Vec::new();
     for byte in &bytes {
       decoder.feed(std::slice::from_ref(byte));
@@ -373,7 +573,7 @@ mod tests {
   fn a_five_megabyte_message_survives_small_chunks() {
     let big = "€".repeat(5 * 1024 * 1024 / 3);
     let bytes = [wire(&json!({ "big": big })), wire(&json!({ "after": 1 }))].concat();
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     let mut got = Vec::new();
     // 64 KiB + 1: chunk edges fall inside the three-byte '€' as well as between characters.
     for chunk in bytes.chunks(65_537) {
@@ -388,16 +588,20 @@ mod tests {
 
   #[test]
   fn memory_follows_the_largest_message_and_is_given_back() {
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     let big = wire(&json!("x".repeat(4 * RETAINED_CAPACITY)));
     let mut got = Vec::new();
     for chunk in big.chunks(4096) {
       decoder.feed(chunk);
-      assert!(decoder.buffer.len() <= big.len());
+      assert!(lines(&decoder).buffer.len() <= big.len());
       got.extend(drain(&mut decoder));
     }
     assert_eq!(got.len(), 1);
-    assert_eq!(decoder.buffer.capacity(), 0, "a huge buffer is released");
+    assert_eq!(
+      lines(&decoder).buffer.capacity(),
+      0,
+      "a huge buffer is released"
+    );
     for _ in 0..10_000 {
       decoder.feed(b"{\"small\":true}\n{\"sm");
       assert_eq!(
@@ -408,7 +612,7 @@ mod tests {
       decoder.feed(b"all\":1}\n");
       assert!(decoder.next_message().unwrap().is_ok());
       assert!(
-        decoder.buffer.capacity() < 64,
+        lines(&decoder).buffer.capacity() < 64,
         "steady traffic does not grow the buffer"
       );
     }
@@ -416,7 +620,7 @@ mod tests {
 
   #[test]
   fn a_malformed_line_is_an_error_item_and_the_rest_still_arrives() {
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     decoder.feed(b"{\"ok\":1}\n{not json}\n\xff\xfe\n\"fine\"\n");
     let got = drain(&mut decoder);
     assert_eq!(got.len(), 4);
@@ -425,19 +629,19 @@ mod tests {
       let err = bad.as_ref().unwrap_err();
       assert_eq!(err.code(), "ERR_IPC_MALFORMED_MESSAGE");
     }
-    assert_eq!(got[3].as_ref().unwrap().json, "\"fine\"");
+    assert_eq!(json(got[3].as_ref().unwrap()), "\"fine\"");
   }
 
   #[test]
   fn blank_lines_and_crlf_are_tolerated() {
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     decoder.feed(b"\n  \n1\r\n");
     assert_eq!(values(drain(&mut decoder)), vec![json!(1)]);
   }
 
   #[test]
   fn an_unfinished_message_waits_for_its_newline() {
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     decoder.feed(b"{\"a\":1}");
     assert_eq!(decoder.next_message(), None);
     decoder.feed(b"\n");
@@ -448,35 +652,58 @@ mod tests {
   #[test]
   fn the_text_is_passed_on_as_written() {
     let line = "{\"z\":1,\"a\":[2.50,\"\\u00e9\"],\"m\":{\"b\":0,\"a\":0}}";
-    let mut decoder = Decoder::new();
+    let mut decoder = decoder();
     decoder.feed(format!("{line}\n").as_bytes());
     let received = decoder.next_message().unwrap().unwrap();
-    assert_eq!(received.json, line);
+    assert_eq!(json(&received), line);
     assert_eq!(value(&received)["a"][1], "é");
-    assert_eq!(received.incoming, Incoming::User);
   }
 
   #[test]
   fn envelopes_have_the_documented_shape() {
-    assert_eq!(ping(), json!({ "type": "ping" }));
-    assert_eq!(shutdown(), json!({ "type": "shutdown" }));
-    let line = encode_request(7, r#"{"resize":[1,2]}"#);
+    let read = |frame: Frame| {
+      let bytes = bytes(frame);
+      assert_eq!(bytes.last(), Some(&b'\n'));
+      serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let json = Serialization::Json;
+    assert_eq!(read(json.ping()), json!({ "type": "ping" }));
+    assert_eq!(read(json.shutdown()), json!({ "type": "shutdown" }));
     assert_eq!(
-      serde_json::from_slice::<Value>(&line).unwrap(),
+      read(json.cancel(9)),
+      json!({ "tethered": "cancel", "id": 9 })
+    );
+    assert_eq!(
+      read(json.request(7, br#"{"resize":[1,2]}"#).unwrap()),
       json!({ "tethered": "request", "id": 7, "body": { "resize": [1, 2] } })
     );
   }
 
   #[test]
+  fn advanced_frames_carry_a_length_header() {
+    let frame = Serialization::Advanced.frame(vec![7; 300]).unwrap();
+    assert_eq!(frame.len(), 304);
+    assert_eq!(bytes(frame)[..4], [0, 0, 1, 44]);
+    let ping = bytes(Serialization::Advanced.ping());
+    let mut decoder = Decoder::new(Serialization::Advanced);
+    decoder.feed(&ping);
+    // A ping is not the supervisor's to consume: only pongs are.
+    assert!(matches!(
+      decoder.next_message(),
+      Some(Ok(Received::User(_)))
+    ));
+  }
+
+  #[test]
   fn pongs_and_node_internals_are_not_user_messages() {
-    assert_eq!(incoming(json!({ "type": "pong" })), Incoming::Pong);
+    assert_eq!(incoming(json!({ "type": "pong" })), Received::Pong);
     assert_eq!(
       incoming(json!({ "type": "pong", "pid": 3 })),
-      Incoming::Pong
+      Received::Pong
     );
     assert_eq!(
       incoming(json!({ "cmd": "NODE_HANDLE", "type": "net.Socket" })),
-      Incoming::NodeInternal
+      Received::NodeInternal
     );
     for user in [
       json!({ "cmd": "NODE_" }),
@@ -487,7 +714,10 @@ mod tests {
       json!(null),
       json!([{ "type": "pong" }]),
     ] {
-      assert_eq!(incoming(user.clone()), Incoming::User);
+      assert!(
+        matches!(incoming(user.clone()), Received::User(_)),
+        "{user}"
+      );
     }
   }
 
@@ -495,26 +725,26 @@ mod tests {
   fn responses_carry_a_result_or_an_error() {
     assert_eq!(
       incoming(json!({ "tethered": "response", "id": 3, "result": { "ok": true } })),
-      Incoming::Response {
+      Received::Response {
         id: 3,
-        outcome: Ok(Some(json!({ "ok": true })))
+        outcome: Ok(Some(Payload::Json(r#"{"ok":true}"#.into())))
       }
     );
     assert_eq!(
       incoming(json!({ "tethered": "response", "id": 4 })),
-      Incoming::Response {
+      Received::Response {
         id: 4,
         outcome: Ok(None)
       }
     );
     assert_eq!(
       incoming(json!({ "tethered": "response", "id": 5, "result": null, "error": null })),
-      Incoming::Response {
+      Received::Response {
         id: 5,
-        outcome: Ok(Some(Value::Null))
+        outcome: Ok(Some(Payload::Json("null".into())))
       }
     );
-    let Incoming::Response { id, outcome } =
+    let Received::Response { id, outcome } =
       incoming(json!({ "tethered": "response", "id": 6, "error": { "message": "bad jpeg" } }))
     else {
       panic!("not a response")
@@ -523,13 +753,13 @@ mod tests {
     assert_eq!(id, 6);
     assert_eq!(err.code(), "ERR_WORKER_REQUEST_FAILED");
     assert_eq!(err.to_string(), "bad jpeg");
-    let Incoming::Response { outcome, .. } = incoming(json!({
+    let Received::Response { outcome, .. } = incoming(json!({
       "tethered": "response", "id": 7, "error": { "message": "gone", "code": "ENOENT" }
     })) else {
       panic!("not a response")
     };
     assert_eq!(outcome.unwrap_err().code(), "ENOENT");
-    let Incoming::Response { outcome, .. } =
+    let Received::Response { outcome, .. } =
       incoming(json!({ "tethered": "response", "id": 8, "error": "oops" }))
     else {
       panic!("not a response")
@@ -539,18 +769,24 @@ mod tests {
 
   #[test]
   fn only_top_level_keys_count_however_they_are_spelled() {
-    let sort = |line: &[u8]| parse_line(line).map(|r| r.incoming);
-    assert_eq!(sort(br#"{"t\u0079pe":"pong"}"#), Ok(Incoming::Pong));
+    let sort = |line: &[u8]| parse_line(line);
+    assert_eq!(sort(br#"{"t\u0079pe":"pong"}"#), Ok(Received::Pong));
     assert_eq!(
       sort(br#"{"type":"ping","type":"pong"}"#),
-      Ok(Incoming::Pong)
+      Ok(Received::Pong)
     );
-    assert_eq!(
+    assert!(matches!(
       sort(br#"{"type":"pong","type":"ping"}"#),
-      Ok(Incoming::User)
-    );
-    assert_eq!(sort(br#"{"echo":{"type":"pong"}}"#), Ok(Incoming::User));
-    assert_eq!(sort(br#"[{"type":"pong"}]"#), Ok(Incoming::User));
+      Ok(Received::User(_))
+    ));
+    assert!(matches!(
+      sort(br#"{"echo":{"type":"pong"}}"#),
+      Ok(Received::User(_))
+    ));
+    assert!(matches!(
+      sort(br#"[{"type":"pong"}]"#),
+      Ok(Received::User(_))
+    ));
     for user in [
       &br#""pong""#[..],
       b"12.5",
@@ -560,7 +796,7 @@ mod tests {
       b"[]",
       b"{}",
     ] {
-      assert_eq!(sort(user), Ok(Incoming::User));
+      assert!(matches!(sort(user), Ok(Received::User(_))));
     }
     // Skipped values are still checked: invalid UTF-8 in a string nobody builds is an error.
     let err = sort(b"{\"skipped\":\"\xff\"}").unwrap_err();
@@ -578,7 +814,10 @@ mod tests {
       json!({ "tethered": "response", "id": "1", "result": 1 }),
       json!({ "tethered": "request", "id": 1, "body": 1 }),
     ] {
-      assert_eq!(incoming(user.clone()), Incoming::User);
+      assert!(
+        matches!(incoming(user.clone()), Received::User(_)),
+        "{user}"
+      );
     }
   }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::error::Error;
+use crate::ipc::Serialization;
 use crate::vocabulary::confinement::{Confinement, ResourceLimits};
 use crate::vocabulary::kill_policy::KillPolicy;
 use crate::vocabulary::launch_spec::LaunchSpec;
@@ -127,6 +128,8 @@ pub struct SupervisorPlan {
   pub launch: LaunchSpec,
   /// The worker's stdout and stderr; its stdin is always ignored.
   pub stdio: StdioMode,
+  /// How messages cross the worker's channel.
+  pub serialization: Serialization,
   pub policy: SupervisorPolicy,
 }
 
@@ -248,6 +251,15 @@ pub fn parse_supervisor(
       ("ignore", StdioMode::Ignore),
     ],
   )?;
+  let serialization = choice(
+    options.get("serialization"),
+    "options.serialization",
+    Serialization::Json,
+    &[
+      ("json", Serialization::Json),
+      ("advanced", Serialization::Advanced),
+    ],
+  )?;
   Ok(SupervisorPlan {
     launch: LaunchSpec {
       command,
@@ -258,6 +270,7 @@ pub fn parse_supervisor(
       confinement,
     },
     stdio,
+    serialization,
     policy: SupervisorPolicy {
       restart,
       max_restarts,

@@ -22,6 +22,8 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue};
 
+use crate::ipc::Payload;
+
 /// What an outbox needs to know of the notices it carries.
 pub trait Deliverable: Sized + Send + 'static {
   /// What the getters and the release decision read, as of the last delivered batch.
@@ -237,9 +239,18 @@ pub fn call_id_to_js(call: u64) -> f64 {
   call as f64
 }
 
+/// A message's payload for JavaScript: JSON text as a string, a v8 payload as a Buffer that
+/// takes over the bytes (no copy).
+pub fn payload_to_js(env: &Env, payload: Payload) -> Result<Unknown<'_>> {
+  match payload {
+    Payload::Json(json) => json_text(env, json),
+    Payload::Advanced(bytes) => Buffer::from(bytes).into_unknown(env),
+  }
+}
+
 /// JSON text as a JS string. ASCII, which most JSON is, goes over as Latin-1: V8 copies that
 /// as it is instead of decoding UTF-8 (a measurable part of receiving a 1 MiB message).
-pub fn json_text(env: &Env, json: String) -> Result<Unknown<'_>> {
+fn json_text(env: &Env, json: String) -> Result<Unknown<'_>> {
   if json.is_ascii() {
     Latin1String::from(json).into_unknown(env)
   } else {

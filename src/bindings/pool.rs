@@ -19,8 +19,8 @@ use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
 
-use super::outbox::{call_id_to_js, json_text, Batch, Deliverable, Outbox};
-use super::supervisor::message_text;
+use super::outbox::{call_id_to_js, payload_to_js, Batch, Deliverable, Outbox};
+use super::supervisor::outgoing;
 use super::{exit_fields, js_error, parent_env, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
 
@@ -75,25 +75,27 @@ impl NativePool {
     Ok(self.outbox.settled_later(call))
   }
 
-  /// Sends `{ tethered: 'request', id, body }` around one JSON text to a worker, or queues it.
+  /// Sends a request to a worker, or queues it: in json, the JSON text of its body, put in
+  /// `{ tethered: 'request', id, body }` here; in advanced, that envelope serialized with a
+  /// placeholder id (see `crate::ipc::advanced::request`).
   /// Returns the request's id, which its `settled` notice carries and `abort()` takes. Throws
   /// when the request is refused at once (`ERR_POOL_QUEUE_FULL`, `ERR_POOL_CLOSED`,
   /// `ERR_POOL_EXHAUSTED`, `ABORT_ERR` for a signal that had fired) or its options are invalid.
   /// A signal that fires later is JavaScript's to hear; it calls `abort()`.
   #[napi(
-    ts_args_type = "json: string | undefined, options: PoolRequestOptions | undefined, onNotices: (notices: PoolNotice[]) => void",
+    ts_args_type = "body: string | Buffer | undefined, options: PoolRequestOptions | undefined, onNotices: (notices: PoolNotice[]) => void",
     ts_return_type = "number"
   )]
   pub fn request(
     &self,
     env: Env,
-    json: Option<String>,
+    body: Option<Either<String, BufferSlice>>,
     options: Option<Unknown>,
     on_notices: Function<Batch<Notice>, ()>,
   ) -> Result<f64> {
     let options = to_value(&env, options, 1)?;
     let plan = options::parse_request(&options, self.pool.policy()).map_err(|e| throw(&env, &e))?;
-    let body_json = message_text(&env, json)?;
+    let body = outgoing(&env, self.pool.serialization(), body)?;
     if plan.aborted {
       return Err(reject(&env, &self.pool.refuse_aborted()));
     }
@@ -105,7 +107,7 @@ impl NativePool {
     let call = self.next_call();
     self
       .pool
-      .request(call, body_json, plan.limits)
+      .request(call, &body, plan.limits)
       .map_err(|e| reject(&env, &e))?;
     Ok(self.outbox.settled_later(call))
   }
@@ -148,6 +150,12 @@ impl NativePool {
   #[napi(getter)]
   pub fn size(&self) -> u32 {
     u32::try_from(self.pool.size()).unwrap_or(u32::MAX)
+  }
+
+  /// How messages cross the workers' channels, as the options said: `'json'` or `'advanced'`.
+  #[napi(getter, ts_return_type = "'json' | 'advanced'")]
+  pub fn serialization(&self) -> &'static str {
+    self.pool.serialization().as_str()
   }
 }
 
@@ -234,10 +242,15 @@ impl Deliverable for Notice {
 
   fn to_js(env: &Env, batch: Vec<Notice>) -> Result<Array<'_>> {
     let mut notices = env.create_array(0)?;
-    // Consecutive messages of one worker travel as one notice with an array of texts.
+    // Consecutive messages of one worker travel as one notice with an array of payloads.
     let mut messages: Option<(usize, u32, Array)> = None;
     for notice in batch {
-      if let Notice::Message { worker, pid, json } = notice {
+      if let Notice::Message {
+        worker,
+        pid,
+        payload,
+      } = notice
+      {
         let run = match &mut messages {
           Some((w, p, run)) if *w == worker && *p == pid => run,
           _ => {
@@ -246,12 +259,12 @@ impl Deliverable for Notice {
             obj.set("kind", "messages")?;
             obj.set("worker", worker as u32)?;
             obj.set("pid", pid)?;
-            obj.set("json", run)?;
+            obj.set("data", run)?;
             notices.insert(obj)?;
             &mut messages.insert((worker, pid, run)).2
           }
         };
-        run.insert(json_text(env, json)?)?;
+        run.insert(payload_to_js(env, payload)?)?;
         continue;
       }
       messages = None;
@@ -264,7 +277,7 @@ impl Deliverable for Notice {
 }
 
 /// `{ kind, ... }` for JavaScript: events carry their payload as `value`, output its worker
-/// and pid beside the chunk, settlements their `call` and a `json` result or an `error`.
+/// and pid beside the chunk, settlements their `call` and a result as `data` or an `error`.
 /// Snapshots were taken in by the outbox and are not passed on.
 fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
   let mut obj = Object::new(env)?;
@@ -296,7 +309,7 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
       obj.set("kind", "settled")?;
       obj.set("call", call_id_to_js(call))?;
       match outcome {
-        Ok(Some(json)) => obj.set("json", json_text(env, json)?)?,
+        Ok(Some(payload)) => obj.set("data", payload_to_js(env, payload)?)?,
         Ok(None) => {}
         Err(error) => obj.set("error", pool_error(env, &error)?)?,
       }

@@ -15,9 +15,10 @@ use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
 
-use super::outbox::{call_id_to_js, json_text, Batch, Deliverable, Outbox};
+use super::outbox::{call_id_to_js, payload_to_js, Batch, Deliverable, Outbox};
 use super::{exit_fields, js_error, parent_env, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
+use crate::ipc::Serialization;
 use crate::options;
 use crate::supervisor::channel::Sent;
 use crate::supervisor::driver;
@@ -81,37 +82,49 @@ impl NativeSupervisor {
     Ok(Some(self.settled_later(call)))
   }
 
-  /// Sends one JSON text (`JSON.stringify(message)`) to the worker. Returns `null` when it was
-  /// written at once, else the call id its `settled` notice carries. Throws
-  /// `ERR_IPC_CHANNEL_CLOSED` when no worker is connected.
+  /// Sends one message to the worker: in json, its JSON text (`JSON.stringify(message)`); in
+  /// advanced, its v8 serializer payload. Returns `null` when it was written at once, else the
+  /// call id its `settled` notice carries. Throws `ERR_IPC_CHANNEL_CLOSED` when no worker is
+  /// connected.
   #[napi(
-    ts_args_type = "json: string | undefined",
+    ts_args_type = "message: string | Buffer | undefined",
     ts_return_type = "number | null"
   )]
-  pub fn send(&self, env: Env, json: Option<String>) -> Result<Option<f64>> {
-    let json = message_text(&env, json)?;
+  pub fn send(
+    &self,
+    env: Env,
+    message: Option<Either<String, BufferSlice>>,
+  ) -> Result<Option<f64>> {
+    let payload = outgoing(&env, self.driver.serialization(), message)?;
     let call = self.next_call();
-    match self.driver.send(json, call) {
+    match self.driver.send(payload, call) {
       Ok(Sent::Written) => Ok(None),
       Ok(Sent::Queued) => Ok(Some(self.settled_later(call))),
       Err(error) => Err(throw(&env, &error)),
     }
   }
 
-  /// Sends `{ tethered: 'request', id, body }` around one JSON text; the `settled` notice
-  /// carries the JSON text of the result, or the error.
+  /// Sends a request: in json, the JSON text of its body, put in `{ tethered: 'request', id,
+  /// body }` here; in advanced, that envelope serialized with a placeholder id (see
+  /// `crate::ipc::advanced::request`). The `settled` notice carries the result (json: the JSON
+  /// text of `result`; advanced: the whole response), or the error.
   #[napi(
-    ts_args_type = "json: string | undefined, options?: { timeout?: number }",
+    ts_args_type = "body: string | Buffer | undefined, options?: { timeout?: number }",
     ts_return_type = "number"
   )]
-  pub fn request(&self, env: Env, json: Option<String>, options: Option<Unknown>) -> Result<f64> {
+  pub fn request(
+    &self,
+    env: Env,
+    body: Option<Either<String, BufferSlice>>,
+    options: Option<Unknown>,
+  ) -> Result<f64> {
     let options = to_value(&env, options, 1)?;
     let timeout = options::parse_request_options(&options).map_err(|e| throw(&env, &e))?;
-    let body_json = message_text(&env, json)?;
+    let body = outgoing(&env, self.driver.serialization(), body)?;
     let call = self.next_call();
     self
       .driver
-      .request(&body_json, timeout, call)
+      .request(&body, timeout, call)
       .map_err(|e| throw(&env, &e))?;
     Ok(self.settled_later(call))
   }
@@ -135,6 +148,12 @@ impl NativeSupervisor {
   pub fn connected(&self) -> bool {
     self.outbox.snapshot().connected
   }
+
+  /// How messages cross the channel, as the options said: `'json'` or `'advanced'`.
+  #[napi(getter, ts_return_type = "'json' | 'advanced'")]
+  pub fn serialization(&self) -> &'static str {
+    self.driver.serialization().as_str()
+  }
 }
 
 impl NativeSupervisor {
@@ -154,9 +173,36 @@ impl NativeSupervisor {
   }
 }
 
+/// A message from JavaScript as the bytes of its payload, checked against the serialization:
+/// JSON text in json, a v8 serializer payload (a Buffer) in advanced.
+pub(super) fn outgoing(
+  env: &Env,
+  serialization: Serialization,
+  message: Option<Either<String, BufferSlice>>,
+) -> Result<Vec<u8>> {
+  match (serialization, message) {
+    (Serialization::Json, Some(Either::A(json))) => Ok(message_text(env, Some(json))?.into_bytes()),
+    (Serialization::Json, None) => message_text(env, None).map(String::into_bytes),
+    (Serialization::Advanced, Some(Either::B(payload))) => Ok(payload.to_vec()),
+    (_, message) => {
+      let received = match message {
+        Some(Either::A(_)) => "type string",
+        Some(Either::B(_)) => "an instance of Buffer",
+        None => "undefined",
+      };
+      let expected = match serialization {
+        Serialization::Json => "of type string (JSON text)",
+        Serialization::Advanced => "a Buffer (a v8 serializer payload)",
+      };
+      let error = TetheredError::invalid_type("message", expected, received.into());
+      Err(throw(env, &error))
+    }
+  }
+}
+
 /// A message as JSON text, checked: `JSON.stringify` gives `undefined` for what JSON cannot
 /// carry, and a raw newline would split the message on the wire.
-pub(super) fn message_text(env: &Env, json: Option<String>) -> Result<String> {
+fn message_text(env: &Env, json: Option<String>) -> Result<String> {
   let json = json.ok_or_else(|| {
     let error = TetheredError::invalid_type(
       "message",
@@ -206,23 +252,23 @@ impl Deliverable for Notice {
 
   fn to_js(env: &Env, batch: Vec<Notice>) -> Result<Array<'_>> {
     let mut notices = env.create_array(0)?;
-    // Consecutive messages travel as one notice with an array of texts: a burst costs one
+    // Consecutive messages travel as one notice with an array of payloads: a burst costs one
     // object, not one per message.
     let mut messages: Option<Array> = None;
     for notice in batch {
-      if let Notice::Message(json) = notice {
+      if let Notice::Message(payload) = notice {
         let run = match &mut messages {
           Some(run) => run,
           None => {
             let run = env.create_array(0)?;
             let mut obj = Object::new(env)?;
             obj.set("kind", "messages")?;
-            obj.set("json", run)?;
+            obj.set("data", run)?;
             notices.insert(obj)?;
             messages.insert(run)
           }
         };
-        run.insert(json_text(env, json)?)?;
+        run.insert(payload_to_js(env, payload)?)?;
         continue;
       }
       messages = None;
@@ -235,7 +281,7 @@ impl Deliverable for Notice {
 }
 
 /// `{ kind, ... }` for JavaScript: events carry their payload as `value`, settlements their
-/// `call` and a `json` result or an `error`. Snapshots were taken in by the outbox and are not
+/// `call` and a result as `data` or an `error`. Snapshots were taken in by the outbox and are not
 /// passed on; messages are grouped by the caller.
 fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
   let mut obj = Object::new(env)?;
@@ -255,7 +301,7 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
       obj.set("kind", "settled")?;
       obj.set("call", call_id_to_js(call))?;
       match outcome {
-        Ok(Some(json)) => obj.set("json", json_text(env, json)?)?,
+        Ok(Some(payload)) => obj.set("data", payload_to_js(env, payload)?)?,
         Ok(None) => {}
         Err(error) => obj.set("error", js_error(env, &error)?)?,
       }

@@ -42,7 +42,7 @@ use super::options::PoolPlan;
 use super::policy::RequestLimits;
 use super::stats::{Latency, PoolStats, WorkerRow};
 use crate::error::Error;
-use crate::ipc::{self, Incoming, Received};
+use crate::ipc::{Frame, Payload, Received, Serialization};
 use crate::kill::Spawned;
 use crate::launch::ProcessGroup;
 use crate::supervisor::channel::Channel;
@@ -72,6 +72,7 @@ pub fn driver(
       machine: Machine::new(plan.policy, seed),
       listener,
       keeps_stderr: plan.stdio == StdioMode::Pipe,
+      serialization: plan.serialization,
       workers: HashMap::new(),
       spawning: 0,
       spawns: Vec::new(),
@@ -92,7 +93,7 @@ pub fn driver(
     }),
     wake: Notify::new(),
   });
-  let spec = Arc::new(WorkerSpec::new(plan.launch, plan.stdio));
+  let spec = Arc::new(WorkerSpec::new(plan.launch, plan.stdio, plan.serialization));
   (shared.clone(), run(shared, spec, memory_check))
 }
 
@@ -135,6 +136,7 @@ pub struct Core {
   listener: Arc<dyn Listener>,
   /// stderr is piped, so a dead worker's last stderr output can be shown.
   keeps_stderr: bool,
+  serialization: Serialization,
   workers: HashMap<WorkerKey, Running>,
   /// Spawns asked for and not answered yet.
   spawning: usize,
@@ -142,7 +144,7 @@ pub struct Core {
   spawns: Vec<(WorkerKey, usize)>,
   requests: HashMap<RequestId, Pending>,
   /// The answer being fed as `Answered`, for the `Resolve` or `Reject` it causes.
-  answer: Option<Result<Option<String>, Error>>,
+  answer: Option<Result<Option<Payload>, Error>>,
   /// The error of the spawn being fed as `SpawnFailed`.
   spawn_error: Option<Error>,
   /// The request being admitted: a rejection of it on admission goes back to its caller
@@ -179,7 +181,8 @@ struct Running {
 
 /// An admitted request, until it is settled.
 struct Pending {
-  body: String,
+  /// The request as written to a worker, again after a crash.
+  frame: Frame,
   limits: RequestLimits,
   since: Instant,
 }
@@ -190,18 +193,20 @@ impl Core {
     self.apply(Input::Start);
   }
 
-  /// Admits request `id`; `Err` when it is refused at once (queue full, closed, exhausted).
+  /// Admits request `id` with `body` (see [`Serialization::request`]); `Err` when it is
+  /// refused at once (queue full, closed, exhausted, a body that is no request envelope).
   pub fn request(
     &mut self,
     id: RequestId,
-    body: String,
+    body: &[u8],
     limits: RequestLimits,
   ) -> Result<(), Error> {
+    let frame = self.serialization.request(id.0, body)?;
     let since = Instant::now();
     self.requests.insert(
       id,
       Pending {
-        body,
+        frame,
         limits,
         since,
       },
@@ -283,16 +288,12 @@ impl Core {
       }
       Action::Dispatch { worker, id } => {
         if let Some(request) = self.requests.get(&id) {
-          let line = ipc::encode_request(id.0, &request.body);
-          self.write(worker, line);
+          self.write(worker, request.frame.clone());
         }
       }
-      Action::SendCancel { worker, id } => {
-        let cancel = serde_json::json!({ "tethered": "cancel", "id": id.0 });
-        self.write(worker, ipc::encode(&cancel));
-      }
-      Action::SendPing(worker) => self.write(worker, ipc::encode(&ipc::ping())),
-      Action::SendShutdown(worker) => self.write(worker, ipc::encode(&ipc::shutdown())),
+      Action::SendCancel { worker, id } => self.write(worker, self.serialization.cancel(id.0)),
+      Action::SendPing(worker) => self.write(worker, self.serialization.ping()),
+      Action::SendShutdown(worker) => self.write(worker, self.serialization.shutdown()),
       Action::Signal { worker, signal } => {
         if let Some(running) = self.workers.get(&worker) {
           running.group.signal_group(signal);
@@ -343,15 +344,15 @@ impl Core {
     }
   }
 
-  /// Writes one line to the worker's channel. A write that fails needs nothing here: the
+  /// Writes one message to the worker's channel. A write that fails needs nothing here: the
   /// worker's reader sees the channel's end and reports it.
-  fn write(&self, worker: WorkerKey, line: Vec<u8>) {
+  fn write(&self, worker: WorkerKey, frame: Frame) {
     if let Some(running) = self.workers.get(&worker) {
-      let _ = running.channel.write(line, None);
+      let _ = running.channel.write(frame, None);
     }
   }
 
-  fn settle_request(&mut self, id: RequestId, outcome: Result<Option<String>, Error>) {
+  fn settle_request(&mut self, id: RequestId, outcome: Result<Option<Payload>, Error>) {
     match outcome {
       Err(error) if self.admitting == Some(id) => self.refused = Some(error),
       outcome => self.notices.push(Notice::Settled {
@@ -478,7 +479,7 @@ impl Core {
     }
   }
 
-  fn answered(&mut self, key: WorkerKey, id: u64, outcome: Result<Option<String>, Error>) {
+  fn answered(&mut self, key: WorkerKey, id: u64, outcome: Result<Option<Payload>, Error>) {
     let ok = outcome.is_ok();
     self.answer = Some(outcome);
     self.apply(Input::Answered {
@@ -641,22 +642,13 @@ impl Watcher for PoolWatch {
       let mut alive = false;
       for message in messages {
         match message {
-          Ok(Received {
-            incoming: Incoming::Response { id, outcome },
-            ..
-          }) => {
-            let outcome = outcome.map(|result| result.map(|value| value.to_string()));
-            core.answered(self.key, id, outcome);
-          }
-          Ok(Received {
-            incoming: Incoming::User,
-            json,
-          }) => {
+          Ok(Received::Response { id, outcome }) => core.answered(self.key, id, outcome),
+          Ok(Received::User(payload)) => {
             alive = true;
             core.notices.push(Notice::Message {
               worker: self.index,
               pid: self.pid,
-              json,
+              payload,
             });
           }
           Ok(_) => alive = true,
@@ -778,7 +770,7 @@ mod tests {
     }
   }
 
-  fn outcome(notices: &[Notice], of: CallId) -> Option<&Result<Option<String>, Error>> {
+  fn outcome(notices: &[Notice], of: CallId) -> Option<&Result<Option<Payload>, Error>> {
     notices.iter().find_map(|notice| match notice {
       Notice::Settled { call, outcome } if *call == of => Some(outcome),
       _ => None,
@@ -795,7 +787,7 @@ mod tests {
   /// The pid a request was answered by.
   fn answered_by(notices: &[Notice], of: CallId) -> u32 {
     match outcome(notices, of) {
-      Some(Ok(Some(json))) => {
+      Some(Ok(Some(Payload::Json(json)))) => {
         let answer: serde_json::Value = serde_json::from_str(json).unwrap();
         answer["pid"].as_u64().unwrap() as u32
       }
@@ -878,7 +870,10 @@ mod tests {
           .collect(),
       );
       let plan = parse_request(&options, self.handle.policy()).unwrap();
-      self.handle.request(call, body.into(), plan.limits).unwrap();
+      self
+        .handle
+        .request(call, body.as_bytes(), plan.limits)
+        .unwrap();
     }
 
     async fn settled(&self, calls: &[CallId]) {
@@ -1082,7 +1077,7 @@ mod tests {
       });
       let refused = p
         .handle
-        .request(13, "1".into(), p.handle.policy().request_limits());
+        .request(13, b"1", p.handle.policy().request_limits());
       assert_eq!(refused, Err(Error::PoolClosed));
       p.finish(false).await;
     })

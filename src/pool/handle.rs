@@ -16,12 +16,14 @@ use super::options::PoolPlan;
 use super::policy::{PoolPolicy, RequestLimits};
 use super::stats::PoolStats;
 use crate::error::Error;
+use crate::ipc::Serialization;
 
 /// The caller's side of a pool; dropping it closes the pool (with drain) and lets the driver
 /// task end once all is over.
 pub struct Handle {
   shared: Arc<Shared>,
   policy: PoolPolicy,
+  serialization: Serialization,
 }
 
 /// Builds the pool of `plan`: the handle is JavaScript's side; the future, run on a tokio
@@ -32,8 +34,14 @@ pub fn pool(
   listener: Arc<dyn Listener>,
 ) -> (Handle, impl Future<Output = ()> + Send) {
   let policy = plan.policy;
+  let serialization = plan.serialization;
   let (shared, run) = driver::driver(plan, seed, listener);
-  (Handle { shared, policy }, run)
+  let handle = Handle {
+    shared,
+    policy,
+    serialization,
+  };
+  (handle, run)
 }
 
 impl Handle {
@@ -42,24 +50,24 @@ impl Handle {
     &self.policy
   }
 
+  /// How messages cross the workers' channels.
+  pub fn serialization(&self) -> Serialization {
+    self.serialization
+  }
+
   /// Starts the pool's `size.min` workers; settled once they are up.
   pub fn start(&self, call: CallId) {
     self.shared.with(|core| core.start(call));
   }
 
-  /// Sends `body_json` (one JSON text without a raw newline) to a worker, or queues it;
+  /// Sends `body` (see [`crate::ipc::Serialization::request`]) to a worker, or queues it;
   /// settled with the answer or the reason it failed. `call` is also the request's id, for
   /// [`Handle::abort`]. Refused at once, with no settlement to follow, when the queue is full
   /// or the pool closed or exhausted.
-  pub fn request(
-    &self,
-    call: CallId,
-    body_json: String,
-    limits: RequestLimits,
-  ) -> Result<(), Error> {
+  pub fn request(&self, call: CallId, body: &[u8], limits: RequestLimits) -> Result<(), Error> {
     self
       .shared
-      .with(|core| core.request(RequestId(call), body_json, limits))
+      .with(|core| core.request(RequestId(call), body, limits))
   }
 
   /// Refuses a request whose AbortSignal fired before the call, counting it as aborted.

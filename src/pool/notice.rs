@@ -7,6 +7,7 @@
 //! way out, so a test that records notices sees all a user would.
 
 use crate::error::Error;
+use crate::ipc::Payload;
 use crate::vocabulary::stdio::StreamName;
 
 use super::machine::{Event, State};
@@ -45,11 +46,11 @@ pub enum Notice {
   /// An 'error' event: a worker that could not be spawned, a line that is not JSON, the
   /// launcher's death.
   Error(Error),
-  /// A message from worker slot `worker` (process `pid`), as the JSON text it wrote.
+  /// A message from worker slot `worker` (process `pid`), as it wrote it.
   Message {
     worker: usize,
     pid: u32,
-    json: String,
+    payload: Payload,
   },
   Output {
     worker: usize,
@@ -57,10 +58,11 @@ pub enum Notice {
     stream: StreamName,
     chunk: Vec<u8>,
   },
-  /// A call is over. `Ok(Some(json))` is the result a request was answered with.
+  /// A call is over. `Ok(Some(payload))` is the result a request was answered with (see
+  /// [`crate::ipc::Received::Response`]).
   Settled {
     call: CallId,
-    outcome: Result<Option<String>, Error>,
+    outcome: Result<Option<Payload>, Error>,
   },
 }
 

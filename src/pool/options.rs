@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::ipc::Serialization;
 use crate::options::{integer, parse_supervisor};
 use crate::vocabulary::launch_spec::LaunchSpec;
 use crate::vocabulary::stdio::StdioMode;
@@ -25,6 +26,8 @@ pub struct PoolPlan {
   pub launch: LaunchSpec,
   /// The workers' stdout and stderr; their stdin is always ignored.
   pub stdio: StdioMode,
+  /// How messages cross each worker's channel.
+  pub serialization: Serialization,
   pub policy: PoolPolicy,
 }
 
@@ -46,24 +49,6 @@ pub fn parse_pool(
       .map_or(&Value::Undefined, |(_, v)| v),
     _ => &Value::Undefined,
   };
-  match field("serialization") {
-    Value::Undefined => {}
-    Value::String(s) if s == "json" => {}
-    Value::String(_) => {
-      return Err(Error::invalid_value(
-        "options.serialization",
-        "must be 'json' (the only serialization supported so far)",
-        describe(field("serialization")),
-      ))
-    }
-    v => {
-      return Err(Error::invalid_type(
-        "options.serialization",
-        "of type string",
-        describe(v),
-      ))
-    }
-  }
   let size = parse_size(field("size"), default_size)?;
   let mut policy = PoolPolicy::with_size(size);
   let millis = |key: &str, min: u64, default: Duration| -> Result<Duration, Error> {
@@ -125,6 +110,7 @@ pub fn parse_pool(
   Ok(PoolPlan {
     launch: supervisor.launch,
     stdio: supervisor.stdio,
+    serialization: supervisor.serialization,
     policy,
   })
 }
@@ -363,6 +349,7 @@ mod tests {
     .unwrap();
     let policy = plan.policy;
     assert_eq!(plan.stdio, StdioMode::Pipe);
+    assert_eq!(plan.serialization, Serialization::Json);
     assert_eq!(policy.size, SizeRange { min: 1, max: 3 });
     assert_eq!(policy.idle_timeout, ms(10));
     assert_eq!(policy.concurrency, 8);
@@ -480,7 +467,7 @@ mod tests {
         "options.idleTimeout",
       ),
       (
-        module(&[("serialization", Value::String("advanced".into()))]),
+        module(&[("serialization", Value::String("v8".into()))]),
         "ERR_INVALID_ARG_VALUE",
         "options.serialization",
       ),

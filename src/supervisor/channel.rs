@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use super::lock;
 use super::notice::{CallId, Notice};
 use crate::error::Error;
-use crate::ipc;
+use crate::ipc::Frame;
 
 /// The send buffer asked for on both ends of the channel.
 const SEND_BUFFER: usize = 4 << 20;
@@ -60,32 +60,32 @@ struct Pending {
   closed: bool,
 }
 
-/// One message for the channel: its line, sent with the terminator after it, of which
-/// `written` bytes already are; and the `send()` it settles.
+/// One message for the channel, framed, of which `written` bytes already are; and the
+/// `send()` it settles.
 struct Outgoing {
-  line: Vec<u8>,
+  frame: Frame,
   written: usize,
   settles: Option<CallId>,
 }
 
 impl Outgoing {
   fn is_done(&self) -> bool {
-    self.written == self.line.len() + ipc::TERMINATOR.len()
+    self.written == self.frame.len()
   }
 
-  /// One non-blocking write of what is left, at most `limit` bytes of the line; a full socket
-  /// is `WouldBlock`. The terminator goes in the same system call as the end of the line.
+  /// One non-blocking write of what is left, at most `limit` bytes; a full socket is
+  /// `WouldBlock`. The frame's parts go in one system call.
   fn send_once(&mut self, fd: RawFd, limit: usize) -> io::Result<usize> {
-    let (line, terminator) = match self.line.get(self.written..) {
-      Some(rest) => (rest, ipc::TERMINATOR),
-      None => (&[][..], &ipc::TERMINATOR[self.written - self.line.len()..]),
-    };
-    let (line, terminator) = if line.len() > limit {
-      (&line[..limit], &[][..])
-    } else {
-      (line, terminator)
-    };
-    let slices = [IoSlice::new(line), IoSlice::new(terminator)];
+    let mut skip = self.written;
+    let mut budget = limit;
+    let mut slices = [IoSlice::new(&[]); 3];
+    for (slice, part) in slices.iter_mut().zip(self.frame.parts()) {
+      let rest = &part[skip.min(part.len())..];
+      skip = skip.saturating_sub(part.len());
+      let rest = &rest[..rest.len().min(budget)];
+      budget -= rest.len();
+      *slice = IoSlice::new(rest);
+    }
     // MSG_NOSIGNAL: a closed peer is an EPIPE error, not a SIGPIPE.
     let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
     let sent = loop {
@@ -123,13 +123,13 @@ impl Channel {
   /// Writes at once what the socket takes (up to [`DIRECT_WRITE`]) when nothing is queued
   /// before it; queues the rest for the writer task. `settles` is the `send()` a queued write
   /// settles when it is done.
-  pub fn write(&self, line: Vec<u8>, settles: Option<CallId>) -> Result<Sent, Error> {
+  pub fn write(&self, frame: Frame, settles: Option<CallId>) -> Result<Sent, Error> {
     let mut pending = lock(&self.pending);
     if pending.closed {
       return Err(Error::ChannelClosed);
     }
     let mut outgoing = Outgoing {
-      line,
+      frame,
       written: 0,
       settles,
     };

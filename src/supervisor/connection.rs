@@ -22,12 +22,14 @@ use super::machine::Event;
 use super::notice::{CallId, Listener, Notice};
 use super::worker::Watcher;
 use crate::error::Error;
-use crate::ipc::{Incoming, Received};
+use crate::ipc::{Received, Serialization};
 use crate::vocabulary::exit::ExitStatus;
 use crate::vocabulary::stdio::StreamName;
 
 pub struct Connection {
   link: Mutex<Link>,
+  /// How messages cross every worker's channel.
+  pub serialization: Serialization,
   /// Whether the driver has a use for the next sign of life: the restart count is above zero
   /// or a ping awaits its pong. Otherwise readers do not wake the driver for every message.
   wants_sign_of_life: AtomicBool,
@@ -57,10 +59,11 @@ impl Link {
   }
 }
 
-impl Default for Connection {
+impl Connection {
   /// Not connected, nothing in flight.
-  fn default() -> Self {
+  pub fn new(serialization: Serialization) -> Self {
     Connection {
+      serialization,
       link: Mutex::new(Link {
         channel: None,
         requests: HashMap::new(),
@@ -69,9 +72,7 @@ impl Default for Connection {
       wants_sign_of_life: AtomicBool::new(false),
     }
   }
-}
 
-impl Connection {
   pub fn lock(&self) -> MutexGuard<'_, Link> {
     lock(&self.link)
   }
@@ -128,25 +129,19 @@ impl Watcher for ConnectionWatch {
   fn messages(&self, messages: Vec<Result<Received, Error>>) {
     let mut notices = Vec::new();
     for message in messages {
-      let Received { incoming, json } = match message {
-        Ok(received) => received,
-        Err(malformed) => {
-          notices.push(Notice::Event(Event::Error(malformed)));
-          continue;
-        }
-      };
-      match incoming {
-        Incoming::User => notices.push(Notice::Message(json)),
-        Incoming::Response { id, outcome } => {
+      match message {
+        Ok(Received::User(payload)) => notices.push(Notice::Message(payload)),
+        Ok(Received::Response { id, outcome }) => {
           // An answer after its timeout finds nothing: the caller was already told.
           if let Some(request) = self.connection.take_request(id) {
             notices.push(Notice::Settled {
               call: request.call,
-              outcome: outcome.map(|result| result.map(|value| value.to_string())),
+              outcome,
             });
           }
         }
-        Incoming::Pong | Incoming::NodeInternal => {}
+        Ok(Received::Pong | Received::NodeInternal) => {}
+        Err(malformed) => notices.push(Notice::Event(Event::Error(malformed))),
       }
     }
     if !notices.is_empty() {

@@ -30,7 +30,7 @@ use super::machine::{Action, Event, Input, Machine, Timer};
 use super::notice::{CallId, Listener, Notice, Snapshot};
 use super::worker::{Worker, WorkerSpec};
 use crate::error::Error;
-use crate::ipc;
+use crate::ipc::{Frame, Payload};
 use crate::kill::Spawned;
 use crate::options::SupervisorPlan;
 use crate::vocabulary::exit::ExitStatus;
@@ -44,10 +44,10 @@ pub fn driver(
 ) -> (Handle, impl Future<Output = ()> + Send) {
   let (commands_tx, commands) = mpsc::unbounded_channel();
   let (reports_tx, reports) = mpsc::unbounded_channel();
-  let connection = Arc::new(Connection::default());
+  let connection = Arc::new(Connection::new(plan.serialization));
   let driver = Driver {
     machine: Machine::new(plan.policy),
-    spec: WorkerSpec::new(plan.launch, plan.stdio),
+    spec: WorkerSpec::new(plan.launch, plan.stdio, plan.serialization),
     listener,
     notices: Vec::new(),
     connection: connection.clone(),
@@ -178,9 +178,9 @@ impl Driver {
           Action::SendPing => {
             // Before the ping is written: its pong may be read before this task runs again.
             self.connection.want_sign_of_life(true);
-            self.write_control(ipc::encode(&ipc::ping()));
+            self.write_control(self.connection.serialization.ping());
           }
-          Action::SendShutdown => self.write_control(ipc::encode(&ipc::shutdown())),
+          Action::SendShutdown => self.write_control(self.connection.serialization.shutdown()),
           Action::KillGroup(signal) => {
             if let Some(worker) = &self.worker {
               worker.group.signal_group(signal);
@@ -247,10 +247,10 @@ impl Driver {
   }
 
   /// Writes a ping or the shutdown message; the machine asks only while connected.
-  fn write_control(&self, bytes: Vec<u8>) {
+  fn write_control(&self, frame: Frame) {
     if let Some(channel) = &self.connection.lock().channel {
       // A failed write needs nothing here: the reader sees the channel's end.
-      let _ = channel.write(bytes, None);
+      let _ = channel.write(frame, None);
     }
   }
 
@@ -312,7 +312,7 @@ impl Driver {
     }
   }
 
-  fn settle(&mut self, call: CallId, outcome: Result<Option<String>, Error>) {
+  fn settle(&mut self, call: CallId, outcome: Result<Option<Payload>, Error>) {
     self.notify(Notice::Settled { call, outcome });
   }
 
@@ -391,7 +391,7 @@ mod tests {
     }
   }
 
-  fn settlements(notices: &[Notice], of: CallId) -> Vec<&Result<Option<String>, Error>> {
+  fn settlements(notices: &[Notice], of: CallId) -> Vec<&Result<Option<Payload>, Error>> {
     notices
       .iter()
       .filter_map(|notice| match notice {
@@ -425,7 +425,7 @@ mod tests {
     notices
       .iter()
       .filter_map(|notice| match notice {
-        Notice::Message(json) => Some(json.as_str()),
+        Notice::Message(Payload::Json(json)) => Some(json.as_str()),
         _ => None,
       })
       .collect()
@@ -502,7 +502,7 @@ mod tests {
     block_on(async {
       let script = "read -r request <&3; exit 3";
       let s = supervise("sh", &["-c", script], vec![]).await;
-      s.handle.request(r#"{"n":1}"#, None, 2).unwrap();
+      s.handle.request(br#"{"n":1}"#, None, 2).unwrap();
       s.recorder
         .until("a second worker", |n| spawned_pids(n).len() == 2)
         .await;
@@ -595,7 +595,10 @@ mod tests {
       assert!(json.len() > DIRECT_WRITE);
       // More than is written on the caller's thread: the rest is queued, and the send settled
       // once it is all written.
-      assert_eq!(s.handle.send(json.clone(), 2).unwrap(), Sent::Queued);
+      assert_eq!(
+        s.handle.send(json.clone().into_bytes(), 2).unwrap(),
+        Sent::Queued
+      );
       s.recorder
         .until("the echo", |n| !messages(n).is_empty())
         .await;
@@ -621,20 +624,20 @@ mod tests {
         exec sleep 30"#;
       let s = supervise("sh", &["-c", script], vec![]).await;
       s.handle
-        .request("1", Some(Duration::from_secs(10)), 2)
+        .request(b"1", Some(Duration::from_secs(10)), 2)
         .unwrap();
       s.recorder
         .until("the first answer", |n| !settlements(n, 2).is_empty())
         .await;
       let deadline = Duration::from_millis(100);
-      s.handle.request("2", Some(deadline), 3).unwrap();
+      s.handle.request(b"2", Some(deadline), 3).unwrap();
       s.recorder
         .until("the worker's last message", |n| !messages(n).is_empty())
         .await;
       s.recorder.check(|n| {
         assert!(matches!(
           settlements(n, 2)[..],
-          [Ok(Some(result))] if result == r#"{"ok":true}"#
+          [Ok(Some(Payload::Json(result)))] if result == r#"{"ok":true}"#
         ));
         assert!(
           matches!(settlements(n, 3)[..], [Err(Error::RequestTimeout { after })] if *after == deadline),

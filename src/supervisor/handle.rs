@@ -19,7 +19,7 @@ use super::channel::Sent;
 use super::connection::{Connection, InFlight};
 use super::notice::CallId;
 use crate::error::Error;
-use crate::ipc;
+use crate::ipc::Serialization;
 
 /// What the handle asks of the driver task.
 #[derive(Debug)]
@@ -47,6 +47,11 @@ impl Handle {
     }
   }
 
+  /// How messages cross the channel.
+  pub fn serialization(&self) -> Serialization {
+    self.connection.serialization
+  }
+
   /// Starts supervising; settled once the first worker runs (or could not be started).
   pub fn start(&self, call: CallId) -> Result<(), Error> {
     self.command(Command::Start(call))
@@ -57,32 +62,31 @@ impl Handle {
     self.command(Command::Stop(call))
   }
 
-  /// Sends one JSON text without a raw newline (what `JSON.stringify` gives) to the worker.
-  /// `ERR_IPC_CHANNEL_CLOSED` when no worker is connected.
-  pub fn send(&self, json: String, call: CallId) -> Result<Sent, Error> {
+  /// Sends one message to the worker: in json, one JSON text without a raw newline (what
+  /// `JSON.stringify` gives); in advanced, a v8 serializer payload. `ERR_IPC_CHANNEL_CLOSED`
+  /// when no worker is connected.
+  pub fn send(&self, payload: Vec<u8>, call: CallId) -> Result<Sent, Error> {
+    let frame = self.connection.serialization.frame(payload)?;
     let link = self.connection.lock();
     let channel = link.channel.as_ref().ok_or(Error::ChannelClosed)?;
-    channel.write(json.into_bytes(), Some(call))
+    channel.write(frame, Some(call))
   }
 
-  /// Sends `body_json` as a request; settled with the worker's answer, `ERR_TIMEOUT` after
-  /// `timeout`, or `ERR_WORKER_EXITED` when the worker goes first.
-  pub fn request(
-    &self,
-    body_json: &str,
-    timeout: Option<Duration>,
-    call: CallId,
-  ) -> Result<(), Error> {
+  /// Sends `body` as a request (see [`crate::ipc::Serialization::request`]); settled with the
+  /// worker's answer, `ERR_TIMEOUT` after `timeout`, or `ERR_WORKER_EXITED` when the worker
+  /// goes first.
+  pub fn request(&self, body: &[u8], timeout: Option<Duration>, call: CallId) -> Result<(), Error> {
     let mut link = self.connection.lock();
     let channel = link.channel.clone().ok_or(Error::ChannelClosed)?;
     let id = link.next_request_id();
+    let frame = self.connection.serialization.request(id, body)?;
     if let Some(after) = timeout {
       let at = Instant::now() + after;
       self.command(Command::Deadline { id, at })?;
     }
     // Registered before it is written: the answer may be read before `write` returns.
     link.requests.insert(id, InFlight { call, timeout });
-    if let Err(error) = channel.write(ipc::encode_request(id, body_json), None) {
+    if let Err(error) = channel.write(frame, None) {
       link.requests.remove(&id);
       return Err(error);
     }

@@ -6,6 +6,7 @@
 //! listener is the only way out, so a test that records notices sees all a user would.
 
 use crate::error::Error;
+use crate::ipc::Payload;
 use crate::vocabulary::stdio::StreamName;
 
 use super::machine::{Event, State};
@@ -40,16 +41,17 @@ pub enum Notice {
   /// from the change, so a listener reading the getters sees the new values.
   Snapshot(Snapshot),
   Event(Event),
-  /// A message from the worker, as the JSON text it wrote.
-  Message(String),
+  /// A message from the worker, as it wrote it.
+  Message(Payload),
   Output {
     stream: StreamName,
     chunk: Vec<u8>,
   },
-  /// A call is over. `Ok(Some(json))` is the result a request was answered with.
+  /// A call is over. `Ok(Some(payload))` is the result a request was answered with (see
+  /// [`crate::ipc::Received::Response`]).
   Settled {
     call: CallId,
-    outcome: Result<Option<String>, Error>,
+    outcome: Result<Option<Payload>, Error>,
   },
 }
 

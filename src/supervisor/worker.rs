@@ -24,7 +24,7 @@ use tokio::time::{sleep_until, Instant};
 use super::channel::{self, Channel};
 use super::notice::Notice;
 use crate::error::Error;
-use crate::ipc::{Decoder, Received};
+use crate::ipc::{Decoder, Received, Serialization};
 use crate::kill::Spawned;
 use crate::launch::{self, ProcessGroup};
 use crate::vocabulary::exit::ExitStatus;
@@ -51,11 +51,12 @@ pub trait Watcher: Send + Sync + 'static {
   fn exited(&self, status: Result<ExitStatus, Error>);
 }
 
-/// How to start a worker: the program, with the environment that opens Node's IPC channel, and
-/// where its stdout and stderr go (its stdin is ignored).
+/// How to start a worker: the program, with the environment that opens Node's IPC channel in
+/// `serialization`, and where its stdout and stderr go (its stdin is ignored).
 pub struct WorkerSpec {
   launch: LaunchSpec,
   stdio: StdioMode,
+  serialization: Serialization,
 }
 
 /// A running worker.
@@ -71,13 +72,15 @@ pub struct Watch {
   group: Arc<ProcessGroup>,
   channel: Arc<Channel>,
   output: [Option<pipe::Receiver>; 2],
+  serialization: Serialization,
 }
 
 impl WorkerSpec {
-  pub fn new(launch: LaunchSpec, stdio: StdioMode) -> Self {
+  pub fn new(launch: LaunchSpec, stdio: StdioMode, serialization: Serialization) -> Self {
     WorkerSpec {
-      launch: with_channel_env(launch),
+      launch: with_channel_env(launch, serialization),
       stdio,
+      serialization,
     }
   }
 
@@ -99,6 +102,7 @@ impl WorkerSpec {
       group,
       channel,
       output: [launched.stdout, launched.stderr],
+      serialization: self.serialization,
     };
     Ok((worker, watch))
   }
@@ -118,6 +122,7 @@ impl Watch {
         group: self.group,
         channel: self.channel,
         watcher,
+        serialization: self.serialization,
       }
       .run(self.output),
     );
@@ -125,13 +130,15 @@ impl Watch {
 }
 
 /// The environment that makes Node open the channel: `NODE_CHANNEL_FD` names the socket's fd,
-/// and json serialization is what the decoder speaks.
-fn with_channel_env(mut launch: LaunchSpec) -> LaunchSpec {
+/// and the serialization is the one the decoder speaks.
+fn with_channel_env(mut launch: LaunchSpec, serialization: Serialization) -> LaunchSpec {
   const FD: &str = "NODE_CHANNEL_FD";
   const MODE: &str = "NODE_CHANNEL_SERIALIZATION_MODE";
   launch.env.retain(|(key, _)| key != FD && key != MODE);
   launch.env.push((FD.into(), CHANNEL_FD.into()));
-  launch.env.push((MODE.into(), "json".into()));
+  launch
+    .env
+    .push((MODE.into(), serialization.as_str().into()));
   launch
 }
 
@@ -140,6 +147,7 @@ struct WorkerWatch {
   group: Arc<ProcessGroup>,
   channel: Arc<Channel>,
   watcher: Arc<dyn Watcher>,
+  serialization: Serialization,
 }
 
 impl WorkerWatch {
@@ -147,7 +155,7 @@ impl WorkerWatch {
   /// as things come, and last the exit — once the channel and pipes reached EOF or
   /// [`DRAIN_AFTER_EXIT`] passed (a descendant may hold them open).
   async fn run(self, [mut stdout, mut stderr]: [Option<pipe::Receiver>; 2]) {
-    let mut decoder = Decoder::new();
+    let mut decoder = Decoder::new(self.serialization);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out_buf = vec![0u8; READ_CHUNK];
     let mut err_buf = vec![0u8; READ_CHUNK];
@@ -216,18 +224,18 @@ mod tests {
       env: vec![
         ("NODE_CHANNEL_FD".into(), "7".into()),
         ("PATH".into(), "/bin".into()),
-        ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "advanced".into()),
+        ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()),
       ],
       kill_on_parent_exit: true,
       confinement: Default::default(),
     };
-    let env = with_channel_env(launch).env;
+    let env = with_channel_env(launch, Serialization::Advanced).env;
     assert_eq!(
       env,
       [
         ("PATH".into(), "/bin".into()),
         ("NODE_CHANNEL_FD".into(), "3".into()),
-        ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()),
+        ("NODE_CHANNEL_SERIALIZATION_MODE".into(), "advanced".into()),
       ]
     );
   }
