@@ -6,6 +6,8 @@
 //! listener is the only way out, so a test that records notices sees all a user would.
 
 use crate::error::Error;
+use crate::vocabulary::confinement::{Limit, ResourceLimits};
+use crate::vocabulary::exit::{Reaped, ResourceUsage};
 use crate::vocabulary::stdio::StreamName;
 
 use super::machine::{Event, State};
@@ -33,6 +35,27 @@ impl Snapshot {
   };
 }
 
+/// The kernel's account of a worker's end, which its 'exit' and 'crashed' events carry. The
+/// machines decide those events from the exit status alone; the drivers attach this to them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitAccount {
+  /// `None` when the launcher died before it could tell.
+  pub usage: Option<ResourceUsage>,
+  /// The limit whose signal ended the worker.
+  pub limit: Option<Limit>,
+}
+
+impl ExitAccount {
+  /// The account of a worker that ran under `limits`. A supervisor sends its workers only
+  /// their `killSignal` and SIGKILL, so a limit's signal is taken as the kernel's.
+  pub fn of(reaped: &Reaped, limits: &ResourceLimits) -> Self {
+    ExitAccount {
+      usage: Some(reaped.usage),
+      limit: limits.ended(reaped.status, None),
+    }
+  }
+}
+
 /// What JavaScript must hear, in order.
 #[derive(Debug)]
 pub enum Notice {
@@ -40,6 +63,11 @@ pub enum Notice {
   /// from the change, so a listener reading the getters sees the new values.
   Snapshot(Snapshot),
   Event(Event),
+  /// An 'exit' or 'crashed' event, with what the kernel told of that end.
+  Ended {
+    event: Event,
+    account: ExitAccount,
+  },
   /// A message from the worker, as the JSON text it wrote.
   Message(String),
   Output {
