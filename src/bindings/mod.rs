@@ -149,7 +149,8 @@ fn limit_and_usage_fields(
 /// `{ maxRss, userCpuMs, systemCpuMs }`: bytes and milliseconds.
 fn usage_to_js(env: &Env, usage: ResourceUsage) -> Result<Object<'_>> {
   let mut js = Object::new(env)?;
-  let ms = |cpu: std::time::Duration| cpu.as_secs_f64() * 1000.0;
+  // From whole microseconds (the kernel's unit), so 828.44 prints as that, not 828.4399….
+  let ms = |cpu: std::time::Duration| cpu.as_micros() as f64 / 1000.0;
   js.set("maxRss", usage.max_rss_bytes as f64)?;
   js.set("userCpuMs", ms(usage.user_cpu))?;
   js.set("systemCpuMs", ms(usage.system_cpu))?;
