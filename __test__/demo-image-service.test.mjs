@@ -25,7 +25,7 @@ import { accessSync, constants } from 'node:fs'
 import { spawnCollect } from 'tethered'
 import { ensureDemoDeps, DEMO_DIR } from '../examples/image-service/ensure-deps.mjs'
 import { BOMB_DECODED_BYTES, BOMB_SIDE } from '../examples/image-service/bomb.mjs'
-import { pidAlive, processesWithMarker, waitFor, tempDir, killGroup } from './helpers.mjs'
+import { pidAlive, processesWithMarker, waitFor, tempDir, killGroup, withoutUsage } from './helpers.mjs'
 
 let demo // examples/image-service/demo.mjs
 let server // examples/image-service/server.mjs
@@ -79,11 +79,6 @@ async function assertThumbnail(r, label) {
   assert.deepEqual({ width: meta.width, height: meta.height }, demo.thumbnailSize(r.upload.width, r.upload.height), label)
   const stats = await sharp(r.body).stats()
   assert.ok(stats.channels.some((c) => c.max > c.min), `${label}: the thumbnail is not blank`)
-}
-
-/** An 'exit' or 'crashed' event's value without its resourceUsage, which is checked on its own. */
-function withoutUsage({ resourceUsage, ...value }) {
-  return value
 }
 
 test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG while the other worker serves, one restart, 503 past the queue, a bomb that costs one worker, /workers, nothing left', { timeout: 90_000 }, async (t) => {
