@@ -371,10 +371,14 @@ export type SupervisorState =
   | 'stopped'
   | 'exhausted'
 
-/** How a worker process ended. */
+/** How a worker process ended, and what it used. */
 export interface WorkerExit {
   code: number | null
   signal: SignalName | null
+  /** The limit the kernel ended the worker for (its signal says so), or `null`. */
+  limit: LimitName | null
+  /** `null` only when the launcher died before it could tell. */
+  resourceUsage: ResourceUsage | null
 }
 
 export interface SupervisorEvents {
@@ -431,7 +435,8 @@ export declare class Supervisor extends EventEmitter<SupervisorEvents> {
 export type PoolSize = number | { min: number; max: number }
 
 export interface PoolOptions
-  extends Pick<
+  extends ConfinementOptions,
+    Pick<
     SupervisorOptions,
     | 'modulePath'
     | 'command'
@@ -567,6 +572,8 @@ export interface PoolWorkerStats {
   rss: number | null
   /** Null while there is no process. */
   uptimeMs: number | null
+  /** What the slot's last process that exited used; null before one did. */
+  lastExitUsage: ResourceUsage | null
 }
 
 export interface PoolStats {

@@ -6,8 +6,11 @@
 //    different workers (by the workers' own clocks); the corrupt JPEG gets a 502
 //    ERR_WORKER_EXITED naming the worker and why it died, while the upload sent with it and the
 //    two sent right after its 502 are served by the other worker; exactly that slot restarts, with a new pid that then serves; a
-//    burst past the queue gets 503 ERR_POOL_QUEUE_FULL with Retry-After; GET /workers is
-//    pool.stats() and agrees with all of it; after close no process of it is left.
+//    burst past the queue gets 503 ERR_POOL_QUEUE_FULL with Retry-After; a decompression bomb
+//    (32 KiB of PNG, 1 GiB of pixels) kills the worker that takes it by its 512 MiB memory
+//    limit — 502 with the reason, the slot replaced, the next upload served, and the test
+//    process's own peak RSS far below the gigabyte; GET /workers is pool.stats() and agrees
+//    with all of it; after close no process of it is left.
 // 2. The status page in headless Chromium shows one row per worker (pid, state, served,
 //    crashes, RSS) and the queue, as GET /workers says.
 //
@@ -21,7 +24,8 @@ import { delimiter, join } from 'node:path'
 import { accessSync, constants } from 'node:fs'
 import { spawnCollect } from 'tethered'
 import { ensureDemoDeps, DEMO_DIR } from '../examples/image-service/ensure-deps.mjs'
-import { pidAlive, processesWithMarker, waitFor, tempDir, killGroup } from './helpers.mjs'
+import { BOMB_DECODED_BYTES, BOMB_SIDE } from '../examples/image-service/bomb.mjs'
+import { pidAlive, processesWithMarker, waitFor, tempDir, killGroup, withoutUsage } from './helpers.mjs'
 
 let demo // examples/image-service/demo.mjs
 let server // examples/image-service/server.mjs
@@ -77,9 +81,9 @@ async function assertThumbnail(r, label) {
   assert.ok(stats.channels.some((c) => c.max > c.min), `${label}: the thumbnail is not blank`)
 }
 
-test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG while the other worker serves, one restart, 503 past the queue, /workers, nothing left', { timeout: 60_000 }, async (t) => {
+test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG while the other worker serves, one restart, 503 past the queue, a bomb that costs one worker, /workers, nothing left', { timeout: 90_000 }, async (t) => {
   const run = await runDemo(t)
-  const { phases, events, crash, service, workers } = run
+  const { phases, events, crash, bomb, service, workers } = run
   assert.equal(workers, 2, 'two workers by default')
   assert.deepEqual(run.problems, [])
   const maxQueue = server.QUEUE_PER_WORKER * workers
@@ -120,19 +124,28 @@ test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG
 
   // Exactly one crash, of that slot; it restarts after the base delay with a new pid; the other
   // slot never stopped.
-  const names = events.map((e) => e.name)
+  // Up to the bomb (phase 5), which takes one more worker.
+  const bombedAt = events.findIndex((e) => e.value === bomb.crashed)
+  assert.ok(bombedAt > 0, 'the bomb crashed a worker')
+  const beforeBomb = events.slice(0, bombedAt)
+  const names = beforeBomb.map((e) => e.name)
   assert.equal(names.filter((n) => n === 'crashed').length, 1, `events: ${names}`)
   assert.equal(names.filter((n) => n === 'restarting').length, 1, `events: ${names}`)
-  const slotEvents = events.filter((e) => e.value?.worker === crash.worker).map((e) => [e.name, e.value])
-  assert.deepEqual(slotEvents.slice(1, 5), [
-    ['exit', { worker: crash.worker, pid: crash.pid, code: 1, signal: null }],
-    ['crashed', { worker: crash.worker, pid: crash.pid, code: 1, signal: null, restartCount: 0 }],
+  const slotEvents = beforeBomb.filter((e) => e.value?.worker === crash.worker).map((e) => [e.name, e.value])
+  assert.deepEqual(slotEvents.slice(1, 5).map(([name, value]) => [name, name === 'exit' || name === 'crashed' ? withoutUsage(value) : value]), [
+    ['exit', { worker: crash.worker, pid: crash.pid, code: 1, signal: null, limit: null }],
+    ['crashed', { worker: crash.worker, pid: crash.pid, code: 1, signal: null, limit: null, restartCount: 0 }],
     ['restarting', { worker: crash.worker, delay: 500, attempt: 1 }],
     ['spawn', { worker: crash.worker, pid: crash.respawned.pid }],
   ])
+  // What the crashed worker used: a Node process with sharp loaded, which decoded a few images.
+  const crashUsage = slotEvents[2][1].resourceUsage
+  assert.deepEqual(slotEvents[1][1].resourceUsage, crashUsage)
+  assert.ok(crashUsage.maxRss > 20 * 2 ** 20 && crashUsage.maxRss < 2 ** 30, `maxRss ${crashUsage.maxRss}`)
+  assert.ok(crashUsage.userCpuMs > 0 && crashUsage.systemCpuMs >= 0, JSON.stringify(crashUsage))
   assert.ok(!startPids.includes(crash.respawned.pid), 'the restarted worker is a new process')
   const survivor = startPids.find((pid) => pid !== crash.pid)
-  assert.equal(events.filter((e) => e.value?.pid === survivor).length, 1, 'the other worker only spawned: it kept running')
+  assert.equal(beforeBomb.filter((e) => e.value?.pid === survivor).length, 1, 'the other worker only spawned: it kept running')
 
   // 3. After the restart, the new worker serves beside the old one.
   for (const r of phases.restarted) await assertThumbnail(r, `restarted ${r.label}`)
@@ -153,6 +166,32 @@ test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG
   }
   await assertThumbnail(served[0], `burst ${served[0].label}`)
 
+  // 5. The bomb: a few tens of KiB whose header promises 16384² RGBA pixels, interlaced (so
+  // they must all be decoded at once) — 1 GiB, twice the worker's memory limit. sharp's default
+  // pixel limit refuses it even in this process, which is why the worker lifts it and relies on
+  // its rlimits instead.
+  const bombed = phases.bomb[0]
+  assert.ok(bombed.upload.data.length < 64 * 1024, `the bomb is ${bombed.upload.data.length} bytes`)
+  await assert.rejects(sharp(bombed.upload.data).metadata(), /pixel limit/)
+  const meta = await sharp(bombed.upload.data, { limitInputPixels: false }).metadata()
+  assert.deepEqual([meta.format, meta.width, meta.height, meta.channels, meta.isProgressive], ['png', BOMB_SIDE, BOMB_SIDE, 4, true])
+  assert.equal(meta.width * meta.height * meta.channels, BOMB_DECODED_BYTES)
+  assert.ok(BOMB_DECODED_BYTES >= 2 * 512 * 2 ** 20)
+  // The worker that took it could not get the memory and died: 502 with its last words.
+  assert.equal(bombed.status, 502, JSON.stringify(bombed.error))
+  assert.equal(bombed.error.code, 'ERR_WORKER_EXITED')
+  assert.equal(bombed.error.pid, bomb.crashed.pid)
+  assert.match(bombed.error.reason, new RegExp(`^worker ${bomb.crashed.pid}: cannot decode ${bombed.upload.name}.*out of memory`))
+  // Its 'crashed' event says what it used: well under the gigabyte; no `limit` is claimed for
+  // memory (the kernel sends no signal for it).
+  assert.equal(bomb.crashed.limit, null)
+  assert.ok(bomb.crashed.resourceUsage.maxRss < 512 * 2 ** 20, `the bombed worker's maxRss ${bomb.crashed.resourceUsage.maxRss}`)
+  // The slot got a new worker; the upload sent once the 502 was back was served.
+  assert.ok(bomb.respawned && bomb.respawned.pid !== bomb.crashed.pid, 'the bombed worker was replaced')
+  for (const r of phases.bomb.slice(1)) await assertThumbnail(r, `after the bomb ${r.label}`)
+  // This process made the bomb and sent it, and never held its pixels.
+  assert.ok(bomb.hostPeakRss < BOMB_DECODED_BYTES / 2, `this process peaked at ${bomb.hostPeakRss} bytes`)
+
   // GET /workers is pool.stats(), and agrees with all of the above.
   const stats = await workersWithRss(service.url)
   assert.deepEqual(Object.keys(stats).sort(), ['completed', 'crashes', 'failed', 'inFlight', 'latencyMs', 'queued', 'recycles', 'rejected', 'restarts', 'state', 'workers'])
@@ -163,19 +202,28 @@ test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG
   assert.equal(stats.queued, 0)
   assert.equal(stats.inFlight, 0)
   assert.equal(stats.completed, ok)
-  assert.equal(stats.failed, refused.length + 1)
-  assert.deepEqual(stats.rejected, { queueFull: refused.length, queueTimeout: 0, timeout: 0, aborted: 0, workerExited: 1, workerError: 0, exhausted: 0, closed: 0 })
-  assert.equal(stats.crashes, 1)
-  assert.equal(stats.restarts, 1)
+  assert.equal(stats.failed, refused.length + 2)
+  assert.deepEqual(stats.rejected, { queueFull: refused.length, queueTimeout: 0, timeout: 0, aborted: 0, workerExited: 2, workerError: 0, exhausted: 0, closed: 0 })
+  assert.equal(stats.crashes, 2)
+  assert.equal(stats.restarts, 2)
   assert.equal(stats.recycles, 0)
   assert.ok(stats.latencyMs.p50 > 0 && stats.latencyMs.p99 >= stats.latencyMs.p50, JSON.stringify(stats.latencyMs))
   assert.deepEqual(stats.workers.map((w) => w.worker), [0, 1])
+  // Each slot's process now, its crashes, and what its last exited process used.
+  const slots = [0, 1].map((worker) => ({ pid: startPids[first.findIndex((e) => e.value.worker === worker)], crashes: 0, lastExitUsage: null }))
+  for (const { worker, respawned, usage } of [
+    { worker: crash.worker, respawned: crash.respawned, usage: crashUsage },
+    { worker: bomb.crashed.worker, respawned: bomb.respawned, usage: bomb.crashed.resourceUsage },
+  ]) {
+    Object.assign(slots[worker], { pid: respawned.pid, crashes: slots[worker].crashes + 1, lastExitUsage: usage })
+  }
   for (const w of stats.workers) {
-    assert.deepEqual(Object.keys(w).sort(), ['crashes', 'inFlight', 'pid', 'restartCount', 'rss', 'served', 'state', 'uptimeMs', 'worker'])
-    assert.equal(w.pid, w.worker === crash.worker ? crash.respawned.pid : survivor)
+    assert.deepEqual(Object.keys(w).sort(), ['crashes', 'inFlight', 'lastExitUsage', 'pid', 'restartCount', 'rss', 'served', 'state', 'uptimeMs', 'worker'])
+    assert.equal(w.pid, slots[w.worker].pid)
     assert.equal(w.state, 'ready')
     assert.equal(w.inFlight, 0)
-    assert.equal(w.crashes, w.worker === crash.worker ? 1 : 0)
+    assert.equal(w.crashes, slots[w.worker].crashes)
+    assert.deepEqual(w.lastExitUsage, slots[w.worker].lastExitUsage)
     assert.ok(w.rss > 10 * 2 ** 20 && w.rss < 2 ** 30, `worker ${w.worker} RSS ${w.rss}`)
     assert.ok(w.uptimeMs > 0)
   }
@@ -189,7 +237,7 @@ test('image-service demo on a Pool: parallel uploads, a 502 for the corrupt JPEG
   assert.equal(service.pool.size, 0)
   assert.equal(service.server.listening, false)
   const exits = events.filter((e) => e.name === 'exit').slice(-2).map((e) => e.value)
-  assert.deepEqual(exits.map((e) => [e.pid, e.code, e.signal]).sort(), [survivor, crash.respawned.pid].sort().map((pid) => [pid, 0, null]))
+  assert.deepEqual(exits.map((e) => [e.pid, e.code, e.signal]).sort(), slots.map((slot) => slot.pid).sort().map((pid) => [pid, 0, null]))
   await waitFor(() => run.pids.every((pid) => !pidAlive(pid)), { timeout: 5_000, what: `worker pids ${run.pids} to be gone` })
   assert.deepEqual(processesWithMarker(server.WORKER_PATH), [], 'no worker process left')
 })
@@ -222,7 +270,7 @@ test('image-service demo: the status page in headless Chromium shows one row per
     return
   }
   const run = await runDemo(t)
-  const { service, pids, crash } = run
+  const { service, pids } = run
   await workersWithRss(service.url)
 
   const profile = tempDir()
@@ -265,16 +313,22 @@ test('image-service demo: the status page in headless Chromium shows one row per
     assert.equal(cell('state'), 'ready')
     assert.equal(cell('inFlight'), '0')
     assert.equal(cell('served'), String(w.served))
-    assert.equal(cell('crashes'), w.worker === crash.worker ? '1' : '0')
+    assert.equal(cell('crashes'), String(w.crashes))
     assert.match(cell('rss'), /^\d+\.\d MiB$/)
     assert.match(cell('uptime'), /^\d+\.\d s$/)
+    // What the slot's last exited worker used; a slot that never lost one shows a dash.
+    const last = w.lastExitUsage
+    assert.equal(cell('lastMaxRss'), last === null ? '—' : `${(last.maxRss / 2 ** 20).toFixed(1)} MiB`)
+    assert.equal(cell('lastCpu'), last === null ? '—' : `${(last.userCpuMs + last.systemCpuMs).toFixed(0)} ms`)
   }
+  // The bombed slot and the corrupt JPEG's slot lost a worker each.
+  assert.ok(stats.workers.some((w) => w.lastExitUsage !== null))
   assert.equal(textOf(html, 'state'), 'running')
   assert.equal(textOf(html, 'queued'), '0')
   assert.equal(textOf(html, 'inFlight'), '0')
   assert.equal(textOf(html, 'totals'), `${stats.completed} / ${stats.failed}`)
   assert.equal(textOf(html, 'refused'), `${stats.rejected.queueFull} / 0`)
-  assert.equal(textOf(html, 'crashes'), '1 / 1 / 0')
+  assert.equal(textOf(html, 'crashes'), '2 / 2 / 0')
 
   await service.close()
   await waitFor(() => pids.every((pid) => !pidAlive(pid)), { timeout: 5_000, what: `worker pids ${pids} to be gone` })

@@ -236,3 +236,15 @@ export function shellQuote(text) {
 export function markedSleeper(name) {
   return `bash -c 'exec -a "$0" sleep 1000' '${name}'`
 }
+
+/**
+ * A Supervisor or Pool 'exit'/'crashed' value without its resourceUsage, whose numbers differ
+ * run to run, for deepEqual; throws unless resourceUsage has the documented shape.
+ */
+export function withoutUsage({ resourceUsage, ...value }) {
+  const keys = Object.keys(resourceUsage ?? {}).sort().join()
+  if (keys !== 'maxRss,systemCpuMs,userCpuMs' || !(resourceUsage.maxRss > 0)) {
+    throw new Error(`not a resourceUsage: ${JSON.stringify(resourceUsage)}`)
+  }
+  return value
+}

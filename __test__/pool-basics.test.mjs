@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { Pool } from 'tethered'
-import { fixture, killGroup, pidAlive, waitFor } from './helpers.mjs'
+import { fixture, killGroup, pidAlive, waitFor, withoutUsage } from './helpers.mjs'
 
 const EVENTS = ['spawn', 'exit', 'crashed', 'restarting', 'recycle', 'unresponsive', 'exhausted', 'error']
 
@@ -53,7 +53,8 @@ test('requests spread over the workers, one at a time each; events and stats() a
     assert.equal(row.state, 'ready')
     assert.equal(typeof row.pid, 'number')
     assert.ok(row.uptimeMs >= 0)
-    assert.deepEqual(Object.keys(row).sort(), ['crashes', 'inFlight', 'pid', 'restartCount', 'rss', 'served', 'state', 'uptimeMs', 'worker'])
+    assert.deepEqual(Object.keys(row).sort(), ['crashes', 'inFlight', 'lastExitUsage', 'pid', 'restartCount', 'rss', 'served', 'state', 'uptimeMs', 'worker'])
+    assert.equal(row.lastExitUsage, null, 'no worker exited yet')
   }
 })
 
@@ -117,7 +118,7 @@ test('typed errors: queue full, worker error, crash, abort, closed, invalid opti
     return true
   })
   await waitFor(() => events.some((e) => e.name === 'crashed'), { what: "a 'crashed' event" })
-  assert.deepEqual(events.find((e) => e.name === 'crashed').value, { worker: 0, pid, code: 3, signal: null, restartCount: 0 })
+  assert.deepEqual(withoutUsage(events.find((e) => e.name === 'crashed').value), { worker: 0, pid, code: 3, signal: null, limit: null, restartCount: 0 })
   assert.equal(await pool.request({ op: 'echo', value: 'restarted' }), 'restarted')
 
   await assert.rejects(pool.request(undefined), { code: 'ERR_INVALID_ARG_TYPE' })

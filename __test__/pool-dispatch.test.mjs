@@ -113,7 +113,7 @@ test('stats(): its shape, and counts that add up', { timeout: 30_000 }, async (t
   assert.deepEqual(s.workers.map((w) => w.pid).sort(), [...pids].sort())
   let served = 0
   for (const w of s.workers) {
-    assert.deepEqual(Object.keys(w).sort(), ['crashes', 'inFlight', 'pid', 'restartCount', 'rss', 'served', 'state', 'uptimeMs', 'worker'])
+    assert.deepEqual(Object.keys(w).sort(), ['crashes', 'inFlight', 'lastExitUsage', 'pid', 'restartCount', 'rss', 'served', 'state', 'uptimeMs', 'worker'])
     assert.equal(w.state, 'ready')
     assert.equal(w.inFlight, 0)
     assert.equal(w.crashes, 0)

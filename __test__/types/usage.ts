@@ -55,7 +55,7 @@ export async function usage(): Promise<void> {
   sup.on('spawn', ({ pid }) => console.log(pid))
   sup.on('message', (message) => console.log(message))
   sup.on('exit', ({ code, signal }) => console.log(code, signal))
-  sup.on('crashed', ({ code, signal, restartCount }) => console.log(code, signal, restartCount))
+  sup.on('crashed', ({ code, signal, restartCount, limit, resourceUsage }) => console.log(code, signal, restartCount, limit, resourceUsage?.maxRss))
   sup.on('restarting', ({ delay, attempt }) => console.log(delay, attempt))
   sup.on('exhausted', ({ message, restartCount }) => console.log(message, restartCount))
   sup.on('unresponsive', ({ pid }) => console.log(pid))
@@ -95,11 +95,13 @@ export async function usage(): Promise<void> {
     killSignal: 'SIGTERM',
     stdio: 'pipe',
     serialization: 'json',
+    limits: { memory: 256 * 1024 * 1024, cpuTime: 30 },
+    noNewPrivileges: true,
   }
   const pool = new Pool(poolOptions)
   pool.on('spawn', ({ worker, pid }) => console.log(worker, pid))
   pool.on('exit', ({ worker, pid, code, signal }) => console.log(worker, pid, code, signal))
-  pool.on('crashed', ({ worker, restartCount }) => console.log(worker, restartCount))
+  pool.on('crashed', ({ worker, restartCount, limit, resourceUsage }) => console.log(worker, restartCount, limit, resourceUsage?.userCpuMs))
   pool.on('restarting', ({ worker, delay, attempt }) => console.log(worker, delay, attempt))
   pool.on('unresponsive', ({ worker, pid }) => console.log(worker, pid))
   pool.on('recycle', ({ worker, reason }) => console.log(worker, reason))
@@ -114,6 +116,7 @@ export async function usage(): Promise<void> {
   const stats: PoolStats = pool.stats()
   const poolState: PoolState = pool.state
   const firstWorker: PoolWorkerState | undefined = stats.workers[0]?.state
+  console.log(stats.workers[0]?.lastExitUsage?.systemCpuMs)
   console.log(thumb.size, stats.queued, stats.rejected.queueFull, stats.latencyMs.p99, poolState, firstWorker, pool.size)
   await pool.close({ drain: false })
 

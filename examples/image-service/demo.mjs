@@ -7,7 +7,11 @@
 //   3. upload four images at once again — the new worker serves beside the others;
 //   4. fire a burst of uploads at once — the bounded queue fills and the rest get 503 with
 //      Retry-After, at once;
-// then print the pool's stats and stop cleanly.
+//   5. upload a decompression bomb (bomb.mjs: 32 KiB of PNG, 1 GiB of pixels), and another
+//      image as soon as it has been answered — the worker that takes it dies by its 512 MiB
+//      memory limit (502, with its last words), the pool replaces it, the next upload is
+//      served, and this process's RSS stays small: the gigabyte was never here;
+// then print the pool's stats (with what each slot's last exited worker used) and stop cleanly.
 //
 //   npm run demo                     (from the repository root; installs what is missing first)
 //   npm run demo -- --workers 4      a pool of 4 workers (default 2)
@@ -20,6 +24,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import sharp from 'sharp'
 import { startImageService, workersFlag, QUEUE_PER_WORKER } from './server.mjs'
+import { decompressionBomb, BOMB_DECODED_BYTES, BOMB_SIDE } from './bomb.mjs'
 
 /** The longest side of a thumbnail (worker.cjs makes them). */
 export const THUMBNAIL_SIZE = 128
@@ -195,7 +200,7 @@ export function overlapping(results) {
 
 /** Did the run go the way the demo promises? A list of what did not (empty: all good). */
 export function problems(run) {
-  const { workers, phases, events, crash } = run
+  const { workers, phases, events, crash, bomb } = run
   const found = []
   const checkServed = (phase, results) => {
     for (const r of results) {
@@ -213,7 +218,7 @@ export function problems(run) {
   if (corrupt.status !== 502 || corrupt.error?.code !== 'ERR_WORKER_EXITED') found.push(`crash: the corrupt upload expected 502 ERR_WORKER_EXITED, got ${corrupt.status} ${corrupt.error?.code}`)
   checkServed('crash', phases.crash)
   const crashes = events.filter((e) => e.name === 'crashed')
-  if (crashes.length !== 1) found.push(`expected exactly one crash, saw ${crashes.length}`)
+  if (crashes.length !== 2) found.push(`expected exactly two crashes (the corrupt JPEG, the bomb), saw ${crashes.length}`)
   if (!crash.respawned) found.push('the crashed worker was not restarted')
   else if (crash.respawned.pid === crash.pid) found.push('the restarted worker has the crashed one’s pid')
   if (workers >= 2) for (const r of phases.crash) if (r.ok && r.workerPid === crash.pid) found.push(`crash ${r.label}: served by the worker that crashed`)
@@ -230,14 +235,27 @@ export function problems(run) {
   }
   for (const r of other) found.push(`burst ${r.label}: expected 200 or 503, got ${r.status} ${r.error?.code}`)
   checkServed('burst', phases.burst.filter((r) => r.status !== 503))
+
+  const [bombed, ...next] = phases.bomb
+  if (bombed.status !== 502 || bombed.error?.code !== 'ERR_WORKER_EXITED' || !bombed.error.reason) found.push(`bomb: expected 502 ERR_WORKER_EXITED with a reason, got ${bombed.status} ${bombed.error?.code}`)
+  checkServed('after the bomb', next)
+  if (!bomb.crashed) found.push('bomb: no worker crashed on it')
+  else if (bomb.crashed.resourceUsage.maxRss > BOMB_DECODED_BYTES / 2) found.push(`bomb: the worker's peak RSS ${mib(bomb.crashed.resourceUsage.maxRss)} is past its limit`)
+  if (!bomb.respawned) found.push('bomb: the worker that took it was not replaced')
+  if (bomb.hostPeakRss > BOMB_DECODED_BYTES / 2) found.push(`bomb: this process's peak RSS ${mib(bomb.hostPeakRss)} — it held the pixels`)
   return found
 }
 
+function mib(bytes) {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`
+}
+
 /**
- * The whole demo: starts the service with `workers` workers, runs the four phases, prints a
- * summary. Returns { url, workers, uploads, phases: { parallel, crash, restarted, burst },
- * crash: { worker, pid, respawned }, events, pids, stats, problems, service }; each result
- * carries its `upload`. Unless `keep`, the service is closed (server and pool) before it
+ * The whole demo: starts the service with `workers` workers, runs the five phases, prints a
+ * summary. Returns { url, workers, uploads, phases: { parallel, crash, restarted, burst, bomb },
+ * crash: { worker, pid, respawned }, bomb: { upload, crashed, respawned, hostRssBefore,
+ * hostRssAfter, hostPeakRss }, events, pids, stats, problems, service }; each result carries its
+ * `upload`; `bomb.crashed` is the 'crashed' event of the worker the bomb killed. Unless `keep`, the service is closed (server and pool) before it
  * returns. `print` receives each line of the transcript.
  */
 export async function runDemo({ keep = false, print = console.log, workers = 2, serviceOptions = {} } = {}) {
@@ -318,22 +336,44 @@ export async function runDemo({ keep = false, print = console.log, workers = 2, 
     print(`${clock.stamp()}  ← ${served.length} × 200 (${byPid.join(', ')}), the last ${after(served)} into the burst`)
     for (const r of phases.burst.filter((r) => !r.ok && r.status !== 503)) print(`${clock.stamp()}  ← ${r.label} ${r.status} ${r.error.code}`)
 
+    // Made here, in this process, without ever holding its pixels (see bomb.mjs).
+    const bombUpload = { name: `bomb-${BOMB_SIDE}x${BOMB_SIDE}.png`, type: 'image/png', data: await decompressionBomb(), bomb: true }
+    const bomb = { upload: bombUpload, crashed: null, respawned: null, hostRssBefore: process.memoryUsage.rss() }
+    const beforeBomb = events.length - 1
+    phases.bomb = await run(
+      `5. a decompression bomb: ${kb(bombUpload.data.length)} of PNG, ${mib(BOMB_DECODED_BYTES)} of pixels. The worker that takes it dies by its 512 MiB memory limit (502); the pool replaces it; the next upload is served`,
+      [bombUpload],
+      good.filter((u) => !u.slow).slice(0, 1),
+    )
+    const bombedAt = events.findIndex((e, i) => i > beforeBomb && e.name === 'crashed')
+    if (bombedAt >= 0) {
+      bomb.crashed = events[bombedAt].value
+      const { worker, pid, code, signal, resourceUsage: used } = bomb.crashed
+      bomb.respawned = await respawnOf(service.pool, events, worker, bombedAt, 15_000).catch(() => null)
+      print(`${clock.stamp()}  worker slot ${worker}: pid ${pid} ${signal ? `killed by ${signal}` : `exited ${code}`} at ${mib(used.maxRss)} peak RSS, ${ms(used.userCpuMs + used.systemCpuMs)} of CPU; ${bomb.respawned ? `pid ${bomb.respawned.pid} took its place` : 'not replaced'}`)
+    }
+    bomb.hostRssAfter = process.memoryUsage.rss()
+    bomb.hostPeakRss = process.resourceUsage().maxRSS * 1024
+    print(`${clock.stamp()}  this process (the host): RSS ${mib(bomb.hostRssBefore)} before the bomb, ${mib(bomb.hostRssAfter)} after; its peak over the whole run ${mib(bomb.hostPeakRss)}`)
+
     const stats = service.pool.stats()
-    const result = { url: service.url, workers, uploads, phases, crash, events, pids, stats, service }
+    const result = { url: service.url, workers, uploads, phases, crash, bomb, events, pids, stats, service }
     result.problems = problems(result)
 
     const all = Object.values(phases).flat()
     print('')
     print('Summary')
-    print(`  uploads:   ${all.length} — ${all.filter((r) => r.ok).length} thumbnails, ${refused.length} refused with 503 (queue full), ${all.filter((r) => r.status === 502).length} 502 (the corrupt JPEG)`)
-    print(`  pool:      ${stats.state}; completed ${stats.completed}, failed ${stats.failed} (queue full ${stats.rejected.queueFull}, worker exited ${stats.rejected.workerExited}); ${stats.crashes} crash, ${stats.restarts} restart; latency p50 ${stats.latencyMs.p50?.toFixed(0)} ms, p99 ${stats.latencyMs.p99?.toFixed(0)} ms`)
+    print(`  uploads:   ${all.length} — ${all.filter((r) => r.ok).length} thumbnails, ${refused.length} refused with 503 (queue full), ${all.filter((r) => r.status === 502).length} 502 (the corrupt JPEG, the bomb)`)
+    print(`  pool:      ${stats.state}; completed ${stats.completed}, failed ${stats.failed} (queue full ${stats.rejected.queueFull}, worker exited ${stats.rejected.workerExited}); ${stats.crashes} crashes, ${stats.restarts} restarts; latency p50 ${stats.latencyMs.p50?.toFixed(0)} ms, p99 ${stats.latencyMs.p99?.toFixed(0)} ms`)
     for (const w of stats.workers) {
-      print(`  worker ${w.worker}:  pid ${w.pid} ${w.state}, served ${w.served}, crashes ${w.crashes}, RSS ${w.rss === null ? '—' : `${(w.rss / 2 ** 20).toFixed(1)} MiB`}`)
+      const last = w.lastExitUsage
+      const lastExit = last ? `; its last exited worker peaked at ${mib(last.maxRss)}, ${ms(last.userCpuMs + last.systemCpuMs)} of CPU` : ''
+      print(`  worker ${w.worker}:  pid ${w.pid} ${w.state}, served ${w.served}, crashes ${w.crashes}, RSS ${w.rss === null ? '—' : mib(w.rss)}${lastExit}`)
     }
     print(`  pids:      ${pids.join(', ')}`)
     const promised = workers >= 2
-      ? 'uploads served in parallel, the corrupt one alone got a 502 while the other workers kept serving, its worker restarted, and the burst past the queue got 503 at once'
-      : 'the corrupt upload alone got a 502, its worker restarted, and the burst past the queue got 503 at once'
+      ? 'uploads served in parallel, the corrupt one alone got a 502 while the other workers kept serving, its worker restarted, the burst past the queue got 503 at once, and the bomb cost one worker, not this process'
+      : 'the corrupt upload alone got a 502, its worker restarted, the burst past the queue got 503 at once, and the bomb cost one worker, not this process'
     print(`  verdict:   ${result.problems.length === 0 ? `as promised — ${promised}` : 'PROBLEMS: ' + result.problems.join('; ')}`)
 
     if (!keep) {

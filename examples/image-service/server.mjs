@@ -7,6 +7,7 @@
 //
 //   POST /thumbnails   raw image body (Content-Type: image/*) → 200 image/png, a 128 px thumbnail
 //   GET  /workers      pool.stats(): the queue, the totals, one row per worker
+//   GET  /bomb.png     a decompression bomb (bomb.mjs) for the page's button to upload
 //   GET  /             a page showing the same, live
 //
 //   node examples/image-service/server.mjs [--workers N] [--port P] [--host H]
@@ -18,6 +19,7 @@ import express from 'express'
 // In your own app: `import { Pool } from 'tethered'`. The demo loads the package from the
 // repository it lives in (see README.md, "The image-service demo").
 import { Pool } from '../../index.mjs'
+import { decompressionBomb } from './bomb.mjs'
 
 export const WORKER_PATH = fileURLToPath(new URL('./worker.cjs', import.meta.url))
 const PAGE = readFileSync(new URL('./index.html', import.meta.url), 'utf8')
@@ -89,6 +91,10 @@ export async function startImageService({
     maxRestarts: 10, // more crashes than this within a minute: the pool gives up ('exhausted')
     restartWindow: 60_000,
     maxMemory: 512 * 1024 * 1024, // a worker whose process group grows past this is replaced gracefully
+    // What one upload may cost: a worker's heap and private memory stop at 512 MiB (its
+    // allocations fail past it: a decompression bomb kills that worker, not the host), and 30 s
+    // of CPU end a decoder that loops (SIGXCPU).
+    limits: { memory: 512 * 1024 * 1024, cpuTime: 30 },
     healthCheckInterval: 5_000,
     healthCheckTimeout: 5_000,
     stopTimeout: 5_000,
@@ -108,6 +114,12 @@ export async function startImageService({
 
   app.get('/workers', (req, res) => {
     res.set('Cache-Control', 'no-store').json(pool.stats())
+  })
+
+  let bomb
+  app.get('/bomb.png', async (req, res) => {
+    bomb ??= decompressionBomb()
+    res.type('png').send(await bomb)
   })
 
   app.post('/thumbnails', express.raw({ type: 'image/*', limit: '20mb' }), async (req, res) => {

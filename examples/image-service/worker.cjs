@@ -26,7 +26,10 @@ onRequest(async ({ image, name }) => {
   // The pool runs with serialization: 'advanced', so the upload arrives as the Buffer it was.
   let output
   try {
-    output = await sharp(image)
+    // sharp's own guard (about 268 megapixels) is lifted: the worker's memory and CPU limits
+    // (see server.mjs) bound what a file can cost, and they hold for every decoder, native
+    // code included, whatever a file claims in its header.
+    output = await sharp(image, { limitInputPixels: false })
       .rotate() // honour EXIF orientation
       .resize(THUMBNAIL_SIZE, THUMBNAIL_SIZE, { fit: 'inside', withoutEnlargement: true })
       .png()

@@ -140,17 +140,21 @@ fn limit_and_usage_fields(
 ) -> Result<()> {
   obj.set("limit", limit.map(Limit::as_str))?;
   match usage {
-    Some(usage) => {
-      let mut js = Object::new(env)?;
-      let ms = |cpu: std::time::Duration| cpu.as_secs_f64() * 1000.0;
-      js.set("maxRss", usage.max_rss_bytes as f64)?;
-      js.set("userCpuMs", ms(usage.user_cpu))?;
-      js.set("systemCpuMs", ms(usage.system_cpu))?;
-      obj.set("resourceUsage", js)?;
-    }
+    Some(usage) => obj.set("resourceUsage", usage_to_js(env, usage)?)?,
     None => obj.set("resourceUsage", Null)?,
   }
   Ok(())
+}
+
+/// `{ maxRss, userCpuMs, systemCpuMs }`: bytes and milliseconds.
+fn usage_to_js(env: &Env, usage: ResourceUsage) -> Result<Object<'_>> {
+  let mut js = Object::new(env)?;
+  // From whole microseconds (the kernel's unit), so 828.44 prints as that, not 828.4399….
+  let ms = |cpu: std::time::Duration| cpu.as_micros() as f64 / 1000.0;
+  js.set("maxRss", usage.max_rss_bytes as f64)?;
+  js.set("userCpuMs", ms(usage.user_cpu))?;
+  js.set("systemCpuMs", ms(usage.system_cpu))?;
+  Ok(js)
 }
 
 /// Builds the JS error object for `error`, with every field Node users look for.

@@ -21,7 +21,10 @@ use napi_derive::napi;
 
 use super::outbox::{call_id_to_js, payload_to_js, Batch, Deliverable, Outbox};
 use super::supervisor::outgoing;
-use super::{exit_fields, js_error, parent_env, throw, to_value, OPTION_DEPTH};
+use super::{
+  exit_fields, js_error, limit_and_usage_fields, parent_env, throw, to_value, usage_to_js,
+  OPTION_DEPTH,
+};
 use crate::error::Error as TetheredError;
 
 use crate::pool::handle::{self, Handle};
@@ -290,6 +293,14 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
       obj.set("kind", kind)?;
       obj.set("value", value)?;
     }
+    Notice::Ended { event, account } => {
+      let Some((kind, mut value)) = event_to_js(env, event)? else {
+        return Ok(None);
+      };
+      limit_and_usage_fields(env, &mut value, account.limit, account.usage)?;
+      obj.set("kind", kind)?;
+      obj.set("value", value)?;
+    }
     Notice::Error(error) => {
       obj.set("kind", "error")?;
       obj.set("value", pool_error(env, &error)?)?;
@@ -318,7 +329,8 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
   Ok(Some(obj))
 }
 
-/// The event name and its payload, as the README's Pool section lists them.
+/// The event name and its payload, as the README's Pool section lists them; 'exit' and
+/// 'crashed' get their `limit` and `resourceUsage` from their notice.
 fn event_to_js(env: &Env, event: Event) -> Result<Option<(&'static str, Object<'_>)>> {
   let mut value = Object::new(env)?;
   let kind = match event {
@@ -450,6 +462,10 @@ fn stats_to_js(env: &Env, stats: PoolStats) -> Result<Object<'_>> {
     match row.uptime {
       Some(uptime) => worker.set("uptimeMs", uptime.as_millis() as f64)?,
       None => worker.set("uptimeMs", Null)?,
+    }
+    match row.last_exit_usage {
+      Some(usage) => worker.set("lastExitUsage", usage_to_js(env, usage)?)?,
+      None => worker.set("lastExitUsage", Null)?,
     }
     workers.insert(worker)?;
   }

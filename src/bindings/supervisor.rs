@@ -16,7 +16,9 @@ use napi::Env;
 use napi_derive::napi;
 
 use super::outbox::{call_id_to_js, payload_to_js, Batch, Deliverable, Outbox};
-use super::{exit_fields, js_error, parent_env, throw, to_value, OPTION_DEPTH};
+use super::{
+  exit_fields, js_error, limit_and_usage_fields, parent_env, throw, to_value, OPTION_DEPTH,
+};
 use crate::error::Error as TetheredError;
 use crate::ipc::Serialization;
 use crate::options;
@@ -292,6 +294,12 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
       obj.set("kind", kind)?;
       obj.set("value", value)?;
     }
+    Notice::Ended { event, account } => {
+      let (kind, mut value) = event_to_js(env, event)?;
+      limit_and_usage_fields(env, &mut value, account.limit, account.usage)?;
+      obj.set("kind", kind)?;
+      obj.set("value", value)?;
+    }
     Notice::Message(_) => return Ok(None),
     Notice::Output { stream, chunk } => {
       obj.set("kind", stream.as_str())?;
@@ -311,7 +319,7 @@ fn notice_to_js(env: &Env, notice: Notice) -> Result<Option<Object<'_>>> {
 }
 
 /// The event name and its payload, as the README's `new Supervisor(options)` section lists
-/// them.
+/// them; 'exit' and 'crashed' get their `limit` and `resourceUsage` from their notice.
 fn event_to_js(env: &Env, event: Event) -> Result<(&'static str, Object<'_>)> {
   let mut value = Object::new(env)?;
   let kind = match event {

@@ -46,8 +46,10 @@ use crate::ipc::{Frame, Payload, Received, Serialization};
 use crate::kill::Spawned;
 use crate::launch::ProcessGroup;
 use crate::supervisor::channel::Channel;
-use crate::supervisor::notice::Notice as SupervisorNotice;
+use crate::supervisor::notice::{ExitAccount, Notice as SupervisorNotice};
 use crate::supervisor::worker::{Watch, Watcher, Worker, WorkerSpec};
+use crate::vocabulary::confinement::ResourceLimits;
+use crate::vocabulary::exit::{Reaped, ResourceUsage};
 use crate::vocabulary::signals;
 use crate::vocabulary::stdio::{StdioMode, StreamName};
 
@@ -73,6 +75,9 @@ pub fn driver(
       listener,
       keeps_stderr: plan.stdio == StdioMode::Pipe,
       serialization: plan.serialization,
+      limits: plan.launch.confinement.limits,
+      exiting: None,
+      last_exit_usage: HashMap::new(),
       workers: HashMap::new(),
       spawning: 0,
       spawns: Vec::new(),
@@ -137,6 +142,12 @@ pub struct Core {
   /// stderr is piped, so a dead worker's last stderr output can be shown.
   keeps_stderr: bool,
   serialization: Serialization,
+  /// The workers' limits, to tell which one ended a worker.
+  limits: ResourceLimits,
+  /// The account of the worker whose exit is being applied, for its 'exit' and 'crashed'.
+  exiting: Option<ExitAccount>,
+  /// What the last process that exited in each slot used, by slot index.
+  last_exit_usage: HashMap<usize, ResourceUsage>,
   workers: HashMap<WorkerKey, Running>,
   /// Spawns asked for and not answered yet.
   spawning: usize,
@@ -258,6 +269,7 @@ impl Core {
           stats: row.clone(),
           rss: running.and_then(|worker| worker.rss),
           uptime: running.map(|worker| worker.since.elapsed()),
+          last_exit_usage: self.last_exit_usage.get(&row.worker).copied(),
         }
       })
       .collect();
@@ -318,6 +330,11 @@ impl Core {
         if let Some(error) = self.spawn_error.clone() {
           self.notices.push(Notice::Error(error));
         }
+      }
+      // Only an exit makes the machine emit these, so its account is at hand.
+      Action::Emit(event @ (Event::Exit { .. } | Event::Crashed { .. })) => {
+        let account = self.exiting.unwrap_or_default();
+        self.notices.push(Notice::Ended { event, account });
       }
       Action::Emit(event) => self.notices.push(Notice::Event(event)),
       Action::StartSettled(outcome) => {
@@ -491,27 +508,36 @@ impl Core {
     self.answer = None;
   }
 
+  /// Worker `key` of slot `index` was reaped (or its launcher died).
   fn exited(
     &mut self,
     key: WorkerKey,
-    status: Result<ExitStatus, Error>,
+    index: usize,
+    reaped: Result<Reaped, Error>,
     stderr_tail: Option<String>,
   ) {
-    let status = match status {
-      Ok(status) => status,
+    let (status, account) = match reaped {
+      Ok(reaped) => {
+        self.last_exit_usage.insert(index, reaped.usage);
+        (reaped.status, ExitAccount::of(&reaped, &self.limits))
+      }
       Err(launcher_gone) => {
+        self.last_exit_usage.remove(&index);
         self.notices.push(Notice::Error(launcher_gone));
         // The launcher SIGKILLs every group when it dies.
-        ExitStatus::Signal(Signal::SIGKILL as i32)
+        let killed = ExitStatus::Signal(Signal::SIGKILL as i32);
+        (killed, ExitAccount::default())
       }
     };
     if let Some(running) = self.workers.get_mut(&key) {
       running.stderr_tail = stderr_tail;
     }
+    self.exiting = Some(account);
     self.apply(Input::Exited {
       worker: key,
       status,
     });
+    self.exiting = None;
     if let Some(gone) = self.workers.remove(&key) {
       // Ends its writer task; the pool queues no send() that this could settle.
       let _: Vec<SupervisorNotice> = gone.channel.close();
@@ -692,12 +718,14 @@ impl Watcher for PoolWatch {
       .with(|core| core.apply(Input::ChannelClosed { worker: self.key }));
   }
 
-  fn exited(&self, status: Result<ExitStatus, Error>) {
+  fn exited(&self, reaped: Result<Reaped, Error>) {
     let tail = self.stderr_tail.as_ref().map(|tail| {
       let bytes = std::mem::take(&mut *tail.lock().unwrap_or_else(|p| p.into_inner()));
       String::from_utf8_lossy(&bytes).into_owned()
     });
-    self.shared.with(|core| core.exited(self.key, status, tail));
+    self
+      .shared
+      .with(|core| core.exited(self.key, self.index, reaped, tail));
   }
 }
 
@@ -799,7 +827,7 @@ mod tests {
     notices
       .iter()
       .filter_map(|notice| match notice {
-        Notice::Event(event) => Some(event),
+        Notice::Event(event) | Notice::Ended { event, .. } => Some(event),
         _ => None,
       })
       .collect()
@@ -931,6 +959,55 @@ mod tests {
       assert_eq!(stats.machine.completed, 4);
       assert!(stats.latency.unwrap().p99 >= 300.0, "{:?}", stats.latency);
       assert!(stats.workers.iter().all(|row| row.uptime.is_some()));
+      p.finish(true).await;
+    })
+  }
+
+  #[test]
+  fn a_crash_carries_what_the_worker_used_and_its_slot_keeps_it() {
+    block_on(async {
+      let p = pool(vec![("size", Value::Number(1.0))], vec![]).await;
+      p.request(10, r#"{"op":"crash"}"#, vec![]);
+      p.settled(&[10]).await;
+      p.recorder
+        .until("the crash", |n| {
+          n.iter().any(|notice| {
+            matches!(
+              notice,
+              Notice::Ended {
+                event: Event::Crashed { .. },
+                ..
+              }
+            )
+          })
+        })
+        .await;
+      let crash = p.recorder.check(|n| {
+        let accounts: Vec<_> = n
+          .iter()
+          .filter_map(|notice| match notice {
+            Notice::Ended { event, account } => Some((event.clone(), *account)),
+            _ => None,
+          })
+          .collect();
+        let [(Event::Exit { .. }, exit), (Event::Crashed { status, .. }, crash)] = &accounts[..]
+        else {
+          panic!("not an exit then a crash: {accounts:?}");
+        };
+        assert_eq!(*status, ExitStatus::Code(3));
+        assert_eq!(exit, crash);
+        assert_eq!(crash.limit, None);
+        *crash
+      });
+      // A Node process: some CPU to start, and tens of MB resident at its peak.
+      let usage = crash.usage.expect("the launcher told");
+      assert!(
+        usage.user_cpu + usage.system_cpu > Duration::ZERO,
+        "{usage:?}"
+      );
+      assert!(usage.max_rss_bytes > 10 << 20, "{usage:?}");
+      let row = &p.handle.stats().workers[0];
+      assert_eq!(row.last_exit_usage, Some(usage));
       p.finish(true).await;
     })
   }

@@ -8,6 +8,7 @@
 
 use crate::error::Error;
 use crate::ipc::Payload;
+use crate::supervisor::notice::ExitAccount;
 use crate::vocabulary::stdio::StreamName;
 
 use super::machine::{Event, State};
@@ -43,6 +44,8 @@ pub enum Notice {
   Snapshot(Snapshot),
   /// Any event but `SpawnFailed`, which comes as an [`Notice::Error`].
   Event(Event),
+  /// An 'exit' or 'crashed' event, with what the kernel told of that end.
+  Ended { event: Event, account: ExitAccount },
   /// An 'error' event: a worker that could not be spawned, a line that is not JSON, the
   /// launcher's death.
   Error(Error),

@@ -1,5 +1,6 @@
 //! `stats()` beyond what the machine counts: request latency over a sliding window, and each
-//! worker's RSS and uptime, which only the driver sees.
+//! worker's RSS, uptime and what its slot's last exited process used, which only the driver
+//! sees.
 //!
 //! The latency window is a fixed ring of the last [`WINDOW`] resolved requests, so recording
 //! costs a store and the percentiles are computed only when asked for, from a sorted copy of at
@@ -8,6 +9,7 @@
 use std::time::Duration;
 
 use super::machine::{Stats, WorkerStats};
+use crate::vocabulary::exit::ResourceUsage;
 
 /// How many resolved requests the latency percentiles look back on.
 pub const WINDOW: usize = 1_000;
@@ -72,6 +74,9 @@ pub struct WorkerRow {
   pub rss: Option<u64>,
   /// Since the worker was spawned; `None` while there is no process.
   pub uptime: Option<Duration>,
+  /// What the slot's last process that exited used; `None` before one did (or when the
+  /// launcher died before telling).
+  pub last_exit_usage: Option<ResourceUsage>,
 }
 
 #[cfg(test)]

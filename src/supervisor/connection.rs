@@ -23,7 +23,7 @@ use super::notice::{CallId, Listener, Notice};
 use super::worker::Watcher;
 use crate::error::Error;
 use crate::ipc::{Received, Serialization};
-use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::exit::Reaped;
 use crate::vocabulary::stdio::StreamName;
 
 pub struct Connection {
@@ -101,7 +101,7 @@ pub enum Report {
   Alive,
   ChannelClosed,
   /// The last report. `Err` when the launcher died, which takes the worker with it.
-  Exited(Result<ExitStatus, Error>),
+  Exited(Result<Reaped, Error>),
 }
 
 /// The supervisor's watcher of its worker: messages, output and answers go to the listener
@@ -165,7 +165,7 @@ impl Watcher for ConnectionWatch {
     self.report(Report::ChannelClosed);
   }
 
-  fn exited(&self, status: Result<ExitStatus, Error>) {
-    self.report(Report::Exited(status));
+  fn exited(&self, reaped: Result<Reaped, Error>) {
+    self.report(Report::Exited(reaped));
   }
 }

@@ -27,12 +27,13 @@ use tokio::time::{sleep_until, Instant};
 use super::connection::{Connection, ConnectionWatch, Report};
 use super::handle::{Command, Handle};
 use super::machine::{Action, Event, Input, Machine, Timer};
-use super::notice::{CallId, Listener, Notice, Snapshot};
+use super::notice::{CallId, ExitAccount, Listener, Notice, Snapshot};
 use super::worker::{Worker, WorkerSpec};
 use crate::error::Error;
 use crate::ipc::{Frame, Payload};
 use crate::kill::Spawned;
 use crate::options::SupervisorPlan;
+use crate::vocabulary::confinement::ResourceLimits;
 use crate::vocabulary::exit::ExitStatus;
 
 /// Builds the driver of `plan`: the handle commands it; the future, run on a tokio runtime,
@@ -47,6 +48,8 @@ pub fn driver(
   let connection = Arc::new(Connection::new(plan.serialization));
   let driver = Driver {
     machine: Machine::new(plan.policy),
+    limits: plan.launch.confinement.limits,
+    exiting: None,
     spec: WorkerSpec::new(plan.launch, plan.stdio, plan.serialization),
     listener,
     notices: Vec::new(),
@@ -80,6 +83,10 @@ fn slot(timer: Timer) -> usize {
 
 struct Driver {
   machine: Machine,
+  /// The workers' limits, to tell which one ended a worker.
+  limits: ResourceLimits,
+  /// The account of the worker whose exit is being applied, for its 'exit' and 'crashed'.
+  exiting: Option<ExitAccount>,
   spec: WorkerSpec,
   listener: Arc<dyn Listener>,
   /// Notices of the current step, handed to the listener together when it ends.
@@ -146,14 +153,20 @@ impl Driver {
     match report {
       Report::Alive => self.apply(Input::MessageReceived).await,
       Report::ChannelClosed => self.apply(Input::ChannelClosed).await,
-      Report::Exited(status) => {
-        let status = status.unwrap_or_else(|launcher_gone| {
-          self.notify(Notice::Event(Event::Error(launcher_gone)));
-          // The launcher SIGKILLs every group when it dies.
-          ExitStatus::Signal(Signal::SIGKILL as i32)
-        });
+      Report::Exited(reaped) => {
+        let (status, account) = match reaped {
+          Ok(reaped) => (reaped.status, ExitAccount::of(&reaped, &self.limits)),
+          Err(launcher_gone) => {
+            self.notify(Notice::Event(Event::Error(launcher_gone)));
+            // The launcher SIGKILLs every group when it dies.
+            let killed = ExitStatus::Signal(Signal::SIGKILL as i32);
+            (killed, ExitAccount::default())
+          }
+        };
         let gone = self.worker.take();
+        self.exiting = Some(account);
         self.apply(Input::Exited(status)).await;
+        self.exiting = None;
         // Also a channel the machine never opened to callers: it ends the writer task.
         if let Some(gone) = gone {
           let unsent = gone.channel.close();
@@ -190,6 +203,11 @@ impl Driver {
             self.timers[slot(timer)] = Some(Instant::now() + after);
           }
           Action::ClearTimer(timer) => self.timers[slot(timer)] = None,
+          // Only an exit makes the machine emit these, so its account is at hand.
+          Action::Emit(event @ (Event::Exit { .. } | Event::Crashed { .. })) => {
+            let account = self.exiting.unwrap_or_default();
+            self.notify(Notice::Ended { event, account });
+          }
           Action::Emit(event) => self.notify(Notice::Event(event)),
           Action::RejectInFlight(error) => {
             self.deadlines.clear();
@@ -337,6 +355,7 @@ mod tests {
   use crate::options::parse_supervisor;
   use crate::supervisor::channel::{Sent, DIRECT_WRITE};
   use crate::test_support::{block_on, launcher_in_place, living_members};
+  use crate::vocabulary::confinement::Limit;
   use crate::vocabulary::value::Value;
 
   /// How long any one expected notice may take on a busy machine.
@@ -405,7 +424,18 @@ mod tests {
     notices
       .iter()
       .filter_map(|notice| match notice {
-        Notice::Event(event) => Some(event),
+        Notice::Event(event) | Notice::Ended { event, .. } => Some(event),
+        _ => None,
+      })
+      .collect()
+  }
+
+  /// The accounts the 'exit' and 'crashed' events carry, in order.
+  fn accounts(notices: &[Notice]) -> Vec<(&Event, ExitAccount)> {
+    notices
+      .iter()
+      .filter_map(|notice| match notice {
+        Notice::Ended { event, account } => Some((event, *account)),
         _ => None,
       })
       .collect()
@@ -446,6 +476,15 @@ mod tests {
   /// Starts supervising `command args` with fast restarts and stops, plus `options`, and
   /// waits until `start()` is settled.
   async fn supervise(command: &str, args: &[&str], options: Vec<(&str, f64)>) -> Supervised {
+    let options = options
+      .into_iter()
+      .map(|(key, n)| (key, Value::Number(n)))
+      .collect();
+    supervise_with(command, args, options).await
+  }
+
+  /// [`supervise`] with options of any kind.
+  async fn supervise_with(command: &str, args: &[&str], options: Vec<(&str, Value)>) -> Supervised {
     launcher_in_place();
     let args = args.iter().map(|&a| Value::String(a.into())).collect();
     let mut fields = vec![
@@ -458,7 +497,7 @@ mod tests {
     fields.extend(
       options
         .into_iter()
-        .map(|(key, n)| (key.to_string(), Value::Number(n))),
+        .map(|(key, value)| (key.to_string(), value)),
     );
     let plan = parse_supervisor(&Value::Object(fields), std::env::vars_os(), "node").unwrap();
     let recorder = Arc::new(Recorder::default());
@@ -530,6 +569,37 @@ mod tests {
           "{:?}",
           events(n)
         );
+      });
+      s.finish().await;
+    })
+  }
+
+  #[test]
+  fn a_worker_ended_by_its_cpu_limit_says_so_with_what_it_used() {
+    block_on(async {
+      let limits = Value::Object(vec![("cpuTime".into(), Value::Number(1.0))]);
+      let spin = "while :; do :; done";
+      let s = supervise_with("sh", &["-c", spin], vec![("limits", limits)]).await;
+      s.recorder
+        .until("the crash", |n| {
+          events(n).iter().any(|e| matches!(e, Event::Crashed { .. }))
+        })
+        .await;
+      s.recorder.check(|n| {
+        let accounts = accounts(n);
+        let [(Event::Exit { status: exit }, exit_account), (Event::Crashed { status, .. }, account)] =
+          accounts[..]
+        else {
+          panic!("not an exit then a crash: {accounts:?}");
+        };
+        assert_eq!((*exit, *status), (ExitStatus::Signal(libc::SIGXCPU), ExitStatus::Signal(libc::SIGXCPU)));
+        assert_eq!(exit_account, account);
+        assert_eq!(account.limit, Some(Limit::CpuTime));
+        let usage = account.usage.expect("the launcher told");
+        let cpu = usage.user_cpu + usage.system_cpu;
+        // The kernel's accounting on a busy virtual machine can read under the second.
+        assert!(cpu >= Duration::from_millis(500), "{usage:?}");
+        assert!(usage.max_rss_bytes > 0, "{usage:?}");
       });
       s.finish().await;
     })

@@ -7,6 +7,8 @@
 
 use crate::error::Error;
 use crate::ipc::Payload;
+use crate::vocabulary::confinement::{Limit, ResourceLimits};
+use crate::vocabulary::exit::{Reaped, ResourceUsage};
 use crate::vocabulary::stdio::StreamName;
 
 use super::machine::{Event, State};
@@ -34,6 +36,27 @@ impl Snapshot {
   };
 }
 
+/// The kernel's account of a worker's end, which its 'exit' and 'crashed' events carry. The
+/// machines decide those events from the exit status alone; the drivers attach this to them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitAccount {
+  /// `None` when the launcher died before it could tell.
+  pub usage: Option<ResourceUsage>,
+  /// The limit whose signal ended the worker.
+  pub limit: Option<Limit>,
+}
+
+impl ExitAccount {
+  /// The account of a worker that ran under `limits`. A supervisor sends its workers only
+  /// their `killSignal` and SIGKILL, so a limit's signal is taken as the kernel's.
+  pub fn of(reaped: &Reaped, limits: &ResourceLimits) -> Self {
+    ExitAccount {
+      usage: Some(reaped.usage),
+      limit: limits.ended(reaped.status, None),
+    }
+  }
+}
+
 /// What JavaScript must hear, in order.
 #[derive(Debug)]
 pub enum Notice {
@@ -41,6 +64,11 @@ pub enum Notice {
   /// from the change, so a listener reading the getters sees the new values.
   Snapshot(Snapshot),
   Event(Event),
+  /// An 'exit' or 'crashed' event, with what the kernel told of that end.
+  Ended {
+    event: Event,
+    account: ExitAccount,
+  },
   /// A message from the worker, as it wrote it.
   Message(Payload),
   Output {

@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::ipc::{Decoder, Received, Serialization};
 use crate::kill::Spawned;
 use crate::launch::{self, ProcessGroup};
-use crate::vocabulary::exit::ExitStatus;
+use crate::vocabulary::exit::Reaped;
 use crate::vocabulary::launch_spec::LaunchSpec;
 use crate::vocabulary::limits::DRAIN_AFTER_EXIT;
 use crate::vocabulary::stdio::{StdioMode, StreamName};
@@ -47,8 +47,9 @@ pub trait Watcher: Send + Sync + 'static {
   /// Settlements of queued `send()`s: written, or dropped because the channel closed.
   fn sends_settled(&self, settled: Vec<Notice>);
   fn channel_closed(&self);
-  /// `Err` when the launcher died, which takes the worker with it.
-  fn exited(&self, status: Result<ExitStatus, Error>);
+  /// How it ended and what it used; `Err` when the launcher died, which takes the worker with
+  /// it.
+  fn exited(&self, reaped: Result<Reaped, Error>);
 }
 
 /// How to start a worker: the program, with the environment that opens Node's IPC channel in
@@ -191,7 +192,7 @@ impl WorkerWatch {
           None => stderr = None,
         },
         reaped = &mut wait, if exit.is_none() => {
-          exit = Some(reaped.map(|reaped| reaped.status));
+          exit = Some(reaped);
           drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
         }
         () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
