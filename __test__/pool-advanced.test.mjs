@@ -34,7 +34,9 @@ test('requests and results carry rich values through the helper', { timeout: 30_
 })
 
 test('a hand-written worker sees the real types, and its messages keep theirs', { timeout: 30_000 }, async (t) => {
-  const { pool } = makePool(t, { size: 1, serialization: 'advanced', healthCheckInterval: 100 }, 'worker-plain-advanced.js')
+  // The health-check timeout leaves a loaded machine's fresh Node worker time to boot: at 500 ms
+  // it could be killed, again and again, before its first line ran.
+  const { pool } = makePool(t, { size: 1, serialization: 'advanced', healthCheckInterval: 100, healthCheckTimeout: 3_000 }, 'worker-plain-advanced.js')
   const ready = nextMessage(pool, (m) => m.ready)
   await pool.start()
   await ready

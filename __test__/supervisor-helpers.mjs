@@ -34,6 +34,16 @@ export async function nextEvent(sup, name, timeout = 10_000) {
   return value
 }
 
+/**
+ * The value of the `nth` (0-based) recorded `name` event, waiting for it. Unlike `nextEvent`, it
+ * cannot miss an event delivered in the same batch as the one awaited before it.
+ */
+export async function recordedEvent(events, name, nth = 0, timeout = 10_000) {
+  const found = () => events.filter((e) => e.name === name)[nth]
+  await waitFor(() => found() !== undefined, { timeout, what: `'${name}' event #${nth + 1}` })
+  return found().value
+}
+
 /** The next message for which `match(message)` is true. */
 export async function nextMessage(sup, match, timeout = 10_000) {
   return new Promise((resolve, reject) => {
