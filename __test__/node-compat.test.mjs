@@ -63,8 +63,9 @@ test("'close' comes after 'exit' and after all output ended", async () => {
   child.stdout.on('end', () => events.push(['stdout end']))
   child.stderr.on('end', () => events.push(['stderr end']))
   child.on('close', (code, signal) => events.push(['close', code, signal]))
+  const closed = once(child, 'close')
   const [out, err] = await Promise.all([text(child.stdout), text(child.stderr)])
-  await once(child, 'close')
+  await closed
   assert.equal(out, 'out')
   assert.equal(err, 'err')
   assert.deepEqual(events.at(-1), ['close', 3, null])
@@ -78,12 +79,13 @@ test("'close' waits for a grandchild that holds stdout, and output nobody reads 
   const heldEvents = []
   held.on('exit', () => heldEvents.push('exit'))
   held.on('close', () => heldEvents.push('close'))
+  const closed = once(held, 'close')
   const out = text(held.stdout)
   await once(held, 'exit')
   await new Promise((resolve) => setTimeout(resolve, 100))
   assert.deepEqual(heldEvents, ['exit'], 'stdout is still open')
   assert.equal(await out, 'late\n')
-  await once(held, 'close')
+  await closed
 
   const unread = spawn('sh', ['-c', 'echo never read; echo nor this >&2'])
   const [code] = await once(unread, 'close')

@@ -46,14 +46,15 @@ pub fn spawn_stream(
   env: &Env,
   command: Unknown,
   args: Option<Unknown>,
-  options: Option<Unknown>,
+  // Not an `Option`, which would read `null` as absent: Node's spawn() refuses null options.
+  options: Unknown,
 ) -> Result<NativeChild> {
   let CallArguments {
     command,
     args,
     options: options_value,
     options_object: options,
-  } = read_call_arguments(env, command, args, options)?;
+  } = read_call_arguments(env, command, args, Some(options))?;
   let plan = options::parse_stream(
     &command,
     &args,
