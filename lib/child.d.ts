@@ -56,8 +56,8 @@ export interface ExitInfo {
  * When the leader exits, `stdin` is closed and destroyed (without an error), so an untouched
  * stdin holds no fd. A write the child did not take fails with EPIPE as an 'error' on `stdin`.
  *
- * `pid` is a number when `spawn()` returns (the call waits for the launcher's answer, well
- * under a millisecond), and undefined only when the command could not start: `if (!child.pid)`
+ * `pid` is a number when `spawn()` returns (the call waits for the launcher's answer: about
+ * the cost of one spawn), and undefined only when the command could not start: `if (!child.pid)`
  * detects a failed start as with `child_process`. Then `exitCode` is the negative errno (as
  * Node's), `stdout`/`stderr` end empty and `stdin` is already destroyed (writes fail through
  * their callbacks, never as an 'error' event).
