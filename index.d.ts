@@ -85,10 +85,22 @@ export interface ConfinementOptions {
 /** Options every entry point accepts. */
 export interface SpawnOptions extends ConfinementOptions {
   /**
-   * Working directory of the child.
+   * Working directory of the child: a path or a `file:` URL. A relative path is taken from
+   * `process.cwd()` at the time of the call, and `''` is the default, as in Node. The child
+   * also starts with `process.umask()` as it is at the call. A directory that cannot be
+   * entered fails the start with its own error (`code` `'ENOENT'`, message
+   * `spawn <command> ENOENT: cwd '<dir>' does not exist`, `err.cwd`), not "command not found".
    * @default process.cwd()
    */
-  cwd?: string
+  cwd?: string | URL
+  /**
+   * Run `command` as one shell command line: `true` runs `/bin/sh -c command`, a path runs
+   * that shell the same way (`false` or `''`: no shell). `args` must then be left out or
+   * empty — passing them is a TypeError (`ERR_INVALID_ARG_VALUE`), because Node joins them to
+   * the line unquoted, an injection trap Node itself deprecates. Quote what the shell needs.
+   * @default false
+   */
+  shell?: boolean | string
   /**
    * Environment variables, merged over `process.env` unless `extendEnv` is `false`.
    * A value of `undefined` removes the variable.
@@ -171,7 +183,10 @@ export interface ProcessResult<Output = string> {
   stderr: Output
   /** `code === 0 && signal === null && !timedOut` (and no `error`). */
   ok: boolean
-  /** The exit code; 127 when the command was not found, 126 when it is not executable. */
+  /**
+   * The exit code; 127 when the command was not found, 126 when it is not executable, 125
+   * when its `cwd` could not be entered (as GNU `env --chdir` reports its own failure).
+   */
   code: number | null
   signal: SignalName | null
   timedOut: boolean
@@ -185,7 +200,7 @@ export interface ProcessResult<Output = string> {
    * could not start (`ENOENT`, `EACCES`, ...), `ERR_MAX_BUFFER`, `ERR_TIMEOUT`, `ABORT_ERR`,
    * `ERR_LAUNCHER_EXITED`.
    */
-  error?: { code: string; message: string }
+  error?: { code: string; message: string; cause?: unknown }
 }
 
 /** The error `spawnCollect` rejects with when the command could not start (Node's shape). */
@@ -200,6 +215,8 @@ export interface SpawnError extends Error {
   path: string
   /** The arguments, without the command. */
   spawnargs: string[]
+  /** The directory that could not be entered, when that is why it could not start. */
+  cwd?: string
 }
 
 /**
@@ -211,6 +228,8 @@ export interface OutputError<Output = string> extends Error {
   code: 'ERR_MAX_BUFFER' | 'ABORT_ERR'
   /** Which stream passed `maxBuffer` (only for `ERR_MAX_BUFFER`). */
   stream?: 'stdout' | 'stderr'
+  /** The AbortSignal's `reason` (only for `ABORT_ERR`), as Node's and execa's do. */
+  cause?: unknown
   stdout: Output
   stderr: Output
   exitCode: number | null

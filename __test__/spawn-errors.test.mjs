@@ -8,7 +8,7 @@ import { constants } from 'node:os'
 import { spawnCollect } from 'tethered'
 import { tempDir, outcome } from './helpers.mjs'
 
-async function expectSpawnError(promise, { code, command, args }) {
+async function expectSpawnError(promise, { code, command, args, cwd, why }) {
   const o = await outcome(promise)
   assert.equal(o.ok, false, `expected a rejection, got ${JSON.stringify(o.value)}`)
   const err = o.error
@@ -18,7 +18,9 @@ async function expectSpawnError(promise, { code, command, args }) {
   assert.equal(err.syscall, `spawn ${command}`)
   assert.equal(err.path, command)
   assert.deepEqual(err.spawnargs, args)
-  assert.equal(err.message, `spawn ${command} ${code}`)
+  // A directory that cannot be entered is named, so it is not read as a missing command.
+  assert.equal(err.message, cwd ? `spawn ${command} ${code}: cwd '${cwd}' ${why}` : `spawn ${command} ${code}`)
+  assert.equal(err.cwd, cwd)
   return err
 }
 
@@ -80,7 +82,9 @@ test('ENOTDIR: a cwd that is a regular file', async (t) => {
   t.after(remove)
   const file = join(dir, 'plain')
   writeFileSync(file, '')
-  await expectSpawnError(spawnCollect('true', [], { cwd: file }), { code: 'ENOTDIR', command: 'true', args: [] })
+  await expectSpawnError(spawnCollect('true', [], { cwd: file }), {
+    code: 'ENOTDIR', command: 'true', args: [], cwd: file, why: 'is not a directory',
+  })
 })
 
 test('ENOENT: a cwd that does not exist (and nothing runs)', async (t) => {
@@ -88,7 +92,7 @@ test('ENOENT: a cwd that does not exist (and nothing runs)', async (t) => {
   t.after(remove)
   const flag = join(dir, 'ran')
   await expectSpawnError(spawnCollect('/bin/sh', ['-c', `touch ${flag}`], { cwd: join(dir, 'missing') }), {
-    code: 'ENOENT', command: '/bin/sh', args: ['-c', `touch ${flag}`],
+    code: 'ENOENT', command: '/bin/sh', args: ['-c', `touch ${flag}`], cwd: join(dir, 'missing'), why: 'does not exist',
   })
   assert.equal(existsSync(flag), false)
 })

@@ -22,10 +22,9 @@ test('a Child has pid, Node streams and exited', async (t) => {
   const { start, cleanup } = tracker()
   t.after(cleanup)
   const child = start('sh', ['-c', 'cat; echo done >&2'])
-  // The launcher starts the process asynchronously: the pid comes with 'spawn'.
-  assert.equal(child.pid, undefined)
-  await once(child, 'spawn')
+  // The pid is there when spawn() returns; 'spawn' follows.
   assert.equal(typeof child.pid, 'number')
+  await once(child, 'spawn')
   assert.ok(child.stdin instanceof Writable)
   assert.ok(child.stdout instanceof Readable)
   assert.ok(child.stderr instanceof Readable)

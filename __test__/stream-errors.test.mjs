@@ -112,7 +112,6 @@ test('every error of the native child carries a code', async () => {
   // The native half under lib/child.js, used as lib/child.js never uses it.
   const require = createRequire(import.meta.url)
   const native = require('../binding.js').spawnStream('sleep', ['30'])
-  await native.started()
   assert.throws(() => native.tryRead(3), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
   assert.throws(() => native.closeOutput(0), { code: 'ERR_OUT_OF_RANGE' })
   assert.throws(() => native.waitReadable(7), { code: 'ERR_OUT_OF_RANGE' })

@@ -5,7 +5,11 @@ import type { LimitName, ResourceUsage, SignalName, SpawnOptions } from '../inde
 
 export type StdioMode = 'pipe' | 'ignore' | 'inherit'
 
-/** `SpawnOptions` plus `stdio`. Unlike the collecting calls, a stream has no default timeout. */
+/**
+ * `SpawnOptions` plus `stdio`. Unlike the collecting calls, a stream has no default timeout.
+ * As with Node's `spawn()`, `null` options are a TypeError (`ERR_INVALID_ARG_TYPE`); `null`
+ * args are no args.
+ */
 export interface StreamOptions extends SpawnOptions {
   /**
    * Milliseconds before the child's whole process group is killed with `killSignal`;
@@ -52,19 +56,23 @@ export interface ExitInfo {
  * When the leader exits, `stdin` is closed and destroyed (without an error), so an untouched
  * stdin holds no fd. A write the child did not take fails with EPIPE as an 'error' on `stdin`.
  *
- * When the command could not start, `pid` is undefined, `stdout`/`stderr` end empty and `stdin`
- * is already destroyed (writes fail through their callbacks, never as an 'error' event).
+ * `pid` is a number when `spawn()` returns (the call waits for the launcher's answer: about
+ * the cost of one spawn), and undefined only when the command could not start: `if (!child.pid)`
+ * detects a failed start as with `child_process`. Then `exitCode` is the negative errno (as
+ * Node's), `stdout`/`stderr` end empty and `stdin` is already destroyed (writes fail through
+ * their callbacks, never as an 'error' event).
  *
- * The launcher starts the process asynchronously (well under a millisecond): `pid` is set when
- * 'spawn' is emitted. Everything works before that — reads and writes wait for it, `kill()` is
- * queued and sent as soon as it runs.
- *
- * Events: 'spawn' (started), 'exit' (exitCode, signal) when the leader was reaped, and 'error'
- * with the error `exited` rejects with — emitted only when the Child has 'error' listeners.
+ * Events, as Node names them: 'spawn' (started; on the next tick), 'exit' (exitCode, signal)
+ * when the leader was reaped, 'close' (exitCode, signal) after 'exit' (or the failed start) once
+ * stdout and stderr closed — output nobody ever read is then drained, as Node does — and
+ * 'error' with the error `exited` rejects with, emitted only when the Child has 'error'
+ * listeners.
  */
 export declare class Child extends EventEmitter {
-  /** The child's pid, also its process group id: set with 'spawn'; undefined before, and when it could not start. */
+  /** The child's pid, also its process group id; undefined only when it could not start. */
   readonly pid: number | undefined
+  /** `[stdin, stdout, stderr]`, as Node's `subprocess.stdio`. */
+  readonly stdio: [Writable | null, Readable | null, Readable | null]
   /** null unless stdio[0] is 'pipe'. */
   readonly stdin: Writable | null
   /** null unless stdio[1] is 'pipe'. Chunks are Buffers; `setEncoding` works as in Node. */
@@ -77,24 +85,28 @@ export declare class Child extends EventEmitter {
    * Node's spawn-error fields (code such as 'ENOENT', errno, syscall 'spawn <command>', path,
    * spawnargs) — when `options.signal` aborted it — an AbortError (code 'ABORT_ERR') carrying
    * `exitCode`, `signal` and `pid`, after the group was killed and the leader reaped — and with
-   * `ERR_LAUNCHER_EXITED` if the launcher died while the process ran. The rejection is marked
-   * handled: a program that never awaits `exited` gets no unhandled rejection.
+   * `ERR_LAUNCHER_EXITED` if the launcher died while the process ran. An AbortError's `cause`
+   * is the signal's `reason`. The rejection is marked handled: a program that never awaits
+   * `exited` gets no unhandled rejection.
    */
   readonly exited: Promise<ExitInfo>
-  /** Set when the leader was reaped. */
+  /** Set when the leader was reaped; the negative errno when the command could not start. */
   readonly exitCode: number | null
   /** Set when the leader was reaped. */
   readonly signalCode: SignalName | null
+  /** Whether a `kill()` call succeeded (as Node's, `kill(0)` included). */
+  readonly killed: boolean
   /**
    * Sends `signal` to the child's whole process group (no escalation); whether it was delivered:
-   * false once the leader was reaped or when it never started; before 'spawn' the signal is
-   * queued and `true`. An unknown signal throws a TypeError.
+   * false once the leader was reaped or when it never started. `kill(0)` sends nothing and
+   * says whether the leader still runs. An unknown signal throws a TypeError.
    * @default 'SIGTERM'
    */
   kill(signal?: SignalName | number): boolean
 
   on(event: 'spawn', listener: () => void): this
   on(event: 'exit', listener: (exitCode: number | null, signal: SignalName | null) => void): this
+  on(event: 'close', listener: (exitCode: number | null, signal: SignalName | null) => void): this
   on(event: 'error', listener: (err: Error) => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }

@@ -22,10 +22,15 @@
 //   handled, so a program that never looks at it gets no unhandled rejection.
 // - The same error is emitted as 'error' on the Child, but only when the Child has 'error'
 //   listeners: nothing is thrown at a program that only awaits `exited`.
-// - The launcher starts the process asynchronously: `pid` is set, and 'spawn' emitted, once it
-//   runs. Everything works before that: reads wait, writes wait, kill() is queued.
-// - When the command could not start: `pid` stays undefined, stdout/stderr end (empty), stdin is
-//   destroyed without an error (a write to it fails through its callback only).
+// - `pid` is set when spawn() returns (the launcher answers the JS thread directly), and
+//   undefined only when the command could not start: `if (!child.pid)` means what it means with
+//   child_process. 'spawn' follows on the next tick, as in Node.
+// - When the command could not start: `pid` stays undefined, `exitCode` is the negative errno
+//   (as Node's), stdout/stderr end (empty), stdin is destroyed without an error (a write to it
+//   fails through its callback only).
+// - 'close' (exitCode, signalCode) comes after 'exit' (or the failed start) and after stdout
+//   and stderr closed, as Node's. Like Node, once the leader exited an output stream nobody
+//   ever read is resumed (its data dropped) so that 'close' is not held up by it.
 // - Destroying stdout or stderr closes tethered's end of that pipe and sends no signal. The child
 //   sees EPIPE (or dies of SIGPIPE, its default) the next time it writes to that stream, as in a
 //   shell pipeline. To stop the child, call `kill()`.
@@ -143,43 +148,53 @@ class ChildWritable extends Writable {
 
 class Child extends EventEmitter {
   #native
+  // 'close' waits for the exit (or the failed start) and for stdout and stderr to close.
+  #closesNeeded = 1
 
   constructor(native) {
     super()
     this.#native = native
     const [stdin, stdout, stderr] = native.piped
-    // Set with the 'spawn' event: the launcher starts the process asynchronously.
-    this.pid = undefined
+    this.pid = native.pid ?? undefined
     this.exitCode = null
     this.signalCode = null
+    this.killed = false
     this.stdin = stdin ? new ChildWritable(native) : null
     this.stdout = stdout ? new ChildReadable(native, 1) : null
     this.stderr = stderr ? new ChildReadable(native, 2) : null
-    native.started().then(
-      (pid) => {
-        this.pid = pid
-        this.emit('spawn')
-      },
+    this.stdio = [this.stdin, this.stdout, this.stderr]
+    for (const output of [this.stdout, this.stderr]) {
+      if (output === null) continue
+      this.#closesNeeded++
+      output.on('close', () => this.#maybeClose())
+    }
+    if (this.pid !== undefined) {
+      process.nextTick(() => this.emit('spawn'))
+    } else {
       // Nothing will read stdin: writes fail through their callbacks, never as an 'error'
       // event that would crash a program which only awaits `exited`.
-      () => this.#closeStdin(),
-    )
+      this.#closeStdin()
+    }
     this.exited = native.wait().then(
       (exit) => {
         this.exitCode = exit.exitCode
         this.signalCode = exit.signal
         this.#closeStdin()
         this.emit('exit', exit.exitCode, exit.signal)
+        this.#ended()
         return exit
       },
       (err) => {
         if (err.code === 'ABORT_ERR') {
           this.exitCode = err.exitCode ?? null
           this.signalCode = err.signal ?? null
+        } else if (this.pid === undefined && typeof err.errno === 'number') {
+          this.exitCode = err.errno
         }
         this.#closeStdin()
         if (this.listenerCount('error') > 0) this.emit('error', err)
         if (this.pid !== undefined) this.emit('exit', this.exitCode, this.signalCode)
+        this.#ended()
         throw err
       },
     )
@@ -189,14 +204,30 @@ class Child extends EventEmitter {
   }
 
   // Sends `signal` (default 'SIGTERM') to the child's whole process group; whether it was
-  // delivered (before the 'spawn' event it is queued, sent once the process started, and true).
-  // An unknown signal throws a TypeError.
+  // delivered. `kill(0)` sends nothing and says whether the leader still runs. As in Node,
+  // `killed` becomes true once a kill() call succeeded (kill(0) included). An unknown signal
+  // throws a TypeError.
   kill(signal) {
-    return this.#native.kill(signal)
+    const delivered = this.#native.kill(signal)
+    if (delivered) this.killed = true
+    return delivered
   }
 
   #closeStdin() {
     if (this.stdin && !this.stdin.destroyed) this.stdin.destroy()
+  }
+
+  // The leader is gone (or never ran): outputs nobody ever read are drained so they can end, as
+  // Node does, then 'close' may follow.
+  #ended() {
+    for (const output of [this.stdout, this.stderr]) {
+      if (output && output.readableFlowing === null && !output.readableDidRead) output.resume()
+    }
+    this.#maybeClose()
+  }
+
+  #maybeClose() {
+    if (--this.#closesNeeded === 0) this.emit('close', this.exitCode, this.signalCode)
   }
 }
 

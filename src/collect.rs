@@ -62,15 +62,18 @@ impl Outcome {
 }
 
 /// What `runProcess` resolves with. It never rejects because of the process: a command that
-/// could not start is reported the way a shell reports it.
+/// could not start is reported the way a shell reports it — 127 not found, 126 not executable —
+/// and a directory that could not be entered as GNU `env --chdir` and `chroot` report their own
+/// failure before running anything: 125, so it is never mistaken for a missing command.
 #[derive(Debug, PartialEq)]
 pub struct ProcessResult {
   pub stdout: Vec<u8>,
   pub stderr: Vec<u8>,
   /// Exit code 0, no signal, not ended by tethered.
   pub ok: bool,
-  /// How the process ended; 127 (not found) or 126 (not executable) when it could not start,
-  /// `None` when no process ever ran (aborted before the start, launcher gone).
+  /// How the process ended; 127 (not found), 126 (not executable) or 125 (its `cwd` could not
+  /// be entered) when it could not start, `None` when no process ever ran (aborted before the
+  /// start, launcher gone).
   pub status: Option<ExitStatus>,
   pub timed_out: bool,
   pub limit: Option<Limit>,
@@ -83,7 +86,8 @@ pub struct ProcessResult {
 }
 
 impl ProcessResult {
-  pub fn from_run(run: Result<Outcome, Error>) -> Self {
+  /// `failed_after`: how long the call took when it did not produce a process.
+  pub fn from_run(run: Result<Outcome, Error>, failed_after: Duration) -> Self {
     match run {
       Ok(outcome) => ProcessResult {
         ok: outcome.status == ExitStatus::Code(0) && outcome.ended_by.is_none(),
@@ -97,17 +101,20 @@ impl ProcessResult {
         stderr: outcome.stderr,
       },
       Err(error) => {
-        let (status, stderr) = match &error {
-          Error::Spawn { errno, .. } => {
-            let code = if *errno == libc::EACCES || *errno == libc::ENOEXEC {
-              126
-            } else {
-              127
-            };
-            let message = format!("Failed to spawn: {error} ({})", errno_description(*errno));
+        let code = match &error {
+          Error::Spawn { errno, .. } if *errno == libc::EACCES || *errno == libc::ENOEXEC => {
+            Some((126, *errno))
+          }
+          Error::Spawn { errno, .. } => Some((127, *errno)),
+          Error::SpawnCwd { errno, .. } => Some((125, *errno)),
+          _ => None,
+        };
+        let (status, stderr) = match code {
+          Some((code, errno)) => {
+            let message = format!("Failed to spawn: {error} ({})", errno_description(errno));
             (Some(ExitStatus::Code(code)), message.into_bytes())
           }
-          _ => (None, Vec::new()),
+          None => (None, Vec::new()),
         };
         ProcessResult {
           stdout: Vec::new(),
@@ -117,7 +124,7 @@ impl ProcessResult {
           timed_out: false,
           limit: None,
           usage: None,
-          duration: Duration::ZERO,
+          duration: failed_after,
           error: Some(error),
         }
       }
@@ -125,13 +132,14 @@ impl ProcessResult {
   }
 }
 
-/// Starts the plan's command and collects it. `Err` only when it could not be started or was
-/// aborted before it started; everything that happens to a started process is in the `Outcome`.
+/// Starts the plan's command and collects it; `started` is when the call began. `Err` only
+/// when it could not be started or was aborted before it started; everything that happens to a
+/// started process is in the `Outcome`.
 pub async fn run(
   plan: CollectPlan,
   abort: Option<oneshot::Receiver<()>>,
+  started: Instant,
 ) -> Result<Outcome, Error> {
-  let started = Instant::now();
   if plan.abort_signal == Some(true) {
     return Err(Error::Aborted);
   }
@@ -299,7 +307,14 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect(),
     );
-    parse_collect(&Value::String("sh".into()), &args, &options, []).unwrap()
+    parse_collect(
+      &Value::String("sh".into()),
+      &args,
+      &options,
+      [],
+      &Default::default(),
+    )
+    .unwrap()
   }
 
   /// Collects `plan` run by a plain child in its own process group, not by the launcher.
@@ -461,18 +476,21 @@ mod tests {
 
   #[test]
   fn a_run_process_result_is_ok_only_for_a_clean_exit() {
-    let clean = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), None)));
+    let clean = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), None)), Duration::ZERO);
     assert!(clean.ok);
     assert_eq!(clean.error, None);
     assert_eq!(clean.stdout, b"out");
-    let failed = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(1), None)));
+    let failed = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(1), None)), Duration::ZERO);
     assert!(!failed.ok);
     assert_eq!(failed.error, None, "a plain non-zero exit has no error");
-    let killed = ProcessResult::from_run(Ok(outcome(ExitStatus::Signal(9), None)));
+    let killed = ProcessResult::from_run(Ok(outcome(ExitStatus::Signal(9), None)), Duration::ZERO);
     assert!(!killed.ok);
     assert_eq!(killed.error, None);
     let timeout = Ending::Timeout(Duration::from_millis(10));
-    let timed_out = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), Some(timeout))));
+    let timed_out = ProcessResult::from_run(
+      Ok(outcome(ExitStatus::Code(0), Some(timeout))),
+      Duration::ZERO,
+    );
     assert!(!timed_out.ok && timed_out.timed_out);
     assert_eq!(
       timed_out.error.map(|e| e.code()),
@@ -483,11 +501,14 @@ mod tests {
   #[test]
   fn a_command_that_cannot_start_reads_like_a_shell() {
     let spawn_error = |errno| {
-      ProcessResult::from_run(Err(Error::Spawn {
-        errno,
-        command: "nope".into(),
-        args: vec![],
-      }))
+      ProcessResult::from_run(
+        Err(Error::Spawn {
+          errno,
+          command: "nope".into(),
+          args: vec![],
+        }),
+        Duration::from_millis(3),
+      )
     };
     let missing = spawn_error(libc::ENOENT);
     assert_eq!(missing.status, Some(ExitStatus::Code(127)));
@@ -496,11 +517,31 @@ mod tests {
       "Failed to spawn: spawn nope ENOENT (No such file or directory)"
     );
     assert!(!missing.ok);
+    assert_eq!(
+      missing.duration,
+      Duration::from_millis(3),
+      "measured, not 0"
+    );
     assert_eq!(missing.error.map(|e| e.code()), Some("ENOENT".into()));
     for errno in [libc::EACCES, libc::ENOEXEC] {
       assert_eq!(spawn_error(errno).status, Some(ExitStatus::Code(126)));
     }
-    let aborted = ProcessResult::from_run(Err(Error::Aborted));
+    let no_cwd = ProcessResult::from_run(
+      Err(Error::SpawnCwd {
+        errno: libc::ENOENT,
+        command: "pwd".into(),
+        args: vec![],
+        cwd: "/gone".into(),
+      }),
+      Duration::ZERO,
+    );
+    assert_eq!(no_cwd.status, Some(ExitStatus::Code(125)), "not 127");
+    assert_eq!(
+      String::from_utf8(no_cwd.stderr).unwrap(),
+      "Failed to spawn: spawn pwd ENOENT: cwd '/gone' does not exist (No such file or directory)"
+    );
+    assert_eq!(no_cwd.error.map(|e| e.code()), Some("ENOENT".into()));
+    let aborted = ProcessResult::from_run(Err(Error::Aborted), Duration::ZERO);
     assert_eq!(aborted.status, None);
     assert_eq!(aborted.stderr, b"");
     assert_eq!(aborted.error, Some(Error::Aborted));

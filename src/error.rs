@@ -42,6 +42,14 @@ pub enum Error {
     command: String,
     args: Vec<String>,
   },
+  /// The program could not be started because its working directory could not be entered:
+  /// Node's spawn error shape, with the directory named in the message and in `cwd`.
+  SpawnCwd {
+    errno: i32,
+    command: String,
+    args: Vec<String>,
+    cwd: String,
+  },
   /// An output stream passed its limit; the group was killed.
   MaxBuffer { stream: StreamName, limit: usize },
   /// The run was cancelled through its AbortSignal; the group was killed.
@@ -98,7 +106,7 @@ impl Error {
       Error::InvalidArgType { .. } => "ERR_INVALID_ARG_TYPE".into(),
       Error::InvalidArgValue { .. } => "ERR_INVALID_ARG_VALUE".into(),
       Error::OutOfRange { .. } => "ERR_OUT_OF_RANGE".into(),
-      Error::Spawn { errno, .. } => errno_name(*errno),
+      Error::Spawn { errno, .. } | Error::SpawnCwd { errno, .. } => errno_name(*errno),
       Error::MaxBuffer { .. } => "ERR_MAX_BUFFER".into(),
       Error::Aborted => "ABORT_ERR".into(),
       Error::Timeout { .. } | Error::RequestTimeout { .. } => "ERR_TIMEOUT".into(),
@@ -181,6 +189,24 @@ impl fmt::Display for Error {
         "The value of \"{name}\" is out of range. It must be {expected}. Received {received}"
       ),
       Error::Spawn { errno, command, .. } => write!(f, "spawn {command} {}", errno_name(*errno)),
+      Error::SpawnCwd {
+        errno,
+        command,
+        cwd,
+        ..
+      } => {
+        let why = match *errno {
+          libc::ENOENT => "does not exist",
+          libc::ENOTDIR => "is not a directory",
+          libc::EACCES => "cannot be entered (permission denied)",
+          _ => "cannot be entered",
+        };
+        write!(
+          f,
+          "spawn {command} {}: cwd '{cwd}' {why}",
+          errno_name(*errno)
+        )
+      }
       Error::MaxBuffer { stream, limit } => {
         write!(
           f,
@@ -274,6 +300,19 @@ impl Error {
       errno,
       command: spec.command.clone(),
       args: spec.args.clone(),
+    }
+  }
+
+  /// `spec` could not be started because its directory could not be entered.
+  pub fn spawn_in_cwd(spec: &LaunchSpec, errno: i32) -> Self {
+    Error::SpawnCwd {
+      errno,
+      command: spec.command.clone(),
+      args: spec.args.clone(),
+      cwd: spec
+        .cwd
+        .as_deref()
+        .map_or_else(String::new, |cwd| cwd.to_string_lossy().into_owned()),
     }
   }
 

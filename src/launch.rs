@@ -8,6 +8,14 @@
 //! puts the child in a new process group (or, for a daemon, a new session), execs it, reaps it
 //! and reports its exit. The command is resolved here against the child's own `PATH`, as libuv
 //! does.
+//!
+//! A child that cannot start is told apart by the step that failed: a directory that cannot
+//! be entered is `Error::SpawnCwd` (the directory named), not the program's `ENOENT`. The
+//! directory is entered before exec, so it is also checked first when the program was not
+//! found here.
+//!
+//! [`launch`] waits for the launcher in the runtime; [`launch_now`] waits on the calling thread,
+//! for the streaming `spawn()`, whose `pid` Node code reads as soon as the call returns.
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -22,7 +30,7 @@ use tokio::net::unix::pipe;
 
 use crate::error::Error;
 use crate::kill::Spawned;
-use crate::launcher::client::{self, LaunchedChild, SpawnFailure, SpawnRequest};
+use crate::launcher::client::{self, LaunchedChild, SpawnFailure, SpawnRequest, SpawnStep};
 use crate::vocabulary::exit::Reaped;
 use crate::vocabulary::launch_spec::LaunchSpec;
 use crate::vocabulary::limits::PIPE_SIZE;
@@ -46,6 +54,11 @@ pub struct ProcessGroup {
 impl ProcessGroup {
   pub fn pid(&self) -> u32 {
     self.child.pid
+  }
+
+  /// Whether the leader was not reaped yet.
+  pub fn is_running(&self) -> bool {
+    self.child.is_running()
   }
 }
 
@@ -77,14 +90,29 @@ pub async fn launch(
   stdio: [StdioMode; 3],
   extra_fds: Vec<OwnedFd>,
 ) -> Result<Launched, Error> {
-  let spawn_error = |errno: i32| Error::spawn(spec, errno);
-  let to_spawn_error = |e: io::Error| spawn_error(e.raw_os_error().unwrap_or(libc::EIO));
-  let program = resolve_program(
-    &spec.command,
-    spec.path_var(),
-    spec.cwd.as_deref().map(Path::new),
-  )
-  .map_err(spawn_error)?;
+  let (request, ends) = prepare(spec, stdio, extra_fds)?;
+  let child = client::spawn(request).await;
+  launched(spec, ends, child)
+}
+
+/// [`launch`], waiting for the launcher's answer on this thread (one round trip, see
+/// `client::spawn_now`): for a caller that must know the pid before it returns. Must be called
+/// inside the tokio runtime's context.
+pub fn launch_now(spec: &LaunchSpec, stdio: [StdioMode; 3]) -> Result<Launched, Error> {
+  let (request, ends) = prepare(spec, stdio, Vec::new())?;
+  let child = client::spawn_now(request);
+  launched(spec, ends, child)
+}
+
+/// The request for the launcher and this process's ends of the child's stdio.
+fn prepare(
+  spec: &LaunchSpec,
+  stdio: [StdioMode; 3],
+  extra_fds: Vec<OwnedFd>,
+) -> Result<(SpawnRequest, [StdioEnd; 3]), Error> {
+  let to_spawn_error = |e: io::Error| Error::spawn(spec, e.raw_os_error().unwrap_or(libc::EIO));
+  let program = resolve_program(&spec.command, spec.path_var(), spec.cwd.as_deref())
+    .map_err(|errno| missing_cwd(spec).unwrap_or_else(|| Error::spawn(spec, errno)))?;
 
   let mut ours = Vec::with_capacity(3);
   let mut theirs = Vec::with_capacity(3 + extra_fds.len());
@@ -93,7 +121,7 @@ pub async fn launch(
     ours.push(our_end);
     theirs.push(their_end);
   }
-  let [stdin, stdout, stderr]: [StdioEnd; 3] = ours.try_into().ok().expect("three streams");
+  let ends: [StdioEnd; 3] = ours.try_into().ok().expect("three streams");
   theirs.extend(extra_fds);
 
   let mut argv = Vec::with_capacity(spec.args.len() + 1);
@@ -107,17 +135,40 @@ pub async fn launch(
       .iter()
       .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
       .collect(),
-    cwd: spec.cwd.as_ref().map(|c| c.as_bytes().to_vec()),
+    cwd: spec.cwd.as_ref().map(|c| c.as_os_str().as_bytes().to_vec()),
+    umask: spec.umask,
     detached: !spec.kill_on_parent_exit,
     fds: theirs,
     confinement: spec.confinement,
   };
-  let child = client::spawn(request)
-    .await
-    .map_err(|failure| match failure {
-      SpawnFailure::Errno(errno) => spawn_error(errno),
-      SpawnFailure::Launcher(error) => error,
-    })?;
+  Ok((request, ends))
+}
+
+/// When the program was not found: the error to report instead if the directory it would run
+/// in cannot be entered. The child would have failed there first, as Node's does.
+fn missing_cwd(spec: &LaunchSpec) -> Option<Error> {
+  let errno = match std::fs::metadata(spec.cwd.as_deref()?) {
+    Ok(meta) if meta.is_dir() => return None,
+    Ok(_) => libc::ENOTDIR,
+    Err(e) => e.raw_os_error().unwrap_or(libc::ENOENT),
+  };
+  Some(Error::spawn_in_cwd(spec, errno))
+}
+
+/// The launcher's answer, made into a started child or the error to report.
+fn launched(
+  spec: &LaunchSpec,
+  [stdin, stdout, stderr]: [StdioEnd; 3],
+  child: Result<LaunchedChild, SpawnFailure>,
+) -> Result<Launched, Error> {
+  let child = child.map_err(|failure| match failure {
+    SpawnFailure::Errno {
+      errno,
+      step: SpawnStep::Chdir,
+    } => Error::spawn_in_cwd(spec, errno),
+    SpawnFailure::Errno { errno, .. } => Error::spawn(spec, errno),
+    SpawnFailure::Launcher(error) => error,
+  })?;
   Ok(Launched {
     pid: child.pid,
     stdin: match stdin {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::error::Error;
 use crate::ipc::Serialization;
 use crate::vocabulary::confinement::{Confinement, ResourceLimits};
 use crate::vocabulary::kill_policy::KillPolicy;
-use crate::vocabulary::launch_spec::LaunchSpec;
+use crate::vocabulary::launch_spec::{LaunchSpec, ParentState};
 use crate::vocabulary::stdio::StdioMode;
 use crate::vocabulary::value::{describe, format_number, Value};
 
@@ -44,14 +45,16 @@ pub const DEFAULT_FORCE_KILL_AFTER: Duration = Duration::from_millis(2_000);
 pub const DEFAULT_MAX_BUFFER: usize = 10 * 1024 * 1024;
 
 /// Parses `(command, args, options)` of `spawnCollect`/`runProcess`. `parent_env` is this
-/// process's environment, which `options.env` is merged over unless `extendEnv` is false.
+/// process's environment, which `options.env` is merged over unless `extendEnv` is false;
+/// `parent` is its directory and umask now, which the child starts with.
 pub fn parse_collect(
   command: &Value,
   args: &Value,
   options: &Value,
   parent_env: impl IntoIterator<Item = (OsString, OsString)>,
+  parent: &ParentState,
 ) -> Result<CollectPlan, Error> {
-  let base = parse_spawn_options(command, args, options, parent_env)?;
+  let base = parse_spawn_options(command, args, options, parent_env, parent)?;
   let max_buffer = match options.get("maxBuffer") {
     Value::Undefined => Some(DEFAULT_MAX_BUFFER),
     Value::Number(n) if *n == f64::INFINITY => None,
@@ -203,7 +206,7 @@ pub fn parse_supervisor(
       ))
     }
   };
-  let cwd = optional_string(options.get("cwd"), "options.cwd")?;
+  let cwd = optional_string(options.get("cwd"), "options.cwd")?.map(PathBuf::from);
   let env = build_env(options.get("env"), true, parent_env)?;
   let confinement = parse_confinement(options)?;
 
@@ -265,6 +268,7 @@ pub fn parse_supervisor(
       command,
       args,
       cwd,
+      umask: None,
       env,
       kill_on_parent_exit: true,
       confinement,
@@ -319,14 +323,23 @@ pub struct StreamPlan {
 }
 
 /// Parses `(command, args, options)` of the streaming `spawn`: the shared `SpawnOptions` plus
-/// `stdio`. Unlike `spawnCollect`, a stream has no timeout unless one is given.
+/// `stdio`. Unlike `spawnCollect`, a stream has no timeout unless one is given. As Node's
+/// `spawn()`, it refuses `null` options (the collecting calls take them as defaults).
 pub fn parse_stream(
   command: &Value,
   args: &Value,
   options: &Value,
   parent_env: impl IntoIterator<Item = (OsString, OsString)>,
+  parent: &ParentState,
 ) -> Result<StreamPlan, Error> {
-  let base = parse_spawn_options(command, args, options, parent_env)?;
+  if *options == Value::Null {
+    return Err(Error::invalid_type(
+      "options",
+      "of type object",
+      describe(options),
+    ));
+  }
+  let base = parse_spawn_options(command, args, options, parent_env, parent)?;
   Ok(StreamPlan {
     launch: base.launch,
     kill: base.kill,
@@ -389,6 +402,7 @@ fn parse_spawn_options(
   args: &Value,
   options: &Value,
   parent_env: impl IntoIterator<Item = (OsString, OsString)>,
+  parent: &ParentState,
 ) -> Result<SpawnOptions, Error> {
   let command = match command {
     Value::String(s) if s.is_empty() => {
@@ -418,7 +432,8 @@ fn parse_spawn_options(
       ))
     }
   }
-  let cwd = optional_string(options.get("cwd"), "options.cwd")?;
+  let (command, args) = with_shell(command, args, options.get("shell"))?;
+  let cwd = working_directory(options.get("cwd"), parent)?;
   let extend_env = boolean(options.get("extendEnv"), "options.extendEnv", true)?;
   let env = build_env(options.get("env"), extend_env, parent_env)?;
   let kill_on_parent_exit = boolean(
@@ -455,6 +470,7 @@ fn parse_spawn_options(
       command,
       args,
       cwd,
+      umask: parent.umask,
       env,
       kill_on_parent_exit,
       confinement,
@@ -465,6 +481,56 @@ fn parse_spawn_options(
     },
     timeout,
     abort_signal,
+  })
+}
+
+/// `shell`: `true` or a shell's path makes `command` one command line, run as
+/// `<shell> -c <command>` (`true` is `/bin/sh`); `false`, `''` or none runs `command` itself.
+/// `args` cannot come with it: Node would join them to the line unquoted, so an argument
+/// holding a space, a quote or `;` would be shell syntax — the injection Node deprecates.
+fn with_shell(
+  command: String,
+  args: Vec<String>,
+  shell: &Value,
+) -> Result<(String, Vec<String>), Error> {
+  let shell = match shell {
+    Value::Undefined | Value::Bool(false) => return Ok((command, args)),
+    Value::String(s) if s.is_empty() => return Ok((command, args)),
+    Value::Bool(true) => "/bin/sh".to_string(),
+    Value::String(s) => no_nul(s, "options.shell")?,
+    v => {
+      return Err(Error::invalid_type(
+        "options.shell",
+        "of type boolean or string",
+        describe(v),
+      ))
+    }
+  };
+  if !args.is_empty() {
+    return Err(Error::invalid_value(
+      "args",
+      "cannot be used with options.shell: Node joins them to the command line unquoted, so \
+       an argument with a space, a quote or ';' becomes shell syntax (an injection Node \
+       deprecates, DEP0190). Pass the whole command line, quoted as the shell needs, as the \
+       command",
+      format!("{} arguments", args.len()),
+    ));
+  }
+  Ok((shell, vec!["-c".to_string(), command]))
+}
+
+/// `cwd`: where the child starts. A relative one is taken from this process's directory *now*
+/// (`process.cwd()`), which is also the default; `''` means the default, as in Node.
+fn working_directory(value: &Value, parent: &ParentState) -> Result<Option<PathBuf>, Error> {
+  Ok(match optional_string(value, "options.cwd")? {
+    Some(cwd) if !cwd.is_empty() => {
+      let cwd = PathBuf::from(cwd);
+      match &parent.cwd {
+        Some(here) if cwd.is_relative() => Some(here.join(cwd)),
+        _ => Some(cwd),
+      }
+    }
+    _ => parent.cwd.clone(),
   })
 }
 
@@ -717,6 +783,23 @@ mod tests {
   fn s(v: &str) -> Value {
     Value::String(v.into())
   }
+  /// The parsers as called from a process whose directory and umask are unknown.
+  fn parse_collect(
+    command: &Value,
+    args: &Value,
+    options: &Value,
+    parent_env: Vec<(OsString, OsString)>,
+  ) -> Result<CollectPlan, Error> {
+    super::parse_collect(command, args, options, parent_env, &ParentState::default())
+  }
+  fn parse_stream(
+    command: &Value,
+    args: &Value,
+    options: &Value,
+    parent_env: Vec<(OsString, OsString)>,
+  ) -> Result<StreamPlan, Error> {
+    super::parse_stream(command, args, options, parent_env, &ParentState::default())
+  }
   fn parse(options: Value) -> Result<CollectPlan, Error> {
     parse_collect(
       &s("echo"),
@@ -934,7 +1017,7 @@ mod tests {
       plan.launch.args,
       ["--max-old-space-size=64", "/srv/worker.js", "--port", "80"]
     );
-    assert_eq!(plan.launch.cwd.as_deref(), Some("/srv"));
+    assert_eq!(plan.launch.cwd.as_deref(), Some("/srv".as_ref()));
   }
 
   #[test]
@@ -1310,6 +1393,87 @@ mod tests {
     assert_eq!(
       signal(Value::Null).unwrap_err().code(),
       "ERR_INVALID_ARG_TYPE"
+    );
+  }
+
+  fn here() -> ParentState {
+    ParentState {
+      cwd: Some("/work/here".into()),
+      umask: Some(0o027),
+    }
+  }
+
+  fn in_here(options: Value) -> Result<CollectPlan, Error> {
+    super::parse_collect(&s("pwd"), &Value::Undefined, &options, vec![], &here())
+  }
+
+  #[test]
+  fn the_child_starts_in_this_process_directory_and_umask_now() {
+    let plan = in_here(Value::Undefined).unwrap();
+    assert_eq!(plan.launch.cwd, Some("/work/here".into()));
+    assert_eq!(plan.launch.umask, Some(0o027));
+    let cwd = |v: &str| in_here(obj(&[("cwd", s(v))])).unwrap().launch.cwd;
+    assert_eq!(
+      cwd(""),
+      Some("/work/here".into()),
+      "'' is the default, as in Node"
+    );
+    assert_eq!(cwd("sub/dir"), Some("/work/here/sub/dir".into()));
+    assert_eq!(cwd("/abs"), Some("/abs".into()));
+    let err = in_here(obj(&[("cwd", Value::Number(1.0))])).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG_TYPE");
+    assert!(err.to_string().contains("options.cwd"), "{err}");
+    // A Supervisor keeps the launcher's umask and takes `cwd` as given.
+    let plan = supervise(obj(&[("command", s("w")), ("cwd", s("rel"))])).unwrap();
+    assert_eq!(
+      (plan.launch.cwd, plan.launch.umask),
+      (Some("rel".into()), None)
+    );
+  }
+
+  #[test]
+  fn shell_runs_one_command_line() {
+    let shell = |shell: Value, args: Value| {
+      super::parse_stream(
+        &s("echo a | tr a b"),
+        &args,
+        &obj(&[("shell", shell)]),
+        vec![],
+        &here(),
+      )
+    };
+    let launch = shell(Value::Bool(true), Value::Undefined).unwrap().launch;
+    assert_eq!(launch.command, "/bin/sh");
+    assert_eq!(launch.args, vec!["-c", "echo a | tr a b"]);
+    let launch = shell(s("/bin/bash"), Value::Array(vec![])).unwrap().launch;
+    assert_eq!(launch.command, "/bin/bash");
+    assert_eq!(launch.args, vec!["-c", "echo a | tr a b"]);
+    for off in [Value::Bool(false), s(""), Value::Undefined] {
+      let launch = shell(off, Value::Undefined).unwrap().launch;
+      assert_eq!(launch.command, "echo a | tr a b");
+      assert!(launch.args.is_empty());
+    }
+    let err = shell(Value::Bool(true), Value::Array(vec![s("x")])).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE");
+    assert_eq!(err.js_kind(), crate::error::JsKind::TypeError);
+    assert!(err.to_string().contains("unquoted"), "{err}");
+    let err = shell(Value::Number(1.0), Value::Undefined).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG_TYPE");
+    let err = shell(s("/bin/s\0h"), Value::Undefined).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE");
+  }
+
+  #[test]
+  fn a_stream_refuses_null_options_as_node_does() {
+    let err = parse_s(Value::Null).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG_TYPE");
+    assert_eq!(
+      err.to_string(),
+      "The \"options\" argument must be of type object. Received null"
+    );
+    assert!(
+      parse(Value::Null).is_ok(),
+      "the collecting calls take null as defaults"
     );
   }
 }

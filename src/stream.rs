@@ -30,10 +30,11 @@
 //! user). A pending wait on a closed slot returns at once, and the fd is closed as soon as the
 //! last user lets go of it — not when JavaScript garbage-collects the child.
 //!
-//! The launcher starts the child asynchronously, but the Node API hands out the streams at once:
-//! a [`StreamChild`] exists before its process does. Until [`StreamChild::start`] completes,
-//! reads find nothing, waits and writes wait for the start, `kill` is queued, and a pipe closed
-//! early is closed as soon as it exists. A child that cannot start reports why to every waiter.
+//! A [`StreamChild`] exists before its process does: [`StreamChild::new`], then
+//! [`StreamChild::start`], which waits for the launcher's answer on the calling thread (Node code
+//! reads `pid` as soon as `spawn()` returns). Until the start completes, reads find nothing,
+//! waits and writes wait for the start, `kill` is queued, and a pipe closed early is closed as
+//! soon as it exists. A child that cannot start reports why to every waiter.
 //!
 //! [`StreamChild::exited`] waits for the leader and runs everything that ends a child early
 //! (timeout, abort, the kill escalation of `crate::kill::EarlyEnd`). When the leader is reaped it closes stdin
@@ -190,9 +191,10 @@ impl StreamChild {
     self.started.send_replace(Some(Err(error)));
   }
 
-  /// Starts the plan's command through the launcher. Runs inside the tokio runtime.
-  pub async fn start(&self, plan: &StreamPlan) {
-    let child = match launch::launch(&plan.launch, plan.stdio, Vec::new()).await {
+  /// Starts the plan's command through the launcher, waiting on this thread for its answer
+  /// (one round trip). Must be called inside the tokio runtime's context.
+  pub fn start(&self, plan: &StreamPlan) {
+    let child = match launch::launch_now(&plan.launch, plan.stdio) {
       Ok(child) => child,
       Err(error) => return self.fail(error),
     };
@@ -432,6 +434,13 @@ impl StreamChild {
     self.output(which).close();
   }
 
+  /// Whether the leader was started and not reaped yet: what `kill(0)` asks.
+  pub fn is_running(&self) -> bool {
+    lock(&self.process)
+      .as_ref()
+      .is_some_and(|group| group.is_running())
+  }
+
   /// Sends `signal` to the child's process group. While the child is starting the signal is
   /// queued and sent as soon as it started (true). False once the leader was reaped, or when it
   /// never started.
@@ -581,6 +590,7 @@ mod tests {
       &args,
       &options,
       std::env::vars_os(),
+      &Default::default(),
     )
     .unwrap()
   }
@@ -588,7 +598,7 @@ mod tests {
   async fn start(plan: StreamPlan) -> StreamChild {
     launcher_in_place();
     let child = StreamChild::new(&plan);
-    child.start(&plan).await;
+    child.start(&plan);
     assert!(child.start_error().is_none(), "{:?}", child.start_error());
     child
   }
@@ -854,11 +864,12 @@ mod tests {
         child.write(b"early\n").await.unwrap();
         child.close_stdin();
       };
-      let (_, (), out) = tokio::join!(
-        write,
-        child.start(&cat),
-        read_all(&child, StreamName::Stdout)
-      );
+      let start = async {
+        // Lets the write and the read begin waiting first.
+        tokio::task::yield_now().await;
+        child.start(&cat);
+      };
+      let (_, (), out) = tokio::join!(write, start, read_all(&child, StreamName::Stdout));
       assert_eq!(out, b"early\n");
       assert!(child.pid().is_some());
       child.exited(None).await.unwrap().unwrap();
@@ -866,7 +877,7 @@ mod tests {
       let sleep = plan("sleep", &["30"], vec![]);
       let child = StreamChild::new(&sleep);
       assert!(child.kill(Signal::SIGKILL), "queued while starting");
-      child.start(&sleep).await;
+      child.start(&sleep);
       let exit = child.exited(None).await.unwrap().unwrap();
       assert_eq!(exit.status, ExitStatus::Signal(libc::SIGKILL));
 
@@ -874,7 +885,7 @@ mod tests {
       let yes = plan("yes", &[], vec![]);
       let child = StreamChild::new(&yes);
       child.close_output(StreamName::Stdout);
-      child.start(&yes).await;
+      child.start(&yes);
       assert_eq!(child.poll_output(StreamName::Stdout).unwrap(), Pending::Eof);
       let exit = child.exited(None).await.unwrap().unwrap();
       assert_eq!(exit.status, ExitStatus::Signal(libc::SIGPIPE));
@@ -887,7 +898,7 @@ mod tests {
       launcher_in_place();
       let missing = plan("tethered-no-such-command", &["x"], vec![]);
       let child = StreamChild::new(&missing);
-      child.start(&missing).await;
+      child.start(&missing);
       let expected = Error::Spawn {
         errno: libc::ENOENT,
         command: "tethered-no-such-command".into(),
@@ -900,6 +911,50 @@ mod tests {
       assert!(child.write(b"x").await.is_err());
       assert!(!child.kill(Signal::SIGTERM));
       assert_eq!(child.exited(None).await, Some(Err(expected)));
+    })
+  }
+
+  #[test]
+  fn a_missing_cwd_is_told_apart_from_a_missing_command() {
+    block_on(async {
+      launcher_in_place();
+      let gone = std::env::temp_dir().join(format!("tethered-gone-{}", std::process::id()));
+      // Found on PATH, so the launcher's chdir is what fails; and not found at all.
+      for command in ["true", "tethered-no-such-command"] {
+        let missing = plan(
+          command,
+          &[],
+          vec![("cwd", Value::String(gone.display().to_string()))],
+        );
+        let child = StreamChild::new(&missing);
+        child.start(&missing);
+        let error = child.start_error().expect("it cannot start");
+        assert_eq!(
+          error,
+          Error::SpawnCwd {
+            errno: libc::ENOENT,
+            command: command.into(),
+            args: vec![],
+            cwd: gone.display().to_string(),
+          }
+        );
+        assert!(error.to_string().ends_with("does not exist"), "{error}");
+      }
+    })
+  }
+
+  #[test]
+  fn the_child_gets_the_umask_asked_for_and_is_running_until_reaped() {
+    block_on(async {
+      let mut umask_plan = plan("sh", &["-c", "umask; read x"], vec![]);
+      umask_plan.launch.umask = Some(0o027);
+      let child = start(umask_plan).await;
+      assert!(child.is_running());
+      let out = child.read(StreamName::Stdout, 100).await.unwrap().unwrap();
+      assert_eq!(out, b"0027\n");
+      child.close_stdin();
+      child.exited(None).await.unwrap().unwrap();
+      assert!(!child.is_running());
     })
   }
 

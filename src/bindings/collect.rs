@@ -1,13 +1,15 @@
 //! `spawnCollect` and `runProcess`: arguments in, a promise of the collected run out. What a
 //! run resolves or rejects with is decided in `crate::collect`; this file only converts it.
 
+use std::time::{Duration, Instant};
+
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue};
 use napi_derive::napi;
 
 use super::{
-  exit_fields, js_error, limit_and_usage_fields, parent_env, read_call_arguments, reject,
-  reject_with, throw, AbortListener, CallArguments,
+  exit_fields, js_error_caused, limit_and_usage_fields, parent_env, parent_state,
+  read_call_arguments, reject_with, throw, AbortListener, CallArguments,
 };
 use crate::collect::{self, Outcome, ProcessResult};
 use crate::error::Error as TetheredError;
@@ -55,24 +57,40 @@ fn start_collect<'env>(
     options: options_value,
     options_object: options,
   } = read_call_arguments(env, command, args, options)?;
-  let plan = options::parse_collect(&command, &args, &options_value, parent_env())
-    .map_err(|e| throw(env, &e))?;
+  let started = Instant::now();
+  let plan = options::parse_collect(
+    &command,
+    &args,
+    &options_value,
+    parent_env(),
+    &parent_state(),
+  )
+  .map_err(|e| throw(env, &e))?;
   let encoding = plan.encoding;
+  // Listened to even when it already fired: its `reason` becomes the AbortError's `cause`.
   let (abort_rx, listener) = match (&plan.abort_signal, options) {
-    (Some(false), Some(options)) => {
+    (Some(_), Some(options)) => {
       let (listener, rx) = AbortListener::attach(env, options)?;
       (Some(rx), Some(listener))
     }
     _ => (None, None),
   };
-  let run = async move { Ok(collect::run(plan, abort_rx).await) };
-  env.spawn_future_with_callback(run, move |env, outcome| {
-    if let Some(listener) = listener {
-      listener.detach(env)?;
-    }
+  let run = async move {
+    let outcome = collect::run(plan, abort_rx, started).await;
+    Ok((outcome, started.elapsed()))
+  };
+  env.spawn_future_with_callback(run, move |env, (outcome, elapsed)| {
+    let abort_reason = match listener {
+      Some(listener) => {
+        let reason = listener.reason(env)?;
+        listener.detach(env)?;
+        Some(reason)
+      }
+      None => None,
+    };
     match shape {
-      ResultShape::Spawn => spawn_result(env, outcome, encoding),
-      ResultShape::Process => process_result(env, outcome, encoding),
+      ResultShape::Spawn => spawn_result(env, outcome, encoding, abort_reason),
+      ResultShape::Process => process_result(env, outcome, elapsed, encoding, abort_reason),
     }
   })
 }
@@ -90,10 +108,20 @@ fn spawn_result<'env>(
   env: &'env Env,
   outcome: std::result::Result<Outcome, TetheredError>,
   encoding: Encoding,
+  abort_reason: Option<Unknown<'env>>,
 ) -> Result<Unknown<'env>> {
-  let outcome = outcome.map_err(|e| reject(env, &e))?;
+  let outcome = match outcome {
+    Ok(outcome) => outcome,
+    Err(error) => return Err(reject_with(js_error_caused(env, &error, abort_reason))),
+  };
   if let Some(error) = outcome.rejection() {
-    return Err(reject_with_output(env, &error, outcome, encoding));
+    return Err(reject_with_output(
+      env,
+      &error,
+      outcome,
+      encoding,
+      abort_reason,
+    ));
   }
   let mut obj = Object::new(env)?;
   obj.set("timedOut", outcome.timed_out())?;
@@ -109,9 +137,11 @@ fn spawn_result<'env>(
 fn process_result<'env>(
   env: &'env Env,
   outcome: std::result::Result<Outcome, TetheredError>,
+  elapsed: Duration,
   encoding: Encoding,
+  abort_reason: Option<Unknown<'env>>,
 ) -> Result<Unknown<'env>> {
-  let result = ProcessResult::from_run(outcome);
+  let result = ProcessResult::from_run(outcome, elapsed);
   let mut obj = Object::new(env)?;
   obj.set("stdout", output(env, result.stdout, encoding)?)?;
   obj.set("stderr", output(env, result.stderr, encoding)?)?;
@@ -130,19 +160,23 @@ fn process_result<'env>(
     let mut summary = Object::new(env)?;
     summary.set("code", error.code())?;
     summary.set("message", error.to_string())?;
+    if let (TetheredError::Aborted, Some(reason)) = (error, abort_reason) {
+      summary.set("cause", reason)?;
+    }
     obj.set("error", summary)?;
   }
   Ok(obj.to_unknown())
 }
 
 /// An `Err` that rejects with the JS error for `error`, carrying the output collected so far.
-fn reject_with_output(
-  env: &Env,
+fn reject_with_output<'env>(
+  env: &'env Env,
   error: &TetheredError,
   outcome: Outcome,
   encoding: Encoding,
+  abort_reason: Option<Unknown<'env>>,
 ) -> napi::Error {
-  let obj = js_error(env, error).and_then(|mut obj| {
+  let obj = js_error_caused(env, error, abort_reason).and_then(|mut obj| {
     obj.set("stdout", output(env, outcome.stdout, encoding)?)?;
     obj.set("stderr", output(env, outcome.stderr, encoding)?)?;
     exit_fields(&mut obj, outcome.status, "exitCode")?;

@@ -2,6 +2,11 @@
 //! into [`Value`]s for `options`, results and [`Error`](TetheredError)s are turned into JS
 //! objects here. One file per entry point: `collect` (`spawnCollect`, `runProcess`) and
 //! `supervisor` (`NativeSupervisor`); this one holds what they share.
+//!
+//! What a child inherits from this process at the call — its environment, directory and umask —
+//! is read here, on the JavaScript thread, which is where `process.chdir()` and
+//! `process.umask()` change them. A `file:` URL given as `cwd` is made a path by Node's own
+//! `url.fileURLToPath`, so it is read exactly as Node reads it, errors included.
 
 mod collect;
 mod outbox;
@@ -19,6 +24,7 @@ use std::ffi::OsString;
 use crate::error::{Error as TetheredError, JsKind};
 use crate::vocabulary::confinement::Limit;
 use crate::vocabulary::exit::{ExitStatus, ResourceUsage};
+use crate::vocabulary::launch_spec::ParentState;
 use crate::vocabulary::signals;
 use crate::vocabulary::value::Value;
 
@@ -44,12 +50,58 @@ fn read_call_arguments<'env>(
   options: Option<Unknown<'env>>,
 ) -> Result<CallArguments<'env>> {
   let (args, options) = shift_options(args, options)?;
+  let mut options_value = to_value(env, options, OPTION_DEPTH)?;
+  if let (Some(object), Value::Object(entries)) = (options, &mut options_value) {
+    if let Some(path) = file_url_cwd(env, object)? {
+      for (key, value) in entries.iter_mut() {
+        if key == "cwd" {
+          *value = Value::String(path.clone());
+        }
+      }
+    }
+  }
   Ok(CallArguments {
     command: to_value(env, Some(command), 0)?,
     args: to_value(env, args, 1)?,
-    options: to_value(env, options, OPTION_DEPTH)?,
+    options: options_value,
     options_object: options,
   })
+}
+
+/// `options.cwd` as a path when it is a `URL`, through Node's `url.fileURLToPath` (which throws
+/// Node's errors for a URL that is not `file:`).
+fn file_url_cwd(env: &Env, options: Unknown) -> Result<Option<String>> {
+  let options = options.coerce_to_object()?;
+  let cwd: Unknown = options.get_named_property("cwd")?;
+  if cwd.get_type()? != ValueType::Object {
+    return Ok(None);
+  }
+  let global = env.get_global()?;
+  let url_class: Function<(), ()> = global.get_named_property("URL")?;
+  if !cwd.coerce_to_object()?.instanceof(url_class)? {
+    return Ok(None);
+  }
+  let process: Object = global.get_named_property("process")?;
+  let get_builtin: Function<String, Object> = process.get_named_property("getBuiltinModule")?;
+  let url_module = get_builtin.apply(process, "node:url".to_string())?;
+  let to_path: Function<Unknown, String> = url_module.get_named_property("fileURLToPath")?;
+  to_path.call(cwd).map(Some)
+}
+
+/// This process's directory and umask now, which a child starts with (as Node's children do).
+/// The umask is read from `/proc/self/status`: reading it with `umask(2)` means setting it, a
+/// race with every other thread that creates files.
+fn parent_state() -> ParentState {
+  let umask = std::fs::read_to_string("/proc/self/status")
+    .ok()
+    .and_then(|status| {
+      let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+      u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+    });
+  ParentState {
+    cwd: std::env::current_dir().ok(),
+    umask,
+  }
 }
 
 /// This process's environment as the OS gives it, bytes that are not UTF-8 included. Read on
@@ -104,6 +156,11 @@ impl AbortListener {
       },
       rx,
     ))
+  }
+
+  /// `signal.reason`, what an abort's error carries as its `cause` (as Node's and execa's do).
+  fn reason<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+    self.signal.get_value(env)?.get_named_property("reason")
   }
 
   fn detach(self, env: &Env) -> Result<()> {
@@ -182,6 +239,18 @@ fn js_error<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>>
       obj.set("path", command.as_str())?;
       obj.set("spawnargs", args.clone())?;
     }
+    TetheredError::SpawnCwd {
+      errno,
+      command,
+      args,
+      cwd,
+    } => {
+      obj.set("errno", -errno)?;
+      obj.set("syscall", format!("spawn {command}"))?;
+      obj.set("path", command.as_str())?;
+      obj.set("spawnargs", args.clone())?;
+      obj.set("cwd", cwd.as_str())?;
+    }
     TetheredError::MaxBuffer { stream, .. } => {
       obj.set("stream", stream.as_str())?;
     }
@@ -190,6 +259,20 @@ fn js_error<'env>(env: &'env Env, error: &TetheredError) -> Result<Object<'env>>
       obj.set("syscall", *syscall)?;
     }
     _ => {}
+  }
+  Ok(obj)
+}
+
+/// [`js_error`], where an AbortError carries `cause`: the AbortSignal's `reason`, as Node's and
+/// execa's do.
+fn js_error_caused<'env>(
+  env: &'env Env,
+  error: &TetheredError,
+  abort_reason: Option<Unknown<'env>>,
+) -> Result<Object<'env>> {
+  let mut obj = js_error(env, error)?;
+  if let (TetheredError::Aborted, Some(reason)) = (error, abort_reason) {
+    obj.set("cause", reason)?;
   }
   Ok(obj)
 }

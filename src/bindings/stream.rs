@@ -1,10 +1,11 @@
 //! The native half of the streaming `spawn()`: a `NativeChild` object whose methods are the
 //! pull-based pipe operations of [`StreamChild`]. `lib/child.js` builds the Node streams on top.
 //!
-//! Invalid arguments throw synchronously from `spawnStream`. The launcher starts the child
-//! asynchronously, so a `NativeChild` exists from the call on: `started()` settles with the pid
-//! or the spawn error, every pipe operation works (and waits) before that, and `wait()` rejects
-//! with the spawn error when it did not start — one path for every failure on the JS side.
+//! Invalid arguments throw synchronously from `spawnStream`. The child is started before
+//! `spawnStream` returns — the JavaScript thread waits for the launcher's answer, one round trip
+//! on a socket of its own (`launch::launch_now`) — so `pid` is there at once, as Node code
+//! expects, or undefined when it could not start; `wait()` then rejects with the spawn error —
+//! one path for every failure on the JS side.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -17,8 +18,8 @@ use napi_derive::napi;
 use tokio::sync::oneshot;
 
 use super::{
-  exit_fields, js_error, limit_and_usage_fields, parent_env, read_call_arguments, reject, throw,
-  to_value, AbortListener, CallArguments,
+  exit_fields, js_error_caused, limit_and_usage_fields, parent_env, parent_state,
+  read_call_arguments, reject, reject_with, throw, to_value, AbortListener, CallArguments,
 };
 use crate::error::Error as TetheredError;
 use crate::options;
@@ -26,6 +27,7 @@ use crate::stream::{Exit, Pending, StreamChild};
 use crate::vocabulary::exit::Ending;
 use crate::vocabulary::limits::READ_CHUNK;
 use crate::vocabulary::stdio::{StdioMode, StreamName};
+use crate::vocabulary::value::Value;
 
 /// A streaming child as JavaScript sees it (internal: use `spawn()`).
 #[napi]
@@ -44,31 +46,37 @@ pub fn spawn_stream(
   env: &Env,
   command: Unknown,
   args: Option<Unknown>,
-  options: Option<Unknown>,
+  // Not an `Option`, which would read `null` as absent: Node's spawn() refuses null options.
+  options: Unknown,
 ) -> Result<NativeChild> {
   let CallArguments {
     command,
     args,
     options: options_value,
     options_object: options,
-  } = read_call_arguments(env, command, args, options)?;
-  let plan = options::parse_stream(&command, &args, &options_value, parent_env())
-    .map_err(|e| throw(env, &e))?;
+  } = read_call_arguments(env, command, args, Some(options))?;
+  let plan = options::parse_stream(
+    &command,
+    &args,
+    &options_value,
+    parent_env(),
+    &parent_state(),
+  )
+  .map_err(|e| throw(env, &e))?;
   let piped = plan.stdio.map(|mode| mode == StdioMode::Pipe);
-  if plan.abort_signal == Some(true) {
-    return Ok(NativeChild {
-      child: Arc::new(StreamChild::failed(&plan, TetheredError::Aborted)),
-      abort: RefCell::new(None),
-      piped,
-    });
-  }
+  // Listened to even when it already fired: its `reason` becomes the AbortError's `cause`.
   let abort = match (plan.abort_signal, options) {
-    (Some(false), Some(options)) => Some(AbortListener::attach(env, options)?),
+    (Some(_), Some(options)) => Some(AbortListener::attach(env, options)?),
     _ => None,
   };
-  let child = Arc::new(StreamChild::new(&plan));
-  let starting = child.clone();
-  spawn(async move { starting.start(&plan).await });
+  let child = if plan.abort_signal == Some(true) {
+    StreamChild::failed(&plan, TetheredError::Aborted)
+  } else {
+    let child = StreamChild::new(&plan);
+    within_runtime_if_available(|| child.start(&plan));
+    child
+  };
+  let child = Arc::new(child);
   Ok(NativeChild {
     child,
     abort: RefCell::new(abort),
@@ -78,7 +86,7 @@ pub fn spawn_stream(
 
 #[napi]
 impl NativeChild {
-  /// The child's pid (also its process group id) once started; null before, or if it did not.
+  /// The child's pid (also its process group id); undefined when it could not start.
   #[napi(getter)]
   pub fn pid(&self) -> Option<u32> {
     self.child.pid()
@@ -88,15 +96,6 @@ impl NativeChild {
   #[napi(getter, ts_return_type = "[boolean, boolean, boolean]")]
   pub fn piped(&self) -> Vec<bool> {
     self.piped.to_vec()
-  }
-
-  /// Resolves with the pid once the launcher started the child; rejects with the spawn error
-  /// when it could not.
-  #[napi(ts_return_type = "Promise<number>")]
-  pub fn started<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, u32>> {
-    let child = self.child.clone();
-    let run = async move { Ok(child.started().await) };
-    env.spawn_future_with_callback(run, |env, started| started.map_err(|e| reject(env, &e)))
   }
 
   /// Settles when the leader is reaped: `{ exitCode, signal, timedOut, limit, resourceUsage }`.
@@ -123,19 +122,22 @@ impl NativeChild {
       Ok((exit, child.pid()))
     };
     env.spawn_future_with_callback(run, move |env, (exit, pid)| {
-      if let Some(listener) = listener {
-        listener.detach(env)?;
-      }
+      let abort_reason = match listener {
+        Some(listener) => {
+          let reason = listener.reason(env)?;
+          listener.detach(env)?;
+          Some(reason)
+        }
+        None => None,
+      };
+      let reject = |error| reject_with(js_error_caused(env, &error, abort_reason));
       match exit {
-        None => Err(reject(
-          env,
-          &TetheredError::InvalidState {
-            action: "wait",
-            state: "already waiting",
-          },
-        )),
-        Some(Err(error)) => Err(reject(env, &error)),
-        Some(Ok(exit)) => exit_result(env, exit, pid.unwrap_or_default()),
+        None => Err(reject(TetheredError::InvalidState {
+          action: "wait",
+          state: "already waiting",
+        })),
+        Some(Err(error)) => Err(reject(error)),
+        Some(Ok(exit)) => exit_result(env, exit, pid.unwrap_or_default(), abort_reason),
       }
     })
   }
@@ -231,12 +233,15 @@ impl NativeChild {
     Ok(())
   }
 
-  /// Sends `signal` (default SIGTERM) to the child's process group; whether it was delivered
-  /// (while the child is starting it is queued, and true).
+  /// Sends `signal` (default SIGTERM) to the child's process group; whether it was delivered.
+  /// `0` sends nothing and says whether the leader still runs, as `kill(pid, 0)` would.
   #[napi(ts_args_type = "signal?: NodeJS.Signals | number")]
   pub fn kill(&self, env: &Env, signal: Option<Unknown>) -> Result<bool> {
-    let signal = options::signal_or_sigterm(&to_value(env, signal, 0)?, "signal")
-      .map_err(|e| throw(env, &e))?;
+    let signal = to_value(env, signal, 0)?;
+    if signal == Value::Number(0.0) {
+      return Ok(self.child.is_running());
+    }
+    let signal = options::signal_or_sigterm(&signal, "signal").map_err(|e| throw(env, &e))?;
     Ok(self.child.kill(signal))
   }
 }
@@ -278,9 +283,14 @@ fn output(env: &Env, fd: u32) -> Result<StreamName> {
 
 /// `{ exitCode, signal, timedOut, limit, resourceUsage }`, or the AbortError when the
 /// AbortSignal ended the child.
-fn exit_result<'env>(env: &'env Env, exit: Exit, pid: u32) -> Result<Unknown<'env>> {
+fn exit_result<'env>(
+  env: &'env Env,
+  exit: Exit,
+  pid: u32,
+  abort_reason: Option<Unknown<'env>>,
+) -> Result<Unknown<'env>> {
   if exit.ended_by == Some(Ending::Aborted) {
-    let mut error = js_error(env, &TetheredError::Aborted)?;
+    let mut error = js_error_caused(env, &TetheredError::Aborted, abort_reason)?;
     exit_fields(&mut error, exit.status, "exitCode")?;
     limit_and_usage_fields(env, &mut error, exit.limit, Some(exit.usage))?;
     error.set("pid", pid)?;

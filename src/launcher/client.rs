@@ -6,13 +6,22 @@
 //! confinement goes the other way as the setrlimit calls the launcher makes; how each limit is
 //! set (soft and hard) is decided here, in [`rlimits`].
 //!
+//! Two sockets lead to the launcher. The main one is driven by the runtime: requests are queued
+//! to a writer task, replies (spawn results, exits) are read by a reader task and routed to
+//! whoever waits. The second carries spawns that the caller waits for where it stands
+//! ([`spawn_now`]): the streaming `spawn()` must hand Node code a `pid` before it returns, so the
+//! JavaScript thread writes the request and reads the one reply itself, a blocking round trip
+//! of about the launcher's fork-and-exec, without waking a runtime thread on either side and
+//! without queueing behind the exits on the main socket. One spawn at a time uses it (a lock:
+//! worker threads share the addon). The child's exit still arrives on the main socket.
+//!
 //! The launcher is started by a dedicated thread that lives as long as the process, because
 //! the launcher's parent-death signal fires when the *thread* that started it exits. If the
 //! launcher dies, every call waiting on it fails with `ERR_LAUNCHER_EXITED` (its children die
 //! with it) and the next spawn starts a new one.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -24,6 +33,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
+pub use tethered_launcher::protocol::SpawnStep;
 use tethered_launcher::protocol::{self, take_frames, Reply, Request, Resource, Rlimit};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
@@ -42,6 +52,8 @@ pub struct SpawnRequest {
   pub argv: Vec<Vec<u8>>,
   pub envp: Vec<Vec<u8>>,
   pub cwd: Option<Vec<u8>>,
+  /// The child's umask; `None` keeps the launcher's.
+  pub umask: Option<u32>,
   pub detached: bool,
   /// Laid out as the child's fds 0, 1, 2, ... in this order.
   pub fds: Vec<OwnedFd>,
@@ -50,8 +62,8 @@ pub struct SpawnRequest {
 
 /// Why a spawn did not produce a child.
 pub enum SpawnFailure {
-  /// fork, chdir or exec failed in the launcher with this errno.
-  Errno(i32),
+  /// A step of the start failed in the launcher with this errno.
+  Errno { errno: i32, step: SpawnStep },
   /// The launcher could not be started or died.
   Launcher(Error),
 }
@@ -75,6 +87,11 @@ impl LaunchedChild {
     Ok(status.expect("waited for Some"))
   }
 
+  /// Whether the leader runs: started, and its exit not reported (nor the launcher gone).
+  pub fn is_running(&self) -> bool {
+    self.exit.borrow().is_none() && self.connection.alive.load(Ordering::Acquire)
+  }
+
   /// Signals the child's group through the launcher, which does so only while the leader is
   /// unreaped. False when the exit was already reported or the launcher is gone.
   pub fn signal_group(&self, signo: i32) -> bool {
@@ -96,12 +113,11 @@ impl LaunchedChild {
 
 /// Starts `request` through the launcher of this process, starting the launcher if needed.
 /// A request that never reached a launcher (it had just died) is sent again to a new one.
-pub async fn spawn(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
-  static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-  let mut fds = request.fds;
+pub async fn spawn(mut request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
+  let mut fds = std::mem::take(&mut request.fds);
   loop {
     let connection = connection().map_err(SpawnFailure::Launcher)?;
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = next_id();
     let (spawned_tx, spawned_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = watch::channel(None);
     connection.pending.lock().unwrap().insert(
@@ -112,17 +128,7 @@ pub async fn spawn(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure>
         exit: exit_tx,
       },
     );
-    let frame = Request::Spawn {
-      id,
-      program: request.program.clone(),
-      argv: request.argv.clone(),
-      envp: request.envp.clone(),
-      cwd: request.cwd.clone(),
-      detached: request.detached,
-      fd_count: fds.len() as u32,
-      confinement: wire_confinement(&request.confinement),
-    }
-    .encode();
+    let frame = spawn_frame(id, &request, fds.len());
     let (done_tx, done_rx) = oneshot::channel();
     connection.send(Outgoing {
       frame,
@@ -142,12 +148,142 @@ pub async fn spawn(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure>
         exit: exit_rx,
         connection,
       }),
-      Ok(Err(errno)) => Err(SpawnFailure::Errno(errno)),
+      Ok(Err((errno, step))) => Err(SpawnFailure::Errno { errno, step }),
       Err(_) => Err(SpawnFailure::Launcher(launcher_exited(
         "it died before the process started",
       ))),
     };
   }
+}
+
+/// Starts `request` like [`spawn`], but waits for the launcher's answer right here, blocking
+/// the calling thread for one round trip on the spawn socket. Must be called inside the tokio
+/// runtime's context (a new launcher's reader task is spawned there).
+pub fn spawn_now(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
+  loop {
+    let connection = connection().map_err(SpawnFailure::Launcher)?;
+    let id = next_id();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    connection.pending.lock().unwrap().insert(
+      id,
+      Pending {
+        spawned: None,
+        pid: None,
+        exit: exit_tx,
+      },
+    );
+    let frame = spawn_frame(id, &request, request.fds.len());
+    let reply = {
+      let socket = connection.spawns.lock().unwrap_or_else(|e| e.into_inner());
+      match write_frame_now(&socket, &frame, &request.fds) {
+        Ok(()) => read_reply_now(&socket),
+        // Nothing reached a launcher (it had just died): send it again, to a new one.
+        Err(WriteFailure { partly_sent: false }) => {
+          connection.pending.lock().unwrap().remove(&id);
+          connection.close();
+          continue;
+        }
+        Err(WriteFailure { partly_sent: true }) => None,
+      }
+    };
+    let mut pending = connection.pending.lock().unwrap();
+    return match reply {
+      Some(Reply::Spawned { pid, .. }) => {
+        if let Some(child) = pending.get_mut(&id) {
+          child.pid = Some(pid);
+        }
+        drop(pending);
+        Ok(LaunchedChild {
+          pid: pid as u32,
+          id,
+          exit: exit_rx,
+          connection,
+        })
+      }
+      Some(Reply::SpawnFailed { errno, step, .. }) => {
+        pending.remove(&id);
+        Err(SpawnFailure::Errno { errno, step })
+      }
+      Some(Reply::Exited { .. }) | None => {
+        pending.remove(&id);
+        drop(pending);
+        connection.close();
+        Err(SpawnFailure::Launcher(launcher_exited(
+          "it died before the process started",
+        )))
+      }
+    };
+  }
+}
+
+fn next_id() -> u64 {
+  static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+  NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+fn spawn_frame(id: u64, request: &SpawnRequest, fd_count: usize) -> Vec<u8> {
+  Request::Spawn {
+    id,
+    program: request.program.clone(),
+    argv: request.argv.clone(),
+    envp: request.envp.clone(),
+    cwd: request.cwd.clone(),
+    umask: request.umask,
+    detached: request.detached,
+    fd_count: fd_count as u32,
+    confinement: wire_confinement(&request.confinement),
+  }
+  .encode()
+}
+
+/// Writes one frame to the blocking spawn socket, its fds with the first byte.
+fn write_frame_now(
+  socket: &StdUnixStream,
+  frame: &[u8],
+  fds: &[OwnedFd],
+) -> Result<(), WriteFailure> {
+  let raw_fds: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+  let mut sent = 0;
+  while sent < frame.len() {
+    let rest = &frame[sent..];
+    let fd = socket.as_raw_fd();
+    let n = if sent == 0 && !raw_fds.is_empty() {
+      let rights = [ControlMessage::ScmRights(&raw_fds)];
+      sendmsg::<()>(
+        fd,
+        &[IoSlice::new(rest)],
+        &rights,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+      )
+    } else {
+      send(fd, rest, MsgFlags::MSG_NOSIGNAL)
+    };
+    match n {
+      Ok(n) => sent += n,
+      Err(nix::errno::Errno::EINTR) => {}
+      Err(_) => {
+        return Err(WriteFailure {
+          partly_sent: sent > 0,
+        })
+      }
+    }
+  }
+  Ok(())
+}
+
+/// Reads the one reply to a spawn from the blocking spawn socket; `None` when the launcher
+/// is gone or the reply is corrupt.
+fn read_reply_now(mut socket: &StdUnixStream) -> Option<Reply> {
+  let mut len = [0u8; 4];
+  socket.read_exact(&mut len).ok()?;
+  let len = u32::from_le_bytes(len) as usize;
+  if len > protocol::MAX_FRAME {
+    return None;
+  }
+  let mut body = vec![0u8; len];
+  socket.read_exact(&mut body).ok()?;
+  Reply::decode(&body).ok()
 }
 
 /// The confinement as the launcher applies it.
@@ -204,7 +340,8 @@ fn launcher_exited(detail: &str) -> Error {
 }
 
 struct Pending {
-  spawned: Option<oneshot::Sender<Result<i32, i32>>>,
+  /// Told the launcher's answer to a spawn made on the main socket.
+  spawned: Option<oneshot::Sender<Result<i32, (i32, SpawnStep)>>>,
   /// Known once the launcher reported the child started.
   pid: Option<i32>,
   exit: watch::Sender<Option<Reaped>>,
@@ -220,6 +357,8 @@ struct Outgoing {
 
 struct Connection {
   outgoing: async_mpsc::UnboundedSender<Outgoing>,
+  /// The blocking spawn socket, one round trip at a time.
+  spawns: Mutex<StdUnixStream>,
   pending: Mutex<HashMap<u64, Pending>>,
   alive: AtomicBool,
   launcher_pid: u32,
@@ -253,9 +392,9 @@ impl Connection {
           }
         }
       }
-      Reply::SpawnFailed { id, errno } => {
+      Reply::SpawnFailed { id, errno, step } => {
         if let Some(spawned) = pending.remove(&id).and_then(|p| p.spawned) {
-          let _ = spawned.send(Err(errno));
+          let _ = spawned.send(Err((errno, step)));
         }
       }
       Reply::Exited {
@@ -293,9 +432,11 @@ fn connection() -> Result<Arc<Connection>, Error> {
       return Ok(connection.clone());
     }
   }
-  let (ours, theirs) =
-    StdUnixStream::pair().map_err(|e| launcher_exited(&format!("socketpair failed: {e}")))?;
-  let launcher_pid = start_launcher(theirs.into())?;
+  let pair =
+    || StdUnixStream::pair().map_err(|e| launcher_exited(&format!("socketpair failed: {e}")));
+  let (ours, theirs) = pair()?;
+  let (our_spawns, their_spawns) = pair()?;
+  let launcher_pid = start_launcher(theirs.into(), their_spawns.into())?;
   ours
     .set_nonblocking(true)
     .map_err(|e| launcher_exited(&e.to_string()))?;
@@ -303,6 +444,7 @@ fn connection() -> Result<Arc<Connection>, Error> {
   let (outgoing, requests) = async_mpsc::unbounded_channel();
   let connection = Arc::new(Connection {
     outgoing,
+    spawns: Mutex::new(our_spawns),
     pending: Mutex::new(HashMap::new()),
     alive: AtomicBool::new(true),
     launcher_pid,
@@ -426,7 +568,8 @@ async fn read_replies(stream: Arc<UnixStream>, connection: Arc<Connection>) {
 
 /// Messages to the thread that owns the launcher processes.
 enum ToStarter {
-  Start(OwnedFd, mpsc::SyncSender<io::Result<u32>>),
+  /// Start a launcher on these main and spawn sockets.
+  Start(OwnedFd, OwnedFd, mpsc::SyncSender<io::Result<u32>>),
   /// The launcher with this pid closed its socket: it is exiting, so waiting is short.
   Reap(u32),
 }
@@ -454,14 +597,15 @@ fn run_starter(requests: mpsc::Receiver<ToStarter>) {
           let _ = launchers.swap_remove(i).wait();
         }
       }
-      ToStarter::Start(socket, reply) => {
+      ToStarter::Start(socket, spawns, reply) => {
         let started = launcher_path().and_then(|path| {
+          // The sockets go in as fds 0 and 1, the two a plain spawn can place; the launcher
+          // moves them aside. It never gets Node's stdout, which would only delay EOF for
+          // whoever reads that. stderr stays, for the launcher's own fatal errors.
           Command::new(path)
             .arg(std::process::id().to_string())
             .stdin(Stdio::from(socket))
-            // It never writes to stdout; a copy of Node's stdout would only delay EOF for
-            // whoever reads it. stderr stays, for the launcher's own fatal errors.
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(spawns))
             .spawn()
         });
         let _ = reply.send(started.map(|child| {
@@ -474,12 +618,12 @@ fn run_starter(requests: mpsc::Receiver<ToStarter>) {
   }
 }
 
-fn start_launcher(socket: OwnedFd) -> Result<u32, Error> {
+fn start_launcher(socket: OwnedFd, spawns: OwnedFd) -> Result<u32, Error> {
   let (reply_tx, reply_rx) = mpsc::sync_channel(1);
   let sent = starter()
     .lock()
     .unwrap()
-    .send(ToStarter::Start(socket, reply_tx));
+    .send(ToStarter::Start(socket, spawns, reply_tx));
   if sent.is_err() {
     return Err(launcher_exited("the launcher owner thread is gone"));
   }

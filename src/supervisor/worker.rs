@@ -222,6 +222,7 @@ mod tests {
       command: "node".into(),
       args: vec![],
       cwd: None,
+      umask: None,
       env: vec![
         ("NODE_CHANNEL_FD".into(), "7".into()),
         ("PATH".into(), "/bin".into()),

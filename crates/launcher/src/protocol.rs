@@ -6,6 +6,13 @@
 //! each side reads and writes its socket its own way (the addon through tokio, the launcher
 //! with blocking calls and `poll`).
 //!
+//! Spawns travel on a socket of their own, request then reply, so the addon can wait for the
+//! reply on the JavaScript thread (Node code expects `child.pid` as soon as `spawn()` returns)
+//! without queueing behind the exits and signals of the main socket. A spawn carries the
+//! directory and umask the child starts with, read from the Node process at the moment of the
+//! call: the launcher's own were fixed when it started. A failed spawn says which step failed,
+//! so a missing directory is not mistaken for a missing program (both are `ENOENT`).
+//!
 //! A spawn carries its [`Confinement`] (rlimits, privileges) as a list of what to set, so a
 //! child confined to nothing costs two bytes and no system call; an exit carries the leader's
 //! [`ResourceUsage`], which the launcher's `wait4` gets with the reap itself.
@@ -22,6 +29,8 @@ pub enum Request {
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
     cwd: Option<Vec<u8>>,
+    /// The file-mode creation mask the child starts with; `None` keeps the launcher's.
+    umask: Option<u32>,
     /// A deliberate daemon: a new session, no parent-death signal, spared at shutdown.
     detached: bool,
     fd_count: u32,
@@ -46,6 +55,7 @@ pub enum Reply {
   SpawnFailed {
     id: u64,
     errno: i32,
+    step: SpawnStep,
   },
   /// The leader was reaped: `code` ≥ 0 for an exit code, or `signal` > 0.
   Exited {
@@ -54,6 +64,25 @@ pub enum Reply {
     signal: i32,
     usage: ResourceUsage,
   },
+}
+
+/// The step of a spawn that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnStep {
+  /// Entering the requested directory (`chdir`).
+  Chdir = 1,
+  /// Anything else: clone, the fd layout, the confinement, exec.
+  Launch = 2,
+}
+
+impl SpawnStep {
+  fn from_wire(tag: u8) -> io::Result<Self> {
+    match tag {
+      1 => Ok(SpawnStep::Chdir),
+      2 => Ok(SpawnStep::Launch),
+      _ => Err(corrupt()),
+    }
+  }
 }
 
 /// What the child is held to, applied between fork and exec: each rlimit in order, then the
@@ -258,6 +287,7 @@ impl Request {
         argv,
         envp,
         cwd,
+        umask,
         detached,
         fd_count,
         confinement,
@@ -271,6 +301,13 @@ impl Request {
           Some(cwd) => {
             w.u8(1);
             w.bytes(cwd);
+          }
+          None => w.u8(0),
+        }
+        match umask {
+          Some(mask) => {
+            w.u8(1);
+            w.u32(*mask);
           }
           None => w.u8(0),
         }
@@ -306,6 +343,10 @@ impl Request {
           0 => None,
           _ => Some(r.bytes()?),
         },
+        umask: match r.u8()? {
+          0 => None,
+          _ => Some(r.u32()?),
+        },
         detached: r.u8()? != 0,
         fd_count: r.u32()?,
         confinement: r.confinement()?,
@@ -329,10 +370,11 @@ impl Reply {
         w.i32(pid);
         w.finish()
       }
-      Reply::SpawnFailed { id, errno } => {
+      Reply::SpawnFailed { id, errno, step } => {
         let mut w = Writer::new(SPAWN_FAILED);
         w.u64(id);
         w.i32(errno);
+        w.u8(step as u8);
         w.finish()
       }
       Reply::Exited {
@@ -363,6 +405,7 @@ impl Reply {
       SPAWN_FAILED => Ok(Reply::SpawnFailed {
         id: r.u64()?,
         errno: r.i32()?,
+        step: SpawnStep::from_wire(r.u8()?)?,
       }),
       EXITED => Ok(Reply::Exited {
         id: r.u64()?,
@@ -409,6 +452,7 @@ mod tests {
       argv: vec![b"echo".to_vec(), "héllo".as_bytes().to_vec(), vec![]],
       envp: vec![b"A=1".to_vec()],
       cwd: Some(b"/tmp".to_vec()),
+      umask: Some(0o027),
       detached: false,
       fd_count: 3,
       confinement: Confinement::default(),
@@ -435,6 +479,7 @@ mod tests {
       argv,
       envp,
       cwd,
+      umask: None,
       detached,
       fd_count,
       confinement: Confinement {
@@ -481,7 +526,16 @@ mod tests {
     }
     for reply in [
       Reply::Spawned { id: 1, pid: 42 },
-      Reply::SpawnFailed { id: 2, errno: 2 },
+      Reply::SpawnFailed {
+        id: 2,
+        errno: 2,
+        step: SpawnStep::Chdir,
+      },
+      Reply::SpawnFailed {
+        id: 4,
+        errno: 13,
+        step: SpawnStep::Launch,
+      },
       Reply::Exited {
         id: 3,
         code: -1,
@@ -534,6 +588,28 @@ mod tests {
     }
     assert_eq!(decoded, 2);
     assert!(buf.is_empty());
+  }
+
+  #[test]
+  fn the_umask_and_the_failed_step_travel_exactly() {
+    let Request::Spawn { umask, .. } = Request::decode(&spawn_request().encode()[4..]).unwrap()
+    else {
+      unreachable!()
+    };
+    assert_eq!(umask, Some(0o027));
+    let mut frame = Reply::SpawnFailed {
+      id: 1,
+      errno: 2,
+      step: SpawnStep::Chdir,
+    }
+    .encode();
+    let last = frame.len() - 1;
+    assert_eq!(frame[last], SpawnStep::Chdir as u8);
+    frame[last] = 9;
+    assert!(
+      Reply::decode(&frame[4..]).is_err(),
+      "an unknown step is corrupt"
+    );
   }
 
   #[test]

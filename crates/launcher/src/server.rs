@@ -24,6 +24,13 @@
 //! the uid, because after `setuid` the child may no longer change its groups. A child confined
 //! to nothing makes none of these calls.
 //!
+//! Two sockets tie it to the addon. Spawns arrive on one of their own and are answered there,
+//! one request then its reply: the addon waits for that reply on Node's JavaScript thread, so
+//! it must not queue behind the stream of exits and signals on the main socket. A spawn is
+//! answered on the socket it came on; exits are always reported on the main one. The child
+//! enters the directory and takes the umask the request names (the Node process's at the time
+//! of the call), and a failed spawn says whether `chdir` or the rest failed.
+//!
 //! Exits are reaped with `wait4`, which returns the leader's resource usage (CPU time, peak
 //! RSS) with the reap itself: the accounting costs no extra system call.
 
@@ -44,7 +51,7 @@ use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, getppid, Pid};
 
 use tethered_launcher::protocol::{
-  take_frames, Confinement, Reply, Request, Resource, ResourceUsage,
+  take_frames, Confinement, Reply, Request, Resource, ResourceUsage, SpawnStep,
 };
 
 /// How long shutdown keeps hunting descendants before it gives up and exits.
@@ -59,8 +66,43 @@ struct Tracked {
   detached: bool,
 }
 
-struct Launcher {
+/// One socket to the addon, with what arrived on it and is not used yet.
+struct Channel {
   socket: UnixStream,
+  inbox: Vec<u8>,
+  fds: VecDeque<OwnedFd>,
+}
+
+impl Channel {
+  fn new(socket: OwnedFd) -> Self {
+    Channel {
+      socket: UnixStream::from(socket),
+      inbox: Vec::new(),
+      fds: VecDeque::new(),
+    }
+  }
+
+  fn send(&mut self, reply: Reply) -> io::Result<()> {
+    match self.socket.write_all(&reply.encode()) {
+      // The addon is gone; its socket's EOF ends the loop.
+      Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+      other => other,
+    }
+  }
+}
+
+/// Which of the two sockets a request came on.
+#[derive(Clone, Copy)]
+enum Socket {
+  Main,
+  Spawns,
+}
+
+struct Launcher {
+  /// Signals in, exits out (and spawns, which the addon sends here from its runtime).
+  main: Channel,
+  /// Spawns the addon waits for on the JavaScript thread.
+  spawns: Channel,
   parent: Pid,
   me: Pid,
   /// Children whose leader is not yet reaped, by pid (= pgid).
@@ -68,13 +110,12 @@ struct Launcher {
   by_id: HashMap<u64, i32>,
   /// Sessions of deliberate daemons, spared at shutdown.
   daemon_sessions: HashSet<i32>,
-  inbox: Vec<u8>,
-  fds: VecDeque<OwnedFd>,
   /// The stack each child runs on between clone and exec, reused.
   child_stack: Vec<u8>,
 }
 
-/// Entry point: `tethered-launcher <parent pid>`, with the addon's socket as fd 0.
+/// Entry point: `tethered-launcher <parent pid>`, with the addon's main socket as fd 0 and its
+/// spawn socket as fd 1.
 pub fn main() -> ! {
   let parent = std::env::args()
     .nth(1)
@@ -98,10 +139,15 @@ fn run(parent: Pid) -> io::Result<()> {
   }
   nix::sys::prctl::set_child_subreaper(true)?;
 
-  // The socket arrives as fd 0; move it out of the way and leave /dev/null there.
-  let socket_fd = dup_above(std::io::stdin().as_fd(), 3)?;
-  let dev_null = std::fs::File::open("/dev/null")?;
+  // The sockets arrive as fds 0 and 1; move them out of the way and leave /dev/null there.
+  let main_socket = dup_above(std::io::stdin().as_fd(), 3)?;
+  let spawn_socket = dup_above(std::io::stdout().as_fd(), 3)?;
+  let dev_null = std::fs::OpenOptions::new()
+    .read(true)
+    .write(true)
+    .open("/dev/null")?;
   nix::unistd::dup2_stdin(&dev_null)?;
+  nix::unistd::dup2_stdout(&dev_null)?;
   drop(dev_null);
 
   // Signals are read from a signalfd. Terminal and job-control signals are blocked and
@@ -121,14 +167,13 @@ fn run(parent: Pid) -> io::Result<()> {
   let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
 
   let mut launcher = Launcher {
-    socket: UnixStream::from(socket_fd),
+    main: Channel::new(main_socket),
+    spawns: Channel::new(spawn_socket),
     parent,
     me: getpid(),
     children: HashMap::new(),
     by_id: HashMap::new(),
     daemon_sessions: HashSet::new(),
-    inbox: Vec::new(),
-    fds: VecDeque::new(),
     child_stack: vec![0; CHILD_STACK_SIZE],
   };
   launcher.serve(&signals)?;
@@ -140,9 +185,10 @@ impl Launcher {
   /// Handles requests and exits until the addon goes away.
   fn serve(&mut self, signals: &SignalFd) -> io::Result<()> {
     loop {
-      let (socket_ready, signal_ready) = {
+      let (main_ready, spawns_ready, signal_ready) = {
         let mut fds = [
-          PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
+          PollFd::new(self.main.socket.as_fd(), PollFlags::POLLIN),
+          PollFd::new(self.spawns.socket.as_fd(), PollFlags::POLLIN),
           PollFd::new(signals.as_fd(), PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
@@ -150,7 +196,7 @@ impl Launcher {
           other => other?,
         };
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        (ready(&fds[0]), ready(&fds[1]))
+        (ready(&fds[0]), ready(&fds[1]), ready(&fds[2]))
       };
       if signal_ready {
         while let Some(info) = signals.read_signal()? {
@@ -162,20 +208,31 @@ impl Launcher {
           }
         }
       }
-      if socket_ready && !self.receive()? {
+      // The spawn socket first: a JavaScript thread is blocked on it.
+      if spawns_ready && !self.receive(Socket::Spawns)? {
+        return Ok(());
+      }
+      if main_ready && !self.receive(Socket::Main)? {
         return Ok(());
       }
     }
   }
 
-  /// Reads what the addon sent; false once it closed its end.
-  fn receive(&mut self) -> io::Result<bool> {
+  fn channel(&mut self, from: Socket) -> &mut Channel {
+    match from {
+      Socket::Main => &mut self.main,
+      Socket::Spawns => &mut self.spawns,
+    }
+  }
+
+  /// Reads what the addon sent on one socket; false once it closed its end.
+  fn receive(&mut self, from: Socket) -> io::Result<bool> {
     let mut buf = [0u8; 64 * 1024];
     let mut cmsg = nix::cmsg_space!([RawFd; 64]);
     let (read, fds) = {
       let mut iov = [IoSliceMut::new(&mut buf)];
       let msg = match recvmsg::<()>(
-        self.socket.as_raw_fd(),
+        self.channel(from).socket.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
         MsgFlags::MSG_CMSG_CLOEXEC,
@@ -193,15 +250,16 @@ impl Launcher {
       }
       (msg.bytes, fds)
     };
+    let channel = self.channel(from);
     for fd in fds {
       // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
-      self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+      channel.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
     }
     if read == 0 {
       return Ok(false);
     }
-    self.inbox.extend_from_slice(&buf[..read]);
-    for frame in take_frames(&mut self.inbox)? {
+    channel.inbox.extend_from_slice(&buf[..read]);
+    for frame in take_frames(&mut channel.inbox)? {
       match Request::decode(&frame)? {
         Request::Spawn {
           id,
@@ -209,18 +267,21 @@ impl Launcher {
           argv,
           envp,
           cwd,
+          umask,
           detached,
           fd_count,
           confinement,
         } => {
-          if self.fds.len() < fd_count as usize {
+          let received = &mut self.channel(from).fds;
+          if received.len() < fd_count as usize {
             return Err(io::Error::new(
               io::ErrorKind::InvalidData,
               "spawn request without its fds",
             ));
           }
-          let fds: Vec<OwnedFd> = self.fds.drain(..fd_count as usize).collect();
-          let spawn = Spawn::new(program, argv, envp, cwd, detached, fds, confinement);
+          let fds: Vec<OwnedFd> = received.drain(..fd_count as usize).collect();
+          let spawn = Spawn::new(program, argv, envp, cwd, umask, detached, fds, confinement)
+            .map_err(|errno| (SpawnStep::Launch, errno));
           let reply = match spawn.and_then(|s| self.spawn(s)) {
             Ok(pid) => {
               self.children.insert(
@@ -237,12 +298,13 @@ impl Launcher {
               }
               Reply::Spawned { id, pid }
             }
-            Err(errno) => Reply::SpawnFailed {
+            Err((step, errno)) => Reply::SpawnFailed {
               id,
               errno: errno as i32,
+              step,
             },
           };
-          self.send(reply)?;
+          self.channel(from).send(reply)?;
         }
         Request::Signal {
           id,
@@ -264,24 +326,17 @@ impl Launcher {
     Ok(true)
   }
 
-  fn send(&mut self, reply: Reply) -> io::Result<()> {
-    match self.socket.write_all(&reply.encode()) {
-      // The addon is gone; its socket's EOF ends the loop.
-      Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-      other => other,
-    }
-  }
-
   /// Starts the child the way `posix_spawn` does: `clone(CLONE_VM | CLONE_VFORK)` runs it on
   /// its own small stack in this process's memory, and this thread sleeps until it has exec'd
   /// or exited. No page tables are copied and nothing is copied-on-write afterwards, which
-  /// halves what a spawn costs here. A failed `chdir`/`execve` leaves its errno in a slot both
-  /// share. The child only makes system calls on data prepared before (see `Spawn`).
-  fn spawn(&mut self, spawn: Spawn) -> Result<i32, Errno> {
+  /// halves what a spawn costs here. A failed step leaves its errno, and which step it was, in
+  /// a slot both share. The child only makes system calls on data prepared before (see `Spawn`).
+  fn spawn(&mut self, spawn: Spawn) -> Result<i32, (SpawnStep, Errno)> {
     let mut context = ChildContext {
       spawn: &spawn,
       launcher: self.me,
       errno: 0,
+      step: SpawnStep::Launch,
     };
     let stack_top = self.child_stack.as_mut_ptr_range().end as usize & !0xf;
     // SAFETY: the stack is ours and unused while the child runs (CLONE_VFORK suspends this
@@ -296,14 +351,19 @@ impl Launcher {
       )
     };
     if pid < 0 {
-      return Err(Errno::last());
+      return Err((SpawnStep::Launch, Errno::last()));
     }
-    // SAFETY: the child wrote the slot before it exec'd or exited; read it as memory another
+    // SAFETY: the child wrote the slots before it exec'd or exited; read them as memory another
     // task changed.
-    let errno = unsafe { std::ptr::read_volatile(&context.errno) };
+    let (errno, step) = unsafe {
+      (
+        std::ptr::read_volatile(&context.errno),
+        std::ptr::read_volatile(&context.step),
+      )
+    };
     if errno != 0 {
       let _ = waitpid(Pid::from_raw(pid), None);
-      return Err(Errno::from_raw(errno));
+      return Err((step, Errno::from_raw(errno)));
     }
     Ok(pid)
   }
@@ -345,7 +405,7 @@ impl Launcher {
           Some(WaitStatus::Signaled(_, signal, _)) => (-1, signal as i32),
           _ => (-1, 0),
         };
-        self.send(Reply::Exited {
+        self.main.send(Reply::Exited {
           id: child.id,
           code,
           signal,
@@ -439,18 +499,22 @@ const CHILD_STACK_SIZE: usize = 64 * 1024;
 /// The most fds a child can be given (0, 1, 2 and the extra ones).
 const MAX_CHILD_FDS: usize = 64;
 
-/// What `run_child` gets: the spawn, the launcher's pid, and the slot for a failure's errno.
+/// What `run_child` gets: the spawn, the launcher's pid, and the slots for a failure's errno
+/// and step.
 struct ChildContext<'a> {
   spawn: &'a Spawn,
   launcher: Pid,
   errno: i32,
+  step: SpawnStep,
 }
 
 /// The child's entry point after `clone`: exec, or leave the errno and exit.
 extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
   // SAFETY: `arg` is the `ChildContext` the parent passed to clone and keeps alive.
   let context = unsafe { &mut *(arg as *mut ChildContext) };
-  context.errno = context.spawn.exec_in_child(context.launcher) as i32;
+  let (step, errno) = context.spawn.exec_in_child(context.launcher);
+  context.step = step;
+  context.errno = errno as i32;
   // SAFETY: _exit skips the parent's atexit handlers and buffers, as a failed child must.
   unsafe { libc::_exit(127) }
 }
@@ -465,6 +529,7 @@ struct Spawn {
   argv_ptrs: Vec<*const libc::c_char>,
   envp_ptrs: Vec<*const libc::c_char>,
   cwd: Option<CString>,
+  umask: Option<libc::mode_t>,
   detached: bool,
   fds: Vec<OwnedFd>,
   /// (resource, limits) for `prlimit64`, in the C library's terms.
@@ -475,11 +540,13 @@ struct Spawn {
 }
 
 impl Spawn {
+  #[allow(clippy::too_many_arguments)]
   fn new(
     program: Vec<u8>,
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
     cwd: Option<Vec<u8>>,
+    umask: Option<u32>,
     detached: bool,
     fds: Vec<OwnedFd>,
     confinement: Confinement,
@@ -504,6 +571,7 @@ impl Spawn {
       _argv: argv,
       _envp: envp,
       cwd: cwd.map(c).transpose()?,
+      umask: umask.map(|mask| mask as libc::mode_t & 0o777),
       detached,
       fds,
       rlimits: confinement
@@ -584,18 +652,19 @@ impl Spawn {
     Ok(())
   }
 
-  /// Runs in the cloned child: returns only on failure, with the errno to report.
-  fn exec_in_child(&self, launcher: Pid) -> Errno {
+  /// Runs in the cloned child: returns only on failure, with the step and errno to report.
+  fn exec_in_child(&self, launcher: Pid) -> (SpawnStep, Errno) {
+    let launch = |errno| (SpawnStep::Launch, errno);
     if self.detached {
       if let Err(e) = nix::unistd::setsid() {
-        return e;
+        return launch(e);
       }
     } else {
       if let Err(e) = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)) {
-        return e;
+        return launch(e);
       }
       if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
-        return e;
+        return launch(e);
       }
       if getppid() != launcher {
         // SAFETY: the launcher is already gone; leave without running anything.
@@ -609,23 +678,27 @@ impl Spawn {
     for (slot, fd) in staged.iter_mut().zip(&self.fds) {
       match fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(count.max(3))) {
         Ok(copy) => *slot = copy,
-        Err(e) => return e,
+        Err(e) => return launch(e),
       }
     }
     for (target, &fd) in staged[..self.fds.len()].iter().enumerate() {
       // SAFETY: dup2 onto a small fd number that this child is about to hand to the program.
       if unsafe { libc::dup2(fd, target as RawFd) } < 0 {
-        return Errno::last();
+        return launch(Errno::last());
       }
     }
     if let Some(cwd) = &self.cwd {
       // SAFETY: chdir reads a NUL-terminated path prepared before the clone.
       if unsafe { libc::chdir(cwd.as_ptr()) } < 0 {
-        return Errno::last();
+        return (SpawnStep::Chdir, Errno::last());
       }
     }
+    if let Some(mask) = self.umask {
+      // SAFETY: umask takes a number and only changes this (child) process's mask.
+      unsafe { libc::umask(mask) };
+    }
     if let Err(e) = self.confine_in_child() {
-      return e;
+      return launch(e);
     }
     // The program starts with default signal dispositions and nothing blocked.
     // Through the raw system call: the C library refuses its own reserved signals (32, 33),
@@ -655,6 +728,6 @@ impl Spawn {
         self.envp_ptrs.as_ptr(),
       )
     };
-    Errno::last()
+    launch(Errno::last())
   }
 }
