@@ -380,6 +380,21 @@ mod tests {
   }
 
   #[test]
+  fn a_large_output_arrives_intact_across_prefault_batches() {
+    block_on(async {
+      // ~13 MiB of numbered lines: several 4 MiB batches and buffer moves, every byte checked.
+      let plan = plan(
+        "seq 1 1800000",
+        &[("maxBuffer", Value::Number((64 << 20) as f64))],
+      );
+      let outcome = collect_plain(&plan, None).await;
+      let expected: String = (1..=1_800_000).map(|n| format!("{n}\n")).collect();
+      assert_eq!(outcome.stdout.len(), expected.len());
+      assert!(outcome.stdout == expected.as_bytes(), "output differs");
+    });
+  }
+
+  #[test]
   fn max_buffer_keeps_the_limit_and_kills_the_group() {
     block_on(async {
       let plan = plan("printf ok >&2; exec yes", &[("maxBuffer", ms(1000.0))]);
