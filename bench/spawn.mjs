@@ -4,7 +4,10 @@
 //   node bench/spawn.mjs --quick    smoke run (a few seconds)
 //   NAPI_RS_NATIVE_LIBRARY_PATH=/path/to/release.node node bench/spawn.mjs   measure another build
 //
-// 1. Spawn throughput of /bin/true, sequential and at concurrency 32, all in this process.
+// 1. Spawn throughput of /bin/true, sequential and at concurrency 32, all in this process; and
+//    in each round the limit row: bench/spawn-limit, a Rust loop that posix_spawns /bin/true and
+//    waits (sequentially, then 32 in flight), built here with `cargo build --release -p
+//    spawn-limit`. tethered is reported as a percentage of it.
 // 2. Collecting a large stdout (`head -c N /dev/zero`) as a Buffer. Each measurement runs in a
 //    fresh Node process (`--collect-one <contender> <bytes>`), so the peak RSS it reports belongs
 //    to that contender alone: VmHWM after the run minus VmRSS before it (after a forced GC and a
@@ -45,6 +48,8 @@ const THIS_FILE = fileURLToPath(import.meta.url)
 const RESULTS_FILE = fileURLToPath(new URL('./results.json', import.meta.url))
 const BASELINE = 'child_process.spawn'
 const BIG_MAX_BUFFER = 2 ** 31 // for the contenders that need a finite maxBuffer
+const LIMIT = 'limit (posix_spawn loop)'
+const LIMIT_TARGET = 0.75 // tethered's rate as a fraction of the limit's
 
 // ---------------------------------------------------------------------------------------------
 // Contenders
@@ -133,6 +138,30 @@ const collectors = {
 
 const CONTENDERS = ['tethered', 'child_process.spawn', 'child_process.execFile', 'execa']
 
+/** Builds bench/spawn-limit (release) and returns the path of its executable. */
+function buildSpawnLimit() {
+  const args = ['build', '--release', '-p', 'spawn-limit', '--message-format=json-render-diagnostics']
+  const output = childProcess.execFileSync('cargo', args, {
+    cwd: new URL('..', import.meta.url),
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 * MiB,
+  })
+  const built = output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line))
+    .find((m) => m.reason === 'compiler-artifact' && m.target.name === 'spawn-limit' && m.executable)?.executable
+  if (!built) throw new Error('cargo built no spawn-limit executable')
+  return built
+}
+
+/** One run of the limit loop: `{ sequential, concurrent }` in ops/s. */
+async function runSpawnLimit(binary, config) {
+  const { stdout } = await execFileP(binary, [String(config.seq), String(config.conc), String(config.concurrency)])
+  return JSON.parse(stdout)
+}
+
 // ---------------------------------------------------------------------------------------------
 // --collect-one: one measurement in this (fresh) process, JSON on stdout
 
@@ -204,6 +233,14 @@ function gitCommit() {
 async function runSpawnBenchmarks(config, log) {
   const spawners = await loadSpawners()
   const raw = Object.fromEntries(CONTENDERS.map((c) => [c, { sequential: [], concurrent: [], loopP99: [], errors: [] }]))
+  raw[LIMIT] = { sequential: [], concurrent: [], errors: [] }
+  let limitBinary = null
+  try {
+    limitBinary = buildSpawnLimit()
+  } catch (err) {
+    raw[LIMIT].errors.push(`build: ${err.message}`)
+    log(`  ${LIMIT}: could not be built (${err.message}); no limit row in this run`)
+  }
 
   log(`\n## 1. Spawn /bin/true: ${config.seq} sequential, ${config.conc} at concurrency ${config.concurrency}, ${config.rounds} round(s)\n`)
   // child_process forks this process, so its cost grows with this process's memory: show it.
@@ -225,7 +262,22 @@ async function runSpawnBenchmarks(config, log) {
       break
     }
     log(`  -- round ${round + 1}, load average ${loadavg()[0].toFixed(2)}`)
-    for (const name of rotated(CONTENDERS, round)) {
+    for (const name of rotated(limitBinary ? [...CONTENDERS, LIMIT] : CONTENDERS, round)) {
+      if (name === LIMIT) {
+        try {
+          const limit = await runSpawnLimit(limitBinary, config)
+          raw[LIMIT].sequential.push(limit.sequential)
+          raw[LIMIT].concurrent.push(limit.concurrent)
+          log(
+            `  round ${round + 1}  ${name.padEnd(24)} seq ${fmt(limit.sequential).padStart(6)} ops/s   ` +
+              `c${config.concurrency} ${fmt(limit.concurrent).padStart(6)} ops/s`,
+          )
+        } catch (err) {
+          raw[LIMIT].errors.push(err.message)
+          log(`  round ${round + 1}  ${name.padEnd(24)} FAILED: ${err.message}`)
+        }
+        continue
+      }
       forceGc()
       try {
         const seq = await measureOps(spawners[name], { total: config.seq, concurrency: 1 })
@@ -369,6 +421,7 @@ function summarizeAll(spawnRaw, collectRaw) {
       collectPeakGrowth: summarize(collectRaw[name].runs.map((r) => r.peakGrowthRatio)),
     }
   }
+  out[LIMIT] = { sequential: summarize(spawnRaw[LIMIT].sequential), concurrent: summarize(spawnRaw[LIMIT].concurrent) }
   return out
 }
 
@@ -386,10 +439,19 @@ function ratio(summaries, name, key) {
   return mine === null || base === null || base === 0 ? null : mine / base
 }
 
+/** tethered's median rate as a fraction of the limit loop's (null without a limit row). */
+function fractionOfLimit(summaries, key) {
+  const mine = summaries.tethered[key].median
+  const limit = summaries[LIMIT][key].median
+  return mine === null || limit === null ? null : mine / limit
+}
+
 function resultTable(summaries, config) {
   const rows = []
   for (const metric of METRICS) {
-    for (const name of CONTENDERS) {
+    // The limit loop only spawns: it has a row for the two spawn rates.
+    const names = summaries[LIMIT][metric.key] ? [...CONTENDERS, LIMIT] : CONTENDERS
+    for (const name of names) {
       const s = summaries[name][metric.key]
       const label = metric.key.startsWith('collect') ? metric.label.replace('stdout', `${fmt(config.collectBytes / MiB)} MiB`) : metric.label
       rows.push([
@@ -410,7 +472,12 @@ function checkTargets(summaries, limitsRun, spawnCall) {
   const concRatio = ratio(summaries, 'tethered', 'concurrent')
   const collectRatio = ratio(summaries, 'tethered', 'collectMbPerSec')
   const growth = t.collectPeakGrowth.median
+  const seqOfLimit = fractionOfLimit(summaries, 'sequential')
+  const concOfLimit = fractionOfLimit(summaries, 'concurrent')
+  const percent = LIMIT_TARGET * 100
   return [
+    { target: `sequential spawn ≥ ${percent} % of the ${LIMIT}`, measured: seqOfLimit, met: seqOfLimit !== null && seqOfLimit >= LIMIT_TARGET },
+    { target: `concurrent spawn ≥ ${percent} % of the ${LIMIT}`, measured: concOfLimit, met: concOfLimit !== null && concOfLimit >= LIMIT_TARGET },
     { target: `sequential spawn ≥ 3× ${BASELINE}`, measured: seqRatio, met: seqRatio !== null && seqRatio >= 3 },
     { target: `concurrent spawn ≥ 3.5× ${BASELINE}`, measured: concRatio, met: concRatio !== null && concRatio >= 3.5 },
     { target: `collect (encoding 'buffer') ≥ 2× ${BASELINE}`, measured: collectRatio, met: collectRatio !== null && collectRatio >= 2 },
@@ -474,6 +541,12 @@ async function main(argv) {
         `collect ${fmtSpread(s.collectMbPerSec)} MB/s, peak ${fmtSpread(s.collectPeakGrowth, 2)}×`,
     )
   }
+  const limit = summaries[LIMIT]
+  log(`  ${LIMIT.padEnd(24)} seq ${fmtSpread(limit.sequential)} ops/s | c32 ${fmtSpread(limit.concurrent)} ops/s`)
+  log(
+    `  tethered is ${fmt(fractionOfLimit(summaries, 'sequential') * 100)} % of the limit sequentially, ` +
+      `${fmt(fractionOfLimit(summaries, 'concurrent') * 100)} % at concurrency ${config.concurrency} (medians)`,
+  )
   log('\n## Results (MB = 10^6 bytes; ratios are of medians)\n')
   log(resultTable(summaries, config))
   const caveat = config.quick ? ' (not judged meaningfully in --quick mode)' : busy ? ' (machine was busy: re-run on a quiet one)' : ''
@@ -483,10 +556,15 @@ async function main(argv) {
       ? `${fmt(t.measured, 2)}× output`
       : t.target.includes('call p99')
         ? `${fmt(t.measured, 3)} ms`
+      : t.target.includes(LIMIT)
+        ? `${fmt(t.measured * 100)} %`
         : `${fmt(t.measured, t.target.includes('limit') ? 3 : 2)}×`
     log(`  ${t.met ? 'MET    ' : 'NOT MET'}  tethered ${t.target}: ${shown}`)
   }
-  const failures = CONTENDERS.flatMap((c) => [...spawnRaw[c].errors, ...collectRaw[c].errors].map((e) => `${c}: ${e}`))
+  const failures = [
+    ...CONTENDERS.flatMap((c) => [...spawnRaw[c].errors, ...collectRaw[c].errors].map((e) => `${c}: ${e}`)),
+    ...spawnRaw[LIMIT].errors.map((e) => `${LIMIT}: ${e}`),
+  ]
   if (failures.length) {
     log('\n## Failures\n')
     for (const f of failures) log(`  ${f}`)

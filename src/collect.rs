@@ -241,8 +241,10 @@ enum ReadEnd {
 /// Each read is sized to end on a page boundary of the destination: the kernel copies into
 /// page-aligned memory several times faster than into memory a few bytes off (glibc puts large
 /// allocations 16 bytes past a page start), so after one short read, reads stay aligned.
+/// The pages ahead of the reads are populated in batches (see [`Prefault`]).
 async fn read_limited(pipe: &pipe::Receiver, buf: &mut Vec<u8>, limit: Option<usize>) -> ReadEnd {
   let cap_limit = limit.map_or(usize::MAX, |l| l.saturating_add(1));
+  let mut prefault = Prefault::default();
   loop {
     if buf.len() == buf.capacity() {
       let wanted = buf
@@ -252,6 +254,7 @@ async fn read_limited(pipe: &pipe::Receiver, buf: &mut Vec<u8>, limit: Option<us
       let target = wanted.min(cap_limit);
       buf.reserve_exact(target - buf.len());
     }
+    prefault.ahead_of(buf);
     let write_at = buf.as_ptr() as usize + buf.len();
     let to_page_end = PAGE - write_at % PAGE;
     let room = buf.capacity() - buf.len();
@@ -277,6 +280,50 @@ async fn read_limited(pipe: &pipe::Receiver, buf: &mut Vec<u8>, limit: Option<us
       Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
       Err(_) => return ReadEnd::Failed,
     }
+  }
+}
+
+/// Populates the destination's pages a batch ahead of the reads, with one
+/// `madvise(MADV_POPULATE_WRITE)` per [`Prefault::BATCH`] (4 MiB) instead of one page fault per 4 KiB
+/// page inside `read(2)`. Measured on a 256 MiB collect: the faults (trap, zeroing, accounting)
+/// were a fifth of the reading thread's time, half as much as the copy itself. Only up to a batch past what was read is touched,
+/// so the peak memory stays the output plus a batch, not the whole doubled capacity. Kernels
+/// without it (before 5.14) refuse the advice, and the reads fault the pages in as before.
+#[derive(Default)]
+struct Prefault {
+  /// The buffer's address when last populated (a move starts over), and how far it is.
+  base: usize,
+  populated: usize,
+}
+
+impl Prefault {
+  const BATCH: usize = 4 << 20;
+
+  fn ahead_of(&mut self, buf: &mut Vec<u8>) {
+    let base = buf.as_ptr() as usize;
+    if base != self.base {
+      self.base = base;
+      self.populated = buf.len();
+    }
+    // Topped up while at least one read's worth (up to `READ_CHUNK`) is still populated.
+    if self.populated >= buf.len() + READ_CHUNK {
+      return;
+    }
+    let start = (base + self.populated.max(buf.len())).next_multiple_of(PAGE);
+    let end = (base + buf.capacity()).min(start + Self::BATCH) & !(PAGE - 1);
+    if end > start {
+      // SAFETY: whole pages inside the Vec's allocation, past its initialised bytes; the advice
+      // makes the kernel allocate them now (zero-filled, as a fault would) and changes no
+      // memory the program has written.
+      unsafe {
+        libc::madvise(
+          start as *mut libc::c_void,
+          end - start,
+          libc::MADV_POPULATE_WRITE,
+        )
+      };
+    }
+    self.populated = end.max(start) - base;
   }
 }
 
@@ -345,6 +392,21 @@ mod tests {
       assert_eq!(outcome.status, ExitStatus::Code(3));
       assert_eq!(outcome.ended_by, None);
     })
+  }
+
+  #[test]
+  fn a_large_output_arrives_intact_across_prefault_batches() {
+    block_on(async {
+      // ~13 MiB of numbered lines: several 4 MiB batches and buffer moves, every byte checked.
+      let plan = plan(
+        "seq 1 1800000",
+        &[("maxBuffer", Value::Number((64 << 20) as f64))],
+      );
+      let outcome = collect_plain(&plan, None).await;
+      let expected: String = (1..=1_800_000).map(|n| format!("{n}\n")).collect();
+      assert_eq!(outcome.stdout.len(), expected.len());
+      assert!(outcome.stdout == expected.as_bytes(), "output differs");
+    });
   }
 
   #[test]

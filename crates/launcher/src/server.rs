@@ -112,6 +112,8 @@ struct Launcher {
   daemon_sessions: HashSet<i32>,
   /// The stack each child runs on between clone and exec, reused.
   child_stack: Vec<u8>,
+  /// The signals this process ignores, read once at start (see `ignored_signals`).
+  ignored_signals: Vec<libc::c_int>,
 }
 
 /// Entry point: `tethered-launcher <parent pid>`, with the addon's main socket as fd 0 and its
@@ -175,6 +177,7 @@ fn run(parent: Pid) -> io::Result<()> {
     by_id: HashMap::new(),
     daemon_sessions: HashSet::new(),
     child_stack: vec![0; CHILD_STACK_SIZE],
+    ignored_signals: ignored_signals(),
   };
   launcher.serve(&signals)?;
   launcher.shut_down();
@@ -335,6 +338,7 @@ impl Launcher {
     let mut context = ChildContext {
       spawn: &spawn,
       launcher: self.me,
+      ignored_signals: &self.ignored_signals,
       errno: 0,
       step: SpawnStep::Launch,
     };
@@ -493,17 +497,59 @@ fn session_of(pid: i32) -> i32 {
     .unwrap_or(0)
 }
 
+/// The kernel's `struct sigaction` on x86-64 and arm64 (handler, flags, restorer, mask), which
+/// the raw system call takes: all zeros is SIG_DFL with nothing masked.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+  handler: usize,
+  flags: u64,
+  restorer: usize,
+  mask: u64,
+}
+
+/// `rt_sigaction` as the raw system call: the C library's wrapper refuses its own reserved
+/// signals (32, 33), which Node's process may have left ignored.
+///
+/// # Safety
+/// `new` and `old` must each be null or point to a valid `KernelSigaction`.
+unsafe fn rt_sigaction(
+  signo: libc::c_int,
+  new: *const KernelSigaction,
+  old: *mut KernelSigaction,
+) -> libc::c_long {
+  // SAFETY: the caller vouches for the two pointers; the size is that of the kernel's mask.
+  unsafe { libc::syscall(libc::SYS_rt_sigaction, signo, new, old, 8usize) }
+}
+
+/// The signals whose disposition is SIG_IGN in this process: inherited from Node through exec
+/// (SIGPIPE, or whatever Node's parent ignored) or set by the Rust runtime (SIGPIPE). The launcher
+/// never changes a disposition afterwards, so this list, read once, is what a child must reset:
+/// one system call per ignored signal instead of one per signal (64) on every spawn.
+fn ignored_signals() -> Vec<libc::c_int> {
+  (1..=libc::SIGRTMAX())
+    .filter(|&signo| signo != libc::SIGKILL && signo != libc::SIGSTOP)
+    .filter(|&signo| {
+      let mut current = KernelSigaction::default();
+      // SAFETY: reads the disposition into a local; no new action is installed.
+      let read = unsafe { rt_sigaction(signo, std::ptr::null(), &mut current) };
+      read == 0 && current.handler == libc::SIG_IGN
+    })
+    .collect()
+}
+
 /// Stack of a child between clone and exec (it only makes system calls).
 const CHILD_STACK_SIZE: usize = 64 * 1024;
 
 /// The most fds a child can be given (0, 1, 2 and the extra ones).
 const MAX_CHILD_FDS: usize = 64;
 
-/// What `run_child` gets: the spawn, the launcher's pid, and the slots for a failure's errno
-/// and step.
+/// What `run_child` gets: the spawn, the launcher's pid, the signals to reset, and the slots
+/// for a failure's errno and step.
 struct ChildContext<'a> {
   spawn: &'a Spawn,
   launcher: Pid,
+  ignored_signals: &'a [libc::c_int],
   errno: i32,
   step: SpawnStep,
 }
@@ -512,7 +558,9 @@ struct ChildContext<'a> {
 extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
   // SAFETY: `arg` is the `ChildContext` the parent passed to clone and keeps alive.
   let context = unsafe { &mut *(arg as *mut ChildContext) };
-  let (step, errno) = context.spawn.exec_in_child(context.launcher);
+  let (step, errno) = context
+    .spawn
+    .exec_in_child(context.launcher, context.ignored_signals);
   context.step = step;
   context.errno = errno as i32;
   // SAFETY: _exit skips the parent's atexit handlers and buffers, as a failed child must.
@@ -653,7 +701,7 @@ impl Spawn {
   }
 
   /// Runs in the cloned child: returns only on failure, with the step and errno to report.
-  fn exec_in_child(&self, launcher: Pid) -> (SpawnStep, Errno) {
+  fn exec_in_child(&self, launcher: Pid, ignored_signals: &[libc::c_int]) -> (SpawnStep, Errno) {
     let launch = |errno| (SpawnStep::Launch, errno);
     if self.detached {
       if let Err(e) = nix::unistd::setsid() {
@@ -700,23 +748,12 @@ impl Spawn {
     if let Err(e) = self.confine_in_child() {
       return launch(e);
     }
-    // The program starts with default signal dispositions and nothing blocked.
-    // Through the raw system call: the C library refuses its own reserved signals (32, 33),
-    // which Node's process may have left ignored. A zeroed kernel sigaction is SIG_DFL.
-    let default_action = [0u64; 4];
-    for signo in 1..=libc::SIGRTMAX() {
-      if signo != libc::SIGKILL && signo != libc::SIGSTOP {
-        // SAFETY: rt_sigaction reads a kernel sigaction of 4 words; no old action is written.
-        unsafe {
-          libc::syscall(
-            libc::SYS_rt_sigaction,
-            signo,
-            default_action.as_ptr(),
-            std::ptr::null_mut::<u64>(),
-            8usize,
-          )
-        };
-      }
+    // The program starts with default signal dispositions and nothing blocked. exec resets
+    // handled signals itself; only ignored ones survive it, so only those are reset here.
+    let default_action = KernelSigaction::default();
+    for &signo in ignored_signals {
+      // SAFETY: rt_sigaction reads a kernel sigaction prepared above; no old action is written.
+      unsafe { rt_sigaction(signo, &default_action, std::ptr::null_mut()) };
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: NUL-terminated strings and NULL-terminated pointer arrays prepared before the
@@ -729,5 +766,36 @@ impl Spawn {
       )
     };
     launch(Errno::last())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn ignored_signals_lists_exactly_the_ignored_ones() {
+    // A standard and a real-time signal nothing else in this test binary uses.
+    let chosen = [libc::SIGWINCH, libc::SIGRTMIN() + 7];
+    let ignore = KernelSigaction {
+      handler: libc::SIG_IGN,
+      ..Default::default()
+    };
+    let mut before = [KernelSigaction::default(), KernelSigaction::default()];
+    for (signo, old) in chosen.iter().zip(before.iter_mut()) {
+      // SAFETY: both pointers are to locals.
+      assert_eq!(unsafe { rt_sigaction(*signo, &ignore, old) }, 0);
+    }
+    let listed = ignored_signals();
+    for (signo, old) in chosen.iter().zip(&before) {
+      // SAFETY: restores the disposition read above; no old action is written.
+      unsafe { rt_sigaction(*signo, old, std::ptr::null_mut()) };
+    }
+    for signo in chosen {
+      assert!(listed.contains(&signo), "{signo} missing from {listed:?}");
+    }
+    // Whatever was not ignored is left alone: SIGINT's default, SIGKILL never listed.
+    assert!(!listed.contains(&libc::SIGKILL));
+    assert!(!listed.contains(&libc::SIGCHLD));
   }
 }
