@@ -63,6 +63,8 @@ pub enum Error {
   },
   /// A line from the worker's channel that is not JSON; the messages after it still arrive.
   MalformedMessage { reason: String },
+  /// A message from the worker is longer than `maxMessageSize`; the worker is killed for it.
+  MessageTooLarge { limit: usize },
   /// A method called in a state where it cannot work, e.g. `start()` while stopping.
   InvalidState {
     action: &'static str,
@@ -108,6 +110,7 @@ impl Error {
         .clone()
         .unwrap_or_else(|| "ERR_WORKER_REQUEST_FAILED".into()),
       Error::MalformedMessage { .. } => "ERR_IPC_MALFORMED_MESSAGE".into(),
+      Error::MessageTooLarge { .. } => "ERR_IPC_MESSAGE_TOO_LARGE".into(),
       Error::InvalidState { .. } => "ERR_INVALID_STATE".into(),
       Error::Io { errno, .. } => errno_name(*errno),
       Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
@@ -211,6 +214,10 @@ impl fmt::Display for Error {
       Error::MalformedMessage { reason } => {
         write!(f, "A message from the worker is not valid JSON: {reason}")
       }
+      Error::MessageTooLarge { limit } => write!(
+        f,
+        "A message from the worker is longer than maxMessageSize ({limit} bytes); the worker was killed"
+      ),
       Error::InvalidState { action, state } => {
         write!(f, "Invalid state: cannot {action}() while {state}")
       }

@@ -23,6 +23,7 @@ use super::outbox::{call_id_to_js, payload_to_js, Batch, Deliverable, Outbox};
 use super::supervisor::outgoing;
 use super::{exit_fields, js_error, parent_env, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
+use crate::ipc::backlog::Backlog;
 
 use crate::pool::handle::{self, Handle};
 use crate::pool::machine::{Event, State};
@@ -216,6 +217,10 @@ impl Listener for Outbox<Notice> {
   fn notify(&self, notices: Vec<Notice>) {
     self.push(notices);
   }
+
+  fn backlog(&self) -> Arc<Backlog> {
+    Outbox::backlog(self)
+  }
 }
 
 impl Deliverable for Notice {
@@ -227,6 +232,10 @@ impl Deliverable for Notice {
       Notice::Snapshot(snapshot) => Some(*snapshot),
       _ => None,
     }
+  }
+
+  fn bytes(&self) -> usize {
+    self.worker_bytes()
   }
 
   fn settles(&self) -> Option<u64> {

@@ -18,6 +18,7 @@ use napi_derive::napi;
 use super::outbox::{call_id_to_js, payload_to_js, Batch, Deliverable, Outbox};
 use super::{exit_fields, js_error, parent_env, throw, to_value, OPTION_DEPTH};
 use crate::error::Error as TetheredError;
+use crate::ipc::backlog::Backlog;
 use crate::ipc::Serialization;
 use crate::options;
 use crate::supervisor::channel::Sent;
@@ -226,6 +227,10 @@ impl Listener for Outbox<Notice> {
   fn notify(&self, notices: Vec<Notice>) {
     self.push(notices);
   }
+
+  fn backlog(&self) -> Arc<Backlog> {
+    Outbox::backlog(self)
+  }
 }
 
 impl Deliverable for Notice {
@@ -244,6 +249,10 @@ impl Deliverable for Notice {
       Notice::Settled { call, .. } => Some(*call),
       _ => None,
     }
+  }
+
+  fn bytes(&self) -> usize {
+    self.worker_bytes()
   }
 
   fn is_at_rest(snapshot: &Snapshot) -> bool {

@@ -110,7 +110,10 @@ pub enum Report {
   /// Messages that the driver passes on to the listener after applying what they change:
   /// `alive` when the driver asked to hear of a sign of life, which may reset the restart
   /// count — the new count must reach JavaScript before the message that reset it.
-  Messages { alive: bool, notices: Vec<Notice> },
+  Messages {
+    alive: bool,
+    notices: Vec<Notice>,
+  },
   ChannelClosed,
   /// The last report. `Err` when the launcher died, which takes the worker with it.
   Exited(Result<ExitStatus, Error>),

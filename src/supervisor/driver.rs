@@ -48,7 +48,13 @@ pub fn driver(
   let connection = Arc::new(Connection::new(plan.serialization));
   let driver = Driver {
     machine: Machine::new(plan.policy),
-    spec: WorkerSpec::new(plan.launch, plan.stdio, plan.serialization),
+    spec: WorkerSpec::new(
+      plan.launch,
+      plan.stdio,
+      plan.serialization,
+      plan.max_message_size,
+      listener.backlog(),
+    ),
     listener,
     notices: Vec::new(),
     connection: connection.clone(),
