@@ -456,6 +456,11 @@ mod tests {
   #[test]
   fn supervisor_errors_have_their_codes() {
     assert_eq!(Error::ChannelClosed.code(), "ERR_IPC_CHANNEL_CLOSED");
+    let too_large = Error::MessageTooLarge { limit: 1024 };
+    assert_eq!(too_large.code(), "ERR_IPC_MESSAGE_TOO_LARGE");
+    assert!(too_large
+      .to_string()
+      .contains("maxMessageSize (1024 bytes)"));
     assert_eq!(Error::ChannelClosed.to_string(), "Channel closed");
     let exited = Error::WorkerExited { pid: 42 };
     assert_eq!(exited.code(), "ERR_WORKER_EXITED");

@@ -91,7 +91,7 @@ impl Notice {
       | Notice::Settled {
         outcome: Ok(Some(payload)),
         ..
-      } => payload.len(),
+      } => payload.size(),
       Notice::Output { chunk, .. } => chunk.len(),
       _ => 0,
     }
