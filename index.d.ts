@@ -374,6 +374,13 @@ export interface SupervisorOptions extends ConfinementOptions {
    */
   stdio?: 'inherit' | 'pipe' | 'ignore'
   /**
+   * The longest message accepted from the worker, in bytes (an integer ≥ 1). A longer one
+   * emits `'error'` with code `ERR_IPC_MESSAGE_TOO_LARGE` and kills the worker's group, which
+   * counts as a crash.
+   * @default 67108864
+   */
+  maxMessageSize?: number
+  /**
    * How messages cross the channel, as `fork()`'s option: `'advanced'` uses Node's v8
    * serializer, so Buffers, typed arrays, Map, Set, Date and BigInt cross unchanged both ways.
    * @default 'json'
@@ -543,6 +550,13 @@ export interface PoolOptions
    * @default 5000
    */
   healthCheckTimeout?: number
+  /**
+   * The longest message or answer accepted from a worker, in bytes (an integer ≥ 1). A longer
+   * one emits `'error'` with code `ERR_IPC_MESSAGE_TOO_LARGE` and kills the worker, which
+   * counts as a crash; its request rejects with `ERR_WORKER_EXITED`.
+   * @default 67108864
+   */
+  maxMessageSize?: number
   /**
    * How messages cross each worker's channel, as the Supervisor's `serialization`.
    * @default 'json'

@@ -71,6 +71,8 @@ pub enum Error {
   },
   /// A line from the worker's channel that is not JSON; the messages after it still arrive.
   MalformedMessage { reason: String },
+  /// A message from the worker is longer than `maxMessageSize`; the worker is killed for it.
+  MessageTooLarge { limit: usize },
   /// A method called in a state where it cannot work, e.g. `start()` while stopping.
   InvalidState {
     action: &'static str,
@@ -116,6 +118,7 @@ impl Error {
         .clone()
         .unwrap_or_else(|| "ERR_WORKER_REQUEST_FAILED".into()),
       Error::MalformedMessage { .. } => "ERR_IPC_MALFORMED_MESSAGE".into(),
+      Error::MessageTooLarge { .. } => "ERR_IPC_MESSAGE_TOO_LARGE".into(),
       Error::InvalidState { .. } => "ERR_INVALID_STATE".into(),
       Error::Io { errno, .. } => errno_name(*errno),
       Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
@@ -237,6 +240,10 @@ impl fmt::Display for Error {
       Error::MalformedMessage { reason } => {
         write!(f, "A message from the worker is not valid JSON: {reason}")
       }
+      Error::MessageTooLarge { limit } => write!(
+        f,
+        "A message from the worker is longer than maxMessageSize ({limit} bytes); the worker was killed"
+      ),
       Error::InvalidState { action, state } => {
         write!(f, "Invalid state: cannot {action}() while {state}")
       }
@@ -488,6 +495,11 @@ mod tests {
   #[test]
   fn supervisor_errors_have_their_codes() {
     assert_eq!(Error::ChannelClosed.code(), "ERR_IPC_CHANNEL_CLOSED");
+    let too_large = Error::MessageTooLarge { limit: 1024 };
+    assert_eq!(too_large.code(), "ERR_IPC_MESSAGE_TOO_LARGE");
+    assert!(too_large
+      .to_string()
+      .contains("maxMessageSize (1024 bytes)"));
     assert_eq!(Error::ChannelClosed.to_string(), "Channel closed");
     let exited = Error::WorkerExited { pid: 42 };
     assert_eq!(exited.code(), "ERR_WORKER_EXITED");

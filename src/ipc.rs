@@ -18,6 +18,7 @@
 //! anyway — building it here too would cost a copy of every large message.
 
 pub mod advanced;
+pub mod backlog;
 
 use std::fmt;
 
@@ -49,6 +50,16 @@ pub enum Payload {
   Advanced(Vec<u8>),
 }
 
+impl Payload {
+  /// Its size in bytes.
+  pub fn size(&self) -> usize {
+    match self {
+      Payload::Json(json) => json.len(),
+      Payload::Advanced(bytes) => bytes.len(),
+    }
+  }
+}
+
 /// One message from a worker, as far as the supervisor is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Received {
@@ -75,10 +86,13 @@ pub enum Decoder {
 }
 
 impl Decoder {
-  pub fn new(serialization: Serialization) -> Self {
+  /// A decoder that refuses messages longer than `max_message_size` bytes: the first such is
+  /// an [`Error::MessageTooLarge`] item, and nothing after it is read (the stream cannot be
+  /// followed past a message it did not keep).
+  pub fn new(serialization: Serialization, max_message_size: usize) -> Self {
     match serialization {
-      Serialization::Json => Decoder::Json(Lines::default()),
-      Serialization::Advanced => Decoder::Advanced(advanced::Decoder::default()),
+      Serialization::Json => Decoder::Json(Lines::with_limit(max_message_size)),
+      Serialization::Advanced => Decoder::Advanced(advanced::Decoder::with_limit(max_message_size)),
     }
   }
 
@@ -101,9 +115,14 @@ impl Decoder {
 }
 
 /// The json decoder. Holds at most the unfinished message plus the latest chunk, so memory
-/// follows the largest message, not the traffic.
-#[derive(Debug, Default)]
+/// follows the largest message, not the traffic — and the largest message is at most `limit`
+/// bytes: a line that runs past it is refused before the rest of it is kept.
+#[derive(Debug)]
 pub struct Lines {
+  /// The longest line accepted, newline not counted.
+  limit: usize,
+  /// A line ran past `limit` and was reported: nothing after it is kept.
+  too_large: bool,
   buffer: Vec<u8>,
   /// Bytes before this index were already handed out.
   consumed: usize,
@@ -111,8 +130,27 @@ pub struct Lines {
   scanned: usize,
 }
 
+impl Default for Lines {
+  fn default() -> Self {
+    Lines::with_limit(usize::MAX)
+  }
+}
+
 impl Lines {
+  fn with_limit(limit: usize) -> Self {
+    Lines {
+      limit,
+      too_large: false,
+      buffer: Vec::new(),
+      consumed: 0,
+      scanned: 0,
+    }
+  }
+
   fn feed(&mut self, chunk: &[u8]) {
+    if self.too_large {
+      return;
+    }
     if self.consumed > 0 {
       self.buffer.drain(..self.consumed);
       self.scanned -= self.consumed;
@@ -123,13 +161,22 @@ impl Lines {
 
   /// A line that is not JSON is an `Err` item. Blank lines are skipped.
   fn next_message(&mut self) -> Option<Result<Received, Error>> {
+    if self.too_large {
+      return None;
+    }
     loop {
       let newline = memchr::memchr(b'\n', &self.buffer[self.scanned..]).map(|i| self.scanned + i);
       let Some(end) = newline else {
+        if self.buffer.len() - self.consumed > self.limit {
+          return self.report_too_large();
+        }
         self.scanned = self.buffer.len();
         self.release_if_empty();
         return None;
       };
+      if end - self.consumed > self.limit {
+        return self.report_too_large();
+      }
       let line = &self.buffer[self.consumed..end];
       self.consumed = end + 1;
       self.scanned = self.consumed;
@@ -140,6 +187,16 @@ impl Lines {
       self.release_if_empty();
       return Some(parsed);
     }
+  }
+
+  /// The error for a line over the limit; the buffer is given back, as nothing more will be
+  /// read into it.
+  fn report_too_large(&mut self) -> Option<Result<Received, Error>> {
+    self.too_large = true;
+    self.buffer = Vec::new();
+    self.consumed = 0;
+    self.scanned = 0;
+    Some(Err(Error::MessageTooLarge { limit: self.limit }))
   }
 
   fn release_if_empty(&mut self) {
@@ -508,7 +565,7 @@ mod tests {
   }
 
   fn decoder() -> Decoder {
-    Decoder::new(Serialization::Json)
+    Decoder::new(Serialization::Json, usize::MAX)
   }
 
   fn lines(decoder: &Decoder) -> &Lines {
@@ -685,7 +742,7 @@ mod tests {
     assert_eq!(frame.len(), 304);
     assert_eq!(bytes(frame)[..4], [0, 0, 1, 44]);
     let ping = bytes(Serialization::Advanced.ping());
-    let mut decoder = Decoder::new(Serialization::Advanced);
+    let mut decoder = Decoder::new(Serialization::Advanced, usize::MAX);
     decoder.feed(&ping);
     // A ping is not the supervisor's to consume: only pongs are.
     assert!(matches!(
@@ -819,5 +876,38 @@ mod tests {
         "{user}"
       );
     }
+  }
+
+  #[test]
+  fn a_line_over_the_limit_is_refused_before_its_end_arrives() {
+    let mut decoder = Decoder::new(Serialization::Json, 8);
+    decoder.feed(b"[1,2,3]\n[1,2,");
+    assert_eq!(
+      values(vec![decoder.next_message().unwrap()]),
+      [json!([1, 2, 3])]
+    );
+    assert_eq!(decoder.next_message(), None, "5 bytes so far");
+    decoder.feed(b"333,4");
+    assert_eq!(
+      decoder.next_message(),
+      Some(Err(Error::MessageTooLarge { limit: 8 }))
+    );
+    decoder.feed(&[b'x'; 100_000]);
+    decoder.feed(b"\n[4]\n");
+    assert_eq!(decoder.next_message(), None, "the stream is lost after it");
+    assert_eq!(lines(&decoder).buffer.capacity(), 0, "and nothing is kept");
+  }
+
+  #[test]
+  fn a_complete_line_over_the_limit_is_too_large_too() {
+    let mut decoder = Decoder::new(Serialization::Json, 8);
+    decoder.feed(b"[1,2,3,44]\n[5]\n");
+    assert_eq!(
+      drain(&mut decoder),
+      [Err(Error::MessageTooLarge { limit: 8 })]
+    );
+    let mut decoder = Decoder::new(Serialization::Json, 8);
+    decoder.feed(b"[1,2,34]\n");
+    assert_eq!(values(drain(&mut decoder)), [json!([1, 2, 34])]);
   }
 }

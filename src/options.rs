@@ -133,6 +133,8 @@ pub struct SupervisorPlan {
   pub stdio: StdioMode,
   /// How messages cross the worker's channel.
   pub serialization: Serialization,
+  /// The longest message accepted from the worker, in bytes; a longer one kills it.
+  pub max_message_size: usize,
   pub policy: SupervisorPolicy,
 }
 
@@ -142,6 +144,7 @@ pub const DEFAULT_MAX_RESTART_DELAY: Duration = Duration::from_millis(30_000);
 pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(15_000);
 pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_millis(5_000);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_millis(5_000);
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
 /// Parses the options of `new Supervisor(options)`. `exec_path` is Node's `process.execPath`,
 /// which runs a `modulePath` worker; `env` is merged over `parent_env`.
@@ -263,6 +266,10 @@ pub fn parse_supervisor(
       ("advanced", Serialization::Advanced),
     ],
   )?;
+  let max_message_size = match options.get("maxMessageSize") {
+    Value::Undefined => DEFAULT_MAX_MESSAGE_SIZE,
+    v => usize::try_from(integer(v, "options.maxMessageSize", 1)?).unwrap_or(usize::MAX),
+  };
   Ok(SupervisorPlan {
     launch: LaunchSpec {
       command,
@@ -275,6 +282,7 @@ pub fn parse_supervisor(
     },
     stdio,
     serialization,
+    max_message_size,
     policy: SupervisorPolicy {
       restart,
       max_restarts,
@@ -1055,8 +1063,10 @@ mod tests {
       ("stopTimeout", Value::Number(0.0)),
       ("killSignal", s("SIGINT")),
       ("stdio", s("pipe")),
+      ("maxMessageSize", Value::Number(1024.0)),
     ]))
     .unwrap();
+    assert_eq!(plan.max_message_size, 1024);
     assert_eq!(
       plan.launch.env,
       vec![("FOO".into(), "1".into()), ("PATH".into(), "/bin".into())]
@@ -1075,6 +1085,7 @@ mod tests {
       }
     );
     let stdio = |v: &str| supervise(obj(&[("command", s("x")), ("stdio", s(v))])).unwrap();
+    assert_eq!(stdio("ignore").max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
     assert_eq!(stdio("ignore").stdio, StdioMode::Ignore);
     assert_eq!(stdio("inherit").stdio, StdioMode::Inherit);
     let plan = supervise(obj(&[
@@ -1134,6 +1145,7 @@ mod tests {
       ("stopTimeout", obj(&[])),
       ("killSignal", Value::Null),
       ("stdio", Value::Array(vec![s("pipe")])),
+      ("maxMessageSize", s("1MB")),
     ] {
       let worker = if key == "modulePath" {
         "command"
@@ -1157,6 +1169,8 @@ mod tests {
       ("healthCheckInterval", 0.5),
       ("healthCheckTimeout", 0.0),
       ("stopTimeout", -5.0),
+      ("maxMessageSize", 0.0),
+      ("maxMessageSize", 1.5),
     ] {
       let err = supervise(obj(&[("modulePath", s("w.js")), (key, Value::Number(n))])).unwrap_err();
       assert_eq!(err.code(), "ERR_OUT_OF_RANGE", "{key}: {n}");

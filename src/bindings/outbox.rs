@@ -12,6 +12,10 @@
 //!   them). (A weak one would lose queued notices when Node exits; one kept for ever would
 //!   keep Node alive for ever.) Holding no callback at rest also lets an unused supervisor or
 //!   pool be garbage-collected (its driver then ends).
+//! - What workers said is counted in a [`Backlog`] from when it is queued here until a
+//!   delivery hands it to JavaScript; workers' readers stop reading while it is full, so a JS
+//!   thread that is busy, or slower than a worker writes, holds the worker back rather than
+//!   letting the queue grow.
 //! - A call that does not finish at once returns an id; its outcome is a `settled` notice in
 //!   line with the events. Call ids are JavaScript numbers counted up from 1; exact below 2^53,
 //!   they never repeat in a driver's life, so a settlement always finds its call.
@@ -22,6 +26,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue};
 
+use crate::ipc::backlog::Backlog;
 use crate::ipc::Payload;
 
 /// What an outbox needs to know of the notices it carries.
@@ -33,6 +38,8 @@ pub trait Deliverable: Sized + Send + 'static {
   fn snapshot(&self) -> Option<Self::Snapshot>;
   /// The call this notice settles, if it settles one.
   fn settles(&self) -> Option<u64>;
+  /// The bytes of what a worker said that this notice holds, counted in the backlog.
+  fn bytes(&self) -> usize;
   fn is_at_rest(snapshot: &Self::Snapshot) -> bool;
   /// The notices of one delivery as the JS callback receives them.
   fn to_js(env: &Env, notices: Vec<Self>) -> Result<Array<'_>>;
@@ -44,6 +51,7 @@ type Delivery<N> = ThreadsafeFunction<(), (), Batch<N>, Status, false>;
 /// The notices on their way to JavaScript, and what the JS thread knows from those delivered.
 pub struct Outbox<N: Deliverable> {
   deliveries: Mutex<Deliveries<N>>,
+  backlog: Arc<Backlog>,
 }
 
 struct Deliveries<N: Deliverable> {
@@ -99,7 +107,14 @@ impl<N: Deliverable> Outbox<N> {
         snapshot: N::INITIAL,
         unsettled: Unsettled::default(),
       }),
+      backlog: Arc::default(),
     })
+  }
+
+  /// Counts what is queued here and not yet delivered; for the readers of the workers whose
+  /// notices come here.
+  pub fn backlog(&self) -> Arc<Backlog> {
+    self.backlog.clone()
   }
 
   fn lock(&self) -> MutexGuard<'_, Deliveries<N>> {
@@ -147,6 +162,7 @@ impl<N: Deliverable> Outbox<N> {
 
   /// Queues notices, and schedules a delivery if none is on its way.
   pub fn push(&self, notices: Vec<N>) {
+    self.backlog.add(notices.iter().map(N::bytes).sum());
     let mut deliveries = self.lock();
     deliveries.queue.extend(notices);
     if deliveries.flush_scheduled {
@@ -168,6 +184,9 @@ impl<N: Deliverable> Outbox<N> {
       let batch = deliveries.take_batch();
       (batch, deliveries.release_if_done())
     };
+    self
+      .backlog
+      .remove(batch.notices.iter().map(N::bytes).sum());
     // Dropped outside the lock; from here on nothing of this driver keeps Node alive.
     drop(released);
     batch

@@ -26,6 +26,7 @@ use super::{
   OPTION_DEPTH,
 };
 use crate::error::Error as TetheredError;
+use crate::ipc::backlog::Backlog;
 
 use crate::pool::handle::{self, Handle};
 use crate::pool::machine::{Event, State};
@@ -219,6 +220,10 @@ impl Listener for Outbox<Notice> {
   fn notify(&self, notices: Vec<Notice>) {
     self.push(notices);
   }
+
+  fn backlog(&self) -> Arc<Backlog> {
+    Outbox::backlog(self)
+  }
 }
 
 impl Deliverable for Notice {
@@ -230,6 +235,10 @@ impl Deliverable for Notice {
       Notice::Snapshot(snapshot) => Some(*snapshot),
       _ => None,
     }
+  }
+
+  fn bytes(&self) -> usize {
+    self.worker_bytes()
   }
 
   fn settles(&self) -> Option<u64> {

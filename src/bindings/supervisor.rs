@@ -20,6 +20,7 @@ use super::{
   exit_fields, js_error, limit_and_usage_fields, parent_env, throw, to_value, OPTION_DEPTH,
 };
 use crate::error::Error as TetheredError;
+use crate::ipc::backlog::Backlog;
 use crate::ipc::Serialization;
 use crate::options;
 use crate::supervisor::channel::Sent;
@@ -228,6 +229,10 @@ impl Listener for Outbox<Notice> {
   fn notify(&self, notices: Vec<Notice>) {
     self.push(notices);
   }
+
+  fn backlog(&self) -> Arc<Backlog> {
+    Outbox::backlog(self)
+  }
 }
 
 impl Deliverable for Notice {
@@ -246,6 +251,10 @@ impl Deliverable for Notice {
       Notice::Settled { call, .. } => Some(*call),
       _ => None,
     }
+  }
+
+  fn bytes(&self) -> usize {
+    self.worker_bytes()
   }
 
   fn is_at_rest(snapshot: &Snapshot) -> bool {

@@ -24,8 +24,9 @@ use std::borrow::Cow;
 use super::{EnvelopeFields, Kind, Payload, Received, WorkerErrorField};
 use crate::error::Error;
 
-/// The largest message accepted from a worker. Node's framing allows up to 4 GiB; a length
-/// beyond this is taken for a broken or hostile stream rather than honoured with the memory.
+/// The largest message accepted from a worker whatever `maxMessageSize` says. Node's framing
+/// allows up to 4 GiB; a length beyond this is taken for a broken or hostile stream rather than
+/// honoured with the memory.
 pub const MAX_MESSAGE: usize = 1 << 30;
 
 /// Memory reserved at once for a message whose length header has arrived: a header claims, the
@@ -45,8 +46,10 @@ pub const REQUEST_PREFIX: &[u8] = b"o\"\x08tethered\"\x07request\"\x02idN";
 
 /// Turns the bytes read from the channel into payloads, then sorts them. Holds at most the
 /// unfinished message; a complete one leaves as the `Vec` its bytes were gathered in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
+  /// The longest payload accepted, at most [`MAX_MESSAGE`].
+  limit: usize,
   /// The length header of the next message, as far as it has arrived.
   header: [u8; HEADER],
   header_len: usize,
@@ -54,12 +57,30 @@ pub struct Decoder {
   payload: Option<(Vec<u8>, usize)>,
   /// Complete payloads not handed out yet.
   ready: std::collections::VecDeque<Vec<u8>>,
-  /// Set once a header claimed more than [`MAX_MESSAGE`]: the stream cannot be followed past
-  /// it, so everything after is dropped (the error was reported once).
+  /// Set once a header claimed more than `limit`: the stream cannot be followed past it, so
+  /// everything after is dropped (the error was reported once).
   lost: Option<usize>,
 }
 
+impl Default for Decoder {
+  fn default() -> Self {
+    Decoder::with_limit(MAX_MESSAGE)
+  }
+}
+
 impl Decoder {
+  /// A decoder that refuses payloads longer than `limit` bytes (or [`MAX_MESSAGE`]).
+  pub fn with_limit(limit: usize) -> Self {
+    Decoder {
+      limit: limit.min(MAX_MESSAGE),
+      header: [0; HEADER],
+      header_len: 0,
+      payload: None,
+      ready: Default::default(),
+      lost: None,
+    }
+  }
+
   /// Adds bytes read from the channel; any split is fine.
   pub fn feed(&mut self, mut chunk: &[u8]) {
     while !chunk.is_empty() && self.lost.is_none() {
@@ -72,7 +93,7 @@ impl Decoder {
           if self.header_len == HEADER {
             self.header_len = 0;
             let len = u32::from_be_bytes(self.header) as usize;
-            if len > MAX_MESSAGE {
+            if len > self.limit {
               self.lost = Some(len);
             } else {
               let payload = Vec::with_capacity(len.min(RESERVE_AT_ONCE));
@@ -96,19 +117,16 @@ impl Decoder {
   }
 
   /// The next complete message, in order, or `None` until more bytes are fed. A payload that
-  /// cannot be followed is an `Err` item, and so, once, is a length over [`MAX_MESSAGE`].
+  /// cannot be followed is an `Err` item, and so, once, is a length over the limit
+  /// ([`Error::MessageTooLarge`]).
   pub fn next_message(&mut self) -> Option<Result<Received, Error>> {
     if let Some(payload) = self.ready.pop_front() {
       return Some(sort(payload));
     }
-    let len = self.lost.filter(|&len| len != usize::MAX)?;
+    self.lost.filter(|&len| len != usize::MAX)?;
     // Reported once; `usize::MAX` marks it told.
     self.lost = Some(usize::MAX);
-    Some(Err(Error::MalformedMessage {
-      reason: format!(
-        "a message of {len} bytes is over the limit of {MAX_MESSAGE}; the channel's later messages are dropped"
-      ),
-    }))
+    Some(Err(Error::MessageTooLarge { limit: self.limit }))
   }
 }
 
@@ -739,8 +757,7 @@ mod tests {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0], Ok(Received::Pong));
     let err = got[1].as_ref().unwrap_err();
-    assert_eq!(err.code(), "ERR_IPC_MALFORMED_MESSAGE");
-    assert!(err.to_string().contains("over the limit"), "{err}");
+    assert_eq!(err.code(), "ERR_IPC_MESSAGE_TOO_LARGE");
     decoder.feed(&frame(PONG));
     assert_eq!(
       decoder.next_message(),
@@ -894,5 +911,20 @@ mod tests {
     ] {
       assert!(request(1, wrong).is_err());
     }
+  }
+
+  #[test]
+  fn a_length_over_the_given_limit_is_too_large() {
+    let mut decoder = Decoder::with_limit(PONG.len() - 1);
+    decoder.feed(&frame(PONG));
+    assert_eq!(
+      drain(&mut decoder),
+      [Err(Error::MessageTooLarge {
+        limit: PONG.len() - 1
+      })]
+    );
+    let mut decoder = Decoder::with_limit(PONG.len());
+    decoder.feed(&frame(PONG));
+    assert_eq!(drain(&mut decoder), [Ok(Received::Pong)]);
   }
 }

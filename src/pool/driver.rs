@@ -65,6 +65,7 @@ pub fn driver(
   seed: u64,
   listener: Arc<dyn Listener>,
 ) -> (Arc<Shared>, impl Future<Output = ()> + Send) {
+  let backlog = listener.backlog();
   let memory_check = plan
     .policy
     .max_memory
@@ -98,7 +99,13 @@ pub fn driver(
     }),
     wake: Notify::new(),
   });
-  let spec = Arc::new(WorkerSpec::new(plan.launch, plan.stdio, plan.serialization));
+  let spec = Arc::new(WorkerSpec::new(
+    plan.launch,
+    plan.stdio,
+    plan.serialization,
+    plan.max_message_size,
+    backlog,
+  ));
   (shared.clone(), run(shared, spec, memory_check))
 }
 

@@ -6,7 +6,10 @@
 //! is locked, so they arrive in the order the machine decided them. The listener is the only
 //! way out, so a test that records notices sees all a user would.
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::ipc::backlog::Backlog;
 use crate::ipc::Payload;
 use crate::supervisor::notice::ExitAccount;
 use crate::vocabulary::stdio::StreamName;
@@ -46,8 +49,8 @@ pub enum Notice {
   Event(Event),
   /// An 'exit' or 'crashed' event, with what the kernel told of that end.
   Ended { event: Event, account: ExitAccount },
-  /// An 'error' event: a worker that could not be spawned, a line that is not JSON, the
-  /// launcher's death.
+  /// An 'error' event: a worker that could not be spawned, a line that is not JSON, a message
+  /// over `maxMessageSize` (its worker is killed), the launcher's death.
   Error(Error),
   /// A message from worker slot `worker` (process `pid`), as it wrote it.
   Message {
@@ -73,4 +76,27 @@ pub enum Notice {
 /// must not call back into the pool. Notices that belong together come in one call.
 pub trait Listener: Send + Sync + 'static {
   fn notify(&self, notices: Vec<Notice>);
+
+  /// Where the listener counts the bytes of what workers said that it holds and JavaScript
+  /// has not taken yet; readers read only while it has room. A listener that holds nothing
+  /// back (a test's recorder) leaves the default, which never fills.
+  fn backlog(&self) -> Arc<Backlog> {
+    Arc::default()
+  }
+}
+
+impl Notice {
+  /// The bytes of what a worker said that this notice holds: what a flood of messages or
+  /// output costs the parent while it waits for JavaScript.
+  pub fn worker_bytes(&self) -> usize {
+    match self {
+      Notice::Message { payload, .. }
+      | Notice::Settled {
+        outcome: Ok(Some(payload)),
+        ..
+      } => payload.size(),
+      Notice::Output { chunk, .. } => chunk.len(),
+      _ => 0,
+    }
+  }
 }

@@ -28,6 +28,8 @@ pub struct PoolPlan {
   pub stdio: StdioMode,
   /// How messages cross each worker's channel.
   pub serialization: Serialization,
+  /// The longest message accepted from a worker, in bytes; a longer one kills it.
+  pub max_message_size: usize,
   pub policy: PoolPolicy,
 }
 
@@ -111,6 +113,7 @@ pub fn parse_pool(
     launch: supervisor.launch,
     stdio: supervisor.stdio,
     serialization: supervisor.serialization,
+    max_message_size: supervisor.max_message_size,
     policy,
   })
 }

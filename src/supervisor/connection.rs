@@ -10,7 +10,7 @@
 //! [`ConnectionWatch`] is the reader's side: the Supervisor's [`Watcher`] of its worker.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,6 +33,10 @@ pub struct Connection {
   /// Whether the driver has a use for the next sign of life: the restart count is above zero
   /// or a ping awaits its pong. Otherwise readers do not wake the driver for every message.
   wants_sign_of_life: AtomicBool,
+  /// Batches of messages handed to the driver (see [`Report::Messages`]) that it has not yet
+  /// passed on to the listener; while there are any, later ones take the same way, so none
+  /// overtakes them.
+  via_driver: AtomicUsize,
 }
 
 pub struct Link {
@@ -70,6 +74,7 @@ impl Connection {
         next_request_id: 1,
       }),
       wants_sign_of_life: AtomicBool::new(false),
+      via_driver: AtomicUsize::new(0),
     }
   }
 
@@ -92,13 +97,23 @@ impl Connection {
   pub fn take_sign_of_life(&self) -> bool {
     self.wants_sign_of_life.swap(false, Ordering::AcqRel)
   }
+
+  /// Called by the driver once it passed a [`Report::Messages`] batch on to the listener.
+  pub fn passed_on(&self) {
+    self.via_driver.fetch_sub(1, Ordering::AcqRel);
+  }
 }
 
 /// What a worker's reader tells the supervisor's driver, in this order.
 #[derive(Debug)]
 pub enum Report {
-  /// Something arrived from the worker, and the driver asked to hear of it.
-  Alive,
+  /// Messages that the driver passes on to the listener after applying what they change:
+  /// `alive` when the driver asked to hear of a sign of life, which may reset the restart
+  /// count — the new count must reach JavaScript before the message that reset it.
+  Messages {
+    alive: bool,
+    notices: Vec<Notice>,
+  },
   ChannelClosed,
   /// The last report. `Err` when the launcher died, which takes the worker with it.
   Exited(Result<Reaped, Error>),
@@ -107,7 +122,9 @@ pub enum Report {
 /// The supervisor's watcher of its worker: messages, output and answers go to the listener
 /// as they come, so a message crosses one socket and one thread hop back to JavaScript; the
 /// driver hears that the worker is alive only when it asked to (see
-/// [`Connection::take_sign_of_life`]), so busy traffic does not wake it. Reports carry no
+/// [`Connection::take_sign_of_life`]), so busy traffic does not wake it. Those messages, and
+/// any read while the driver still holds some, go through the driver, so what they change
+/// (the restart count) is told before them. Reports carry no
 /// worker id: a worker's last report is its exit, and the driver starts no next worker before
 /// that.
 pub struct ConnectionWatch {
@@ -124,8 +141,8 @@ impl ConnectionWatch {
 }
 
 impl Watcher for ConnectionWatch {
-  /// The user's messages as they are, answers as the settlement of their request; then the
-  /// driver hears that the worker is alive, if it asked.
+  /// The user's messages as they are, answers as the settlement of their request; through
+  /// the driver when it asked to hear that the worker is alive.
   fn messages(&self, messages: Vec<Result<Received, Error>>) {
     let mut notices = Vec::new();
     for message in messages {
@@ -144,12 +161,15 @@ impl Watcher for ConnectionWatch {
         Err(malformed) => notices.push(Notice::Event(Event::Error(malformed))),
       }
     }
-    if !notices.is_empty() {
-      self.listener.notify(notices);
-    }
     // Any word from the worker, even one that could not be parsed, shows it is alive.
-    if self.connection.take_sign_of_life() {
-      self.report(Report::Alive);
+    let alive = self.connection.take_sign_of_life();
+    // Only this reader adds to the count, so a zero read here stays zero until it does: every
+    // batch the driver held was passed on, and these may go straight to the listener.
+    if alive || self.connection.via_driver.load(Ordering::Acquire) > 0 {
+      self.connection.via_driver.fetch_add(1, Ordering::AcqRel);
+      self.report(Report::Messages { alive, notices });
+    } else if !notices.is_empty() {
+      self.listener.notify(notices);
     }
   }
 

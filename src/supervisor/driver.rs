@@ -10,7 +10,8 @@
 //! - It is not on the path of messages (see [`super::handle`] and [`super::worker`]): it hears
 //!   from a worker's reader only that the worker is alive when that matters to the machine (a
 //!   ping awaits its pong, or the restart count is to be reset), that its channel ended, and
-//!   that it exited.
+//!   that it exited. The messages that bring such a sign of life come with it and are passed on
+//!   after the snapshot they cause, so a 'message' listener reads the reset restart count.
 //! - Every call that does not finish at once (`start`, `stop`, a queued `send`, `request`) is
 //!   settled exactly once by a [`Notice::Settled`], in line with the events: a `start()`
 //!   resolves after its 'spawn' event. When a worker goes, its channel settles whatever it
@@ -50,7 +51,13 @@ pub fn driver(
     machine: Machine::new(plan.policy),
     limits: plan.launch.confinement.limits,
     exiting: None,
-    spec: WorkerSpec::new(plan.launch, plan.stdio, plan.serialization),
+    spec: WorkerSpec::new(
+      plan.launch,
+      plan.stdio,
+      plan.serialization,
+      plan.max_message_size,
+      listener.backlog(),
+    ),
     listener,
     notices: Vec::new(),
     connection: connection.clone(),
@@ -151,7 +158,16 @@ impl Driver {
 
   async fn report(&mut self, report: Report) {
     match report {
-      Report::Alive => self.apply(Input::MessageReceived).await,
+      Report::Messages { alive, notices } => {
+        if alive {
+          self.apply(Input::MessageReceived).await;
+        }
+        self.notices.extend(notices);
+        // Handed over now, not at the end of the step: the reader sends later messages
+        // straight to the listener as soon as it sees this batch passed on.
+        self.listener.notify(std::mem::take(&mut self.notices));
+        self.connection.passed_on();
+      }
       Report::ChannelClosed => self.apply(Input::ChannelClosed).await,
       Report::Exited(reaped) => {
         let (status, account) = match reaped {

@@ -5,7 +5,10 @@
 //! (messages, output, answers) and a channel's writer (queued sends written or dropped). The
 //! listener is the only way out, so a test that records notices sees all a user would.
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::ipc::backlog::Backlog;
 use crate::ipc::Payload;
 use crate::vocabulary::confinement::{Limit, ResourceLimits};
 use crate::vocabulary::exit::{Reaped, ResourceUsage};
@@ -88,4 +91,27 @@ pub enum Notice {
 /// call.
 pub trait Listener: Send + Sync + 'static {
   fn notify(&self, notices: Vec<Notice>);
+
+  /// Where the listener counts the bytes of what workers said that it holds and JavaScript
+  /// has not taken yet; readers read only while it has room. A listener that holds nothing
+  /// back (a test's recorder) leaves the default, which never fills.
+  fn backlog(&self) -> Arc<Backlog> {
+    Arc::default()
+  }
+}
+
+impl Notice {
+  /// The bytes of what the worker said that this notice holds: what a flood of messages or
+  /// output costs the parent while it waits for JavaScript.
+  pub fn worker_bytes(&self) -> usize {
+    match self {
+      Notice::Message(payload)
+      | Notice::Settled {
+        outcome: Ok(Some(payload)),
+        ..
+      } => payload.size(),
+      Notice::Output { chunk, .. } => chunk.len(),
+      _ => 0,
+    }
+  }
 }

@@ -14,9 +14,16 @@
 //!   machine must see `Spawned` before that worker's first answer or its exit) does so first.
 //! - The worker's end of the socket is closed here once the launcher has it, so the worker's
 //!   exit (or disconnect) reads as EOF on ours.
+//! - The worker is untrusted: what it writes costs the parent memory only within bounds. The
+//!   reader reads its channel and pipes only while the [`Backlog`] of bytes not yet taken by
+//!   JavaScript has room, so a worker that writes faster blocks on its own full pipe or
+//!   socket; and a message longer than `maxMessageSize` is refused before the rest of it is
+//!   kept, and the worker's group is killed for it — the stream cannot be followed past a
+//!   message it did not keep, and the user hears of it as an error and a crash.
 
 use std::sync::Arc;
 
+use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::time::{sleep_until, Instant};
@@ -24,6 +31,7 @@ use tokio::time::{sleep_until, Instant};
 use super::channel::{self, Channel};
 use super::notice::Notice;
 use crate::error::Error;
+use crate::ipc::backlog::Backlog;
 use crate::ipc::{Decoder, Received, Serialization};
 use crate::kill::Spawned;
 use crate::launch::{self, ProcessGroup};
@@ -53,11 +61,14 @@ pub trait Watcher: Send + Sync + 'static {
 }
 
 /// How to start a worker: the program, with the environment that opens Node's IPC channel in
-/// `serialization`, and where its stdout and stderr go (its stdin is ignored).
+/// `serialization`, and where its stdout and stderr go (its stdin is ignored); and how much of
+/// what it says the parent holds (see the module comment).
 pub struct WorkerSpec {
   launch: LaunchSpec,
   stdio: StdioMode,
   serialization: Serialization,
+  max_message_size: usize,
+  backlog: Arc<Backlog>,
 }
 
 /// A running worker.
@@ -73,15 +84,25 @@ pub struct Watch {
   group: Arc<ProcessGroup>,
   channel: Arc<Channel>,
   output: [Option<pipe::Receiver>; 2],
-  serialization: Serialization,
+  decoder: Decoder,
+  backlog: Arc<Backlog>,
 }
 
 impl WorkerSpec {
-  pub fn new(launch: LaunchSpec, stdio: StdioMode, serialization: Serialization) -> Self {
+  /// `backlog` is the one the listener's outbox counts what it queues for JavaScript in.
+  pub fn new(
+    launch: LaunchSpec,
+    stdio: StdioMode,
+    serialization: Serialization,
+    max_message_size: usize,
+    backlog: Arc<Backlog>,
+  ) -> Self {
     WorkerSpec {
       launch: with_channel_env(launch, serialization),
       stdio,
       serialization,
+      max_message_size,
+      backlog,
     }
   }
 
@@ -103,7 +124,8 @@ impl WorkerSpec {
       group,
       channel,
       output: [launched.stdout, launched.stderr],
-      serialization: self.serialization,
+      decoder: Decoder::new(self.serialization, self.max_message_size),
+      backlog: self.backlog.clone(),
     };
     Ok((worker, watch))
   }
@@ -123,9 +145,9 @@ impl Watch {
         group: self.group,
         channel: self.channel,
         watcher,
-        serialization: self.serialization,
+        backlog: self.backlog,
       }
-      .run(self.output),
+      .run(self.decoder, self.output),
     );
   }
 }
@@ -148,15 +170,14 @@ struct WorkerWatch {
   group: Arc<ProcessGroup>,
   channel: Arc<Channel>,
   watcher: Arc<dyn Watcher>,
-  serialization: Serialization,
+  backlog: Arc<Backlog>,
 }
 
 impl WorkerWatch {
   /// Reads the worker's channel and output pipes and waits for its exit, telling the watcher
   /// as things come, and last the exit — once the channel and pipes reached EOF or
-  /// [`DRAIN_AFTER_EXIT`] passed (a descendant may hold them open).
-  async fn run(self, [mut stdout, mut stderr]: [Option<pipe::Receiver>; 2]) {
-    let mut decoder = Decoder::new(self.serialization);
+  /// [`DRAIN_AFTER_EXIT`] of reading passed (a descendant may hold them open).
+  async fn run(self, mut decoder: Decoder, [mut stdout, mut stderr]: [Option<pipe::Receiver>; 2]) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out_buf = vec![0u8; READ_CHUNK];
     let mut err_buf = vec![0u8; READ_CHUNK];
@@ -169,11 +190,21 @@ impl WorkerWatch {
       if exit.is_some() && !channel_open && stdout.is_none() && stderr.is_none() {
         break;
       }
+      // Checked once a turn: a read that overshoots the limit is the last until JavaScript
+      // takes the backlog in.
+      let room = self.backlog.has_room();
+      let turn = Instant::now();
       tokio::select! {
-        read = self.channel.read(&mut buf), if channel_open => match read {
+        read = self.channel.read(&mut buf), if channel_open && room => match read {
           Some(n) => {
             decoder.feed(&buf[..n]);
             let messages: Vec<_> = std::iter::from_fn(|| decoder.next_message()).collect();
+            let too_large = messages
+              .iter()
+              .any(|message| matches!(message, Err(Error::MessageTooLarge { .. })));
+            if too_large {
+              self.group.signal_group(Signal::SIGKILL);
+            }
             if !messages.is_empty() {
               self.watcher.messages(messages);
             }
@@ -183,11 +214,11 @@ impl WorkerWatch {
             self.watcher.channel_closed();
           }
         },
-        chunk = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match chunk {
+        chunk = read_some(&mut stdout, &mut out_buf), if stdout.is_some() && room => match chunk {
           Some(chunk) => self.watcher.output(StreamName::Stdout, chunk),
           None => stdout = None,
         },
-        chunk = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match chunk {
+        chunk = read_some(&mut stderr, &mut err_buf), if stderr.is_some() && room => match chunk {
           Some(chunk) => self.watcher.output(StreamName::Stderr, chunk),
           None => stderr = None,
         },
@@ -195,7 +226,14 @@ impl WorkerWatch {
           exit = Some(reaped);
           drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
         }
-        () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
+        // The drain after the exit waits for what a descendant still writes, not for
+        // JavaScript: its clock stops while the reader cannot read.
+        () = self.backlog.room(), if !room => {
+          if let Some(until) = &mut drain_until {
+            *until += turn.elapsed();
+          }
+        }
+        () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() && room => break,
       }
     }
     self
