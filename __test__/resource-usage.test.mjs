@@ -50,7 +50,10 @@ test('a streamed child has resourceUsage on exited', async () => {
 })
 
 test('a killed child still reports its usage; a timeout too', async () => {
-  const r = await spawnCollect('sh', ['-c', 'while :; do :; done'], { timeout: 300 })
+  // The child burns 100 ms of CPU by its own clock, then idles until the timeout kills it: how
+  // much CPU a fixed wall-clock busy loop gets depends on the machine's load; this does not.
+  const burn = 'const t = process.cpuUsage(); while (process.cpuUsage(t).user < 100_000); setInterval(() => {}, 1e6)'
+  const r = await spawnCollect(process.execPath, ['-e', burn], { timeout: 3_000 })
   assert.equal(r.timedOut, true)
   assertShape(r.resourceUsage)
   assert.ok(r.resourceUsage.userCpuMs + r.resourceUsage.systemCpuMs > 50, JSON.stringify(r.resourceUsage))
