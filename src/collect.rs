@@ -76,6 +76,7 @@ pub struct ProcessResult {
   pub limit: Option<Limit>,
   /// `None` when no process ran.
   pub usage: Option<ResourceUsage>,
+  /// From the call to its end, also when it ended without an outcome (the launcher died).
   pub duration: Duration,
   /// Set only when the run failed outside the process's own exit: could not start, maxBuffer,
   /// timeout, abort.
@@ -83,7 +84,8 @@ pub struct ProcessResult {
 }
 
 impl ProcessResult {
-  pub fn from_run(run: Result<Outcome, Error>) -> Self {
+  /// What `runProcess` makes of `run`; `elapsed` is the call's duration when it has no outcome.
+  pub fn from_run(run: Result<Outcome, Error>, elapsed: Duration) -> Self {
     match run {
       Ok(outcome) => ProcessResult {
         ok: outcome.status == ExitStatus::Code(0) && outcome.ended_by.is_none(),
@@ -117,7 +119,7 @@ impl ProcessResult {
           timed_out: false,
           limit: None,
           usage: None,
-          duration: Duration::ZERO,
+          duration: elapsed,
           error: Some(error),
         }
       }
@@ -461,18 +463,21 @@ mod tests {
 
   #[test]
   fn a_run_process_result_is_ok_only_for_a_clean_exit() {
-    let clean = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), None)));
+    let clean = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), None)), Duration::ZERO);
     assert!(clean.ok);
     assert_eq!(clean.error, None);
     assert_eq!(clean.stdout, b"out");
-    let failed = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(1), None)));
+    let failed = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(1), None)), Duration::ZERO);
     assert!(!failed.ok);
     assert_eq!(failed.error, None, "a plain non-zero exit has no error");
-    let killed = ProcessResult::from_run(Ok(outcome(ExitStatus::Signal(9), None)));
+    let killed = ProcessResult::from_run(Ok(outcome(ExitStatus::Signal(9), None)), Duration::ZERO);
     assert!(!killed.ok);
     assert_eq!(killed.error, None);
     let timeout = Ending::Timeout(Duration::from_millis(10));
-    let timed_out = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), Some(timeout))));
+    let timed_out = ProcessResult::from_run(
+      Ok(outcome(ExitStatus::Code(0), Some(timeout))),
+      Duration::ZERO,
+    );
     assert!(!timed_out.ok && timed_out.timed_out);
     assert_eq!(
       timed_out.error.map(|e| e.code()),
@@ -483,11 +488,14 @@ mod tests {
   #[test]
   fn a_command_that_cannot_start_reads_like_a_shell() {
     let spawn_error = |errno| {
-      ProcessResult::from_run(Err(Error::Spawn {
-        errno,
-        command: "nope".into(),
-        args: vec![],
-      }))
+      ProcessResult::from_run(
+        Err(Error::Spawn {
+          errno,
+          command: "nope".into(),
+          args: vec![],
+        }),
+        Duration::ZERO,
+      )
     };
     let missing = spawn_error(libc::ENOENT);
     assert_eq!(missing.status, Some(ExitStatus::Code(127)));
@@ -500,9 +508,26 @@ mod tests {
     for errno in [libc::EACCES, libc::ENOEXEC] {
       assert_eq!(spawn_error(errno).status, Some(ExitStatus::Code(126)));
     }
-    let aborted = ProcessResult::from_run(Err(Error::Aborted));
+    let aborted = ProcessResult::from_run(Err(Error::Aborted), Duration::ZERO);
     assert_eq!(aborted.status, None);
     assert_eq!(aborted.stderr, b"");
     assert_eq!(aborted.error, Some(Error::Aborted));
+  }
+
+  #[test]
+  fn a_run_without_an_outcome_still_reports_how_long_it_took() {
+    let died = Error::LauncherExited {
+      detail: "it died while the process was running".into(),
+    };
+    let result = ProcessResult::from_run(Err(died.clone()), Duration::from_millis(300));
+    assert_eq!(result.duration, Duration::from_millis(300));
+    assert_eq!(result.status, None, "no exit to report");
+    assert_eq!(result.error, Some(died));
+    let started = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), None)), Duration::ZERO);
+    assert_eq!(
+      started.duration,
+      Duration::from_millis(5),
+      "an outcome has its own"
+    );
   }
 }

@@ -65,14 +65,18 @@ fn start_collect<'env>(
     }
     _ => (None, None),
   };
-  let run = async move { Ok(collect::run(plan, abort_rx).await) };
-  env.spawn_future_with_callback(run, move |env, outcome| {
+  let run = async move {
+    let started = std::time::Instant::now();
+    let outcome = collect::run(plan, abort_rx).await;
+    Ok((outcome, started.elapsed()))
+  };
+  env.spawn_future_with_callback(run, move |env, (outcome, elapsed)| {
     if let Some(listener) = listener {
       listener.detach(env)?;
     }
     match shape {
       ResultShape::Spawn => spawn_result(env, outcome, encoding),
-      ResultShape::Process => process_result(env, outcome, encoding),
+      ResultShape::Process => process_result(env, outcome, elapsed, encoding),
     }
   })
 }
@@ -109,9 +113,10 @@ fn spawn_result<'env>(
 fn process_result<'env>(
   env: &'env Env,
   outcome: std::result::Result<Outcome, TetheredError>,
+  elapsed: std::time::Duration,
   encoding: Encoding,
 ) -> Result<Unknown<'env>> {
-  let result = ProcessResult::from_run(outcome);
+  let result = ProcessResult::from_run(outcome, elapsed);
   let mut obj = Object::new(env)?;
   obj.set("stdout", output(env, result.stdout, encoding)?)?;
   obj.set("stderr", output(env, result.stderr, encoding)?)?;
