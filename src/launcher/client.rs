@@ -256,7 +256,7 @@ fn launcher_start(detail: String) -> Error {
 
 struct Pending {
   spawned: Option<oneshot::Sender<Result<i32, i32>>>,
-  /// Known once the launcher reported the child started.
+  /// Known once the child reported it is starting (or the launcher that it started).
   pid: Option<i32>,
   /// A deliberate daemon: left running when the launcher dies.
   detached: bool,
@@ -314,6 +314,12 @@ impl Connection {
     }
     let mut pending = self.pending.lock().unwrap();
     match reply {
+      // The child's own word, before its exec: enough to kill its group should the launcher die.
+      Reply::Starting { id, pid } => {
+        if let Some(child) = pending.get_mut(&id) {
+          child.pid = Some(pid);
+        }
+      }
       Reply::Spawned { id, pid } => {
         if let Some(child) = pending.get_mut(&id) {
           child.pid = Some(pid);

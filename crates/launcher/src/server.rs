@@ -7,6 +7,9 @@
 //! single-threaded, so `fork` is cheap and safe here. It:
 //! - forks and execs on request, making each child a process-group leader that dies
 //!   (`PDEATHSIG`) with the launcher, with the fds the addon sent laid out as 0, 1, 2, ...;
+//!   the child itself tells the addon its pid (`Starting`) before it execs: were the launcher
+//!   killed between the exec and its own `Spawned`, the program could already have forked,
+//!   and the addon, which kills the groups of a dead launcher, would not know that group;
 //! - is a child subreaper, so descendants that `setsid()` or double-fork away are reparented
 //!   to it rather than to init;
 //! - reaps and reports exits, and signals groups only while their leader is unreaped (a zombie
@@ -44,7 +47,7 @@ use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, getppid, Pid};
 
 use tethered_launcher::protocol::{
-  take_frames, Confinement, Reply, Request, Resource, ResourceUsage,
+  starting_frame, take_frames, Confinement, Reply, Request, Resource, ResourceUsage,
 };
 
 /// How long shutdown keeps hunting descendants before it gives up and exits.
@@ -220,7 +223,7 @@ impl Launcher {
             ));
           }
           let fds: Vec<OwnedFd> = self.fds.drain(..fd_count as usize).collect();
-          let spawn = Spawn::new(program, argv, envp, cwd, detached, fds, confinement);
+          let spawn = Spawn::new(id, program, argv, envp, cwd, detached, fds, confinement);
           let reply = match spawn.and_then(|s| self.spawn(s)) {
             Ok(pid) => {
               self.children.insert(
@@ -281,6 +284,7 @@ impl Launcher {
     let mut context = ChildContext {
       spawn: &spawn,
       launcher: self.me,
+      socket: self.socket.as_raw_fd(),
       errno: 0,
     };
     let stack_top = self.child_stack.as_mut_ptr_range().end as usize & !0xf;
@@ -396,6 +400,34 @@ impl Launcher {
   }
 }
 
+/// Tells the addon, from the cloned child, that group `getpid()` exists for spawn `id`. The
+/// launcher is suspended meanwhile (`CLONE_VFORK`), so no other frame is being written. A
+/// failed write is left to the launcher: the addon is gone, or the launcher soon will be.
+fn announce(socket: RawFd, id: u64) {
+  // SAFETY: getpid takes nothing; the raw call, as in everything the child does.
+  let pid = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
+  let frame = starting_frame(id, pid);
+  let mut written = 0;
+  while written < frame.len() {
+    // SAFETY: send reads the rest of a local buffer; MSG_NOSIGNAL: no SIGPIPE in the child.
+    let n = unsafe {
+      libc::send(
+        socket,
+        frame[written..].as_ptr().cast(),
+        frame.len() - written,
+        libc::MSG_NOSIGNAL,
+      )
+    };
+    if n < 0 {
+      if Errno::last() == Errno::EINTR {
+        continue;
+      }
+      return;
+    }
+    written += n as usize;
+  }
+}
+
 /// Reaps `pid` with `wait4`: how it ended, and the kernel's accounting of it.
 fn reap_with_usage(pid: Pid) -> Result<(WaitStatus, ResourceUsage), Errno> {
   let mut status = 0;
@@ -439,10 +471,12 @@ const CHILD_STACK_SIZE: usize = 64 * 1024;
 /// The most fds a child can be given (0, 1, 2 and the extra ones).
 const MAX_CHILD_FDS: usize = 64;
 
-/// What `run_child` gets: the spawn, the launcher's pid, and the slot for a failure's errno.
+/// What `run_child` gets: the spawn, the launcher's pid and its socket to the addon, and the
+/// slot for a failure's errno.
 struct ChildContext<'a> {
   spawn: &'a Spawn,
   launcher: Pid,
+  socket: RawFd,
   errno: i32,
 }
 
@@ -450,7 +484,9 @@ struct ChildContext<'a> {
 extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
   // SAFETY: `arg` is the `ChildContext` the parent passed to clone and keeps alive.
   let context = unsafe { &mut *(arg as *mut ChildContext) };
-  context.errno = context.spawn.exec_in_child(context.launcher) as i32;
+  context.errno = context
+    .spawn
+    .exec_in_child(context.launcher, context.socket) as i32;
   // SAFETY: _exit skips the parent's atexit handlers and buffers, as a failed child must.
   unsafe { libc::_exit(127) }
 }
@@ -458,6 +494,7 @@ extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
 /// Everything a child needs, prepared before `clone` so the child only makes system calls and
 /// never allocates (it shares the launcher's memory until it execs).
 struct Spawn {
+  id: u64,
   program: CString,
   /// Kept for the pointers in `argv_ptrs`/`envp_ptrs`.
   _argv: Vec<CString>,
@@ -475,7 +512,9 @@ struct Spawn {
 }
 
 impl Spawn {
+  #[allow(clippy::too_many_arguments)]
   fn new(
+    id: u64,
     program: Vec<u8>,
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
@@ -498,6 +537,7 @@ impl Spawn {
         .collect()
     };
     Ok(Spawn {
+      id,
       program: c(program)?,
       argv_ptrs: pointers(&argv),
       envp_ptrs: pointers(&envp),
@@ -585,7 +625,7 @@ impl Spawn {
   }
 
   /// Runs in the cloned child: returns only on failure, with the errno to report.
-  fn exec_in_child(&self, launcher: Pid) -> Errno {
+  fn exec_in_child(&self, launcher: Pid, socket: RawFd) -> Errno {
     if self.detached {
       if let Err(e) = nix::unistd::setsid() {
         return e;
@@ -601,6 +641,8 @@ impl Spawn {
         // SAFETY: the launcher is already gone; leave without running anything.
         unsafe { libc::_exit(127) }
       }
+      // Before the fds are laid out: one of them may land on the socket's number.
+      announce(socket, self.id);
     }
     // Lay the fds out as 0, 1, 2, ...: first above every target, then down into place (dup2
     // clears close-on-exec on the copy it makes).
