@@ -14,8 +14,9 @@
 //! the pending table cleared: every call waiting on it fails with `ERR_LAUNCHER_EXITED`, and
 //! every known group is SIGKILLed — the leaders die of their parent-death signal, but the rest
 //! of a group would be re-parented to init. Deliberate daemons are spared: they are the user's.
-//! The writer only stops sending when a write fails, handing back the requests that never
-//! reached the launcher so they go to the next one. Both tasks end, and the socket closes.
+//! The writer leaves the table alone: when a write fails, or the reader saw the end, it stops
+//! and hands back the requests that never reached the launcher, so they go to the next one.
+//! Both tasks end, and the socket closes.
 //!
 //! The next spawn starts a new launcher. A launcher that dies before answering anything counts
 //! as a failed start; failed starts in a row wait longer and longer before the next, and after
@@ -297,8 +298,9 @@ impl Connection {
 
   /// The launcher is gone and every reply it sent was read. Every waiting call learns it:
   /// dropping the senders wakes them. The leaders died with the launcher (parent-death
-  /// signal); the rest of their groups are killed here. Each group id is still pinned by those
-  /// members, so it cannot have been recycled. A daemon's group is the user's, and stays.
+  /// signal); the rest of their groups are killed here. A group id with members left is
+  /// pinned by them; one whose members are all gone is free, but Linux hands a pid out again
+  /// only after the pid space wrapped around. A daemon's group is the user's, and stays.
   fn close(&self) {
     self.stop_sending();
     for (_, child) in self.pending.lock().unwrap().drain() {
@@ -473,7 +475,7 @@ async fn write_requests(
       }
     }
   }
-  // Nor did anything queued behind it.
+  // Nothing still queued reached the launcher either.
   requests.close();
   while let Ok(queued) = requests.try_recv() {
     if let Some(written) = queued.written {
