@@ -198,7 +198,9 @@ export interface ProcessResult<Output = string> {
   /**
    * Set only when the run failed outside the process's own exit: the errno name when it
    * could not start (`ENOENT`, `EACCES`, ...), `ERR_MAX_BUFFER`, `ERR_TIMEOUT`, `ABORT_ERR`,
-   * `ERR_LAUNCHER_EXITED`.
+   * `ERR_LAUNCHER_EXITED` (the launcher died; `durationMs` runs up to its death),
+   * `ERR_LAUNCHER_START` (no launcher could be started, or 5 in a row died at once: calls are
+   * refused for 5 s).
    */
   error?: { code: string; message: string; cause?: unknown }
 }
@@ -245,7 +247,9 @@ export interface OutputError<Output = string> extends Error {
  * Resolves on any exit — code 0, a non-zero code, death by a signal, or a timeout
  * (`timedOut: true`). Rejects when the command could not start ({@link SpawnError}), when a
  * stream passed `maxBuffer` or the call was aborted ({@link OutputError}), when the launcher
- * died (`ERR_LAUNCHER_EXITED`), and for invalid arguments (`TypeError`/`RangeError` with
+ * died (`ERR_LAUNCHER_EXITED`) or could not be started (`ERR_LAUNCHER_START`: its binary is
+ * missing or cannot run, or 5 launchers in a row died before answering; calls are then refused
+ * for 5 s), and for invalid arguments (`TypeError`/`RangeError` with
  * `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE` or `ERR_OUT_OF_RANGE`).
  *
  * @example

@@ -85,9 +85,11 @@ export declare class Child extends EventEmitter {
    * Node's spawn-error fields (code such as 'ENOENT', errno, syscall 'spawn <command>', path,
    * spawnargs) — when `options.signal` aborted it — an AbortError (code 'ABORT_ERR') carrying
    * `exitCode`, `signal` and `pid`, after the group was killed and the leader reaped — and with
-   * `ERR_LAUNCHER_EXITED` if the launcher died while the process ran. An AbortError's `cause`
-   * is the signal's `reason`. The rejection is marked handled: a program that never awaits
-   * `exited` gets no unhandled rejection.
+   * `ERR_LAUNCHER_EXITED` if the launcher died while the process ran (or before it answered the
+   * spawn), or `ERR_LAUNCHER_START` if no launcher could be started (its binary is missing or
+   * cannot run, or 5 in a row died before answering: spawns are then refused for 5 s). An
+   * AbortError's `cause` is the signal's `reason`. The rejection is marked handled: a program
+   * that never awaits `exited` gets no unhandled rejection.
    */
   readonly exited: Promise<ExitInfo>
   /** Set when the leader was reaped; the negative errno when the command could not start. */

@@ -79,6 +79,7 @@ pub struct ProcessResult {
   pub limit: Option<Limit>,
   /// `None` when no process ran.
   pub usage: Option<ResourceUsage>,
+  /// From the call to its end, also when it ended without an outcome (the launcher died).
   pub duration: Duration,
   /// Set only when the run failed outside the process's own exit: could not start, maxBuffer,
   /// timeout, abort.
@@ -607,5 +608,22 @@ mod tests {
     assert_eq!(aborted.status, None);
     assert_eq!(aborted.stderr, b"");
     assert_eq!(aborted.error, Some(Error::Aborted));
+  }
+
+  #[test]
+  fn a_run_without_an_outcome_still_reports_how_long_it_took() {
+    let died = Error::LauncherExited {
+      detail: "it died while the process was running".into(),
+    };
+    let result = ProcessResult::from_run(Err(died.clone()), Duration::from_millis(300));
+    assert_eq!(result.duration, Duration::from_millis(300));
+    assert_eq!(result.status, None, "no exit to report");
+    assert_eq!(result.error, Some(died));
+    let started = ProcessResult::from_run(Ok(outcome(ExitStatus::Code(0), None)), Duration::ZERO);
+    assert_eq!(
+      started.duration,
+      Duration::from_millis(5),
+      "an outcome has its own"
+    );
   }
 }

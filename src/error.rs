@@ -54,8 +54,10 @@ pub enum Error {
   MaxBuffer { stream: StreamName, limit: usize },
   /// The run was cancelled through its AbortSignal; the group was killed.
   Aborted,
-  /// The launcher helper process could not be started or died mid-call.
+  /// The launcher helper process died mid-call.
   LauncherExited { detail: String },
+  /// The launcher helper process could not be started, or died at once too often lately.
+  LauncherStart { detail: String },
   /// The run passed its `timeout`; the group was killed.
   Timeout { after: std::time::Duration },
   /// `send()`/`request()` with no worker connected, as Node's `subprocess.send` reports it.
@@ -122,6 +124,7 @@ impl Error {
       Error::InvalidState { .. } => "ERR_INVALID_STATE".into(),
       Error::Io { errno, .. } => errno_name(*errno),
       Error::LauncherExited { .. } => "ERR_LAUNCHER_EXITED".into(),
+      Error::LauncherStart { .. } => "ERR_LAUNCHER_START".into(),
       Error::PoolQueueFull => "ERR_POOL_QUEUE_FULL".into(),
       Error::PoolQueueTimeout { .. } => "ERR_POOL_QUEUE_TIMEOUT".into(),
       Error::PoolExhausted => "ERR_POOL_EXHAUSTED".into(),
@@ -220,6 +223,12 @@ impl fmt::Display for Error {
       Error::Aborted => write!(f, "The operation was aborted"),
       Error::LauncherExited { detail } => {
         write!(f, "The tethered launcher process exited: {detail}")
+      }
+      Error::LauncherStart { detail } => {
+        write!(
+          f,
+          "The tethered launcher process could not be started: {detail}"
+        )
       }
       Error::Timeout { after } => write!(
         f,

@@ -13,12 +13,26 @@
 //! JavaScript thread writes the request and reads the one reply itself, a blocking round trip
 //! of about the launcher's fork-and-exec, without waking a runtime thread on either side and
 //! without queueing behind the exits on the main socket. One spawn at a time uses it (a lock:
-//! worker threads share the addon). The child's exit still arrives on the main socket.
+//! worker threads share the addon). The child announces its pid (`Starting`) on the socket its
+//! spawn came on, so the caller blocked there knows the group even if no answer follows; the
+//! child's exit still arrives on the main socket.
 //!
 //! The launcher is started by a dedicated thread that lives as long as the process, because
-//! the launcher's parent-death signal fires when the *thread* that started it exits. If the
-//! launcher dies, every call waiting on it fails with `ERR_LAUNCHER_EXITED` (its children die
-//! with it) and the next spawn starts a new one.
+//! the launcher's parent-death signal fires when the *thread* that started it exits.
+//!
+//! If the launcher dies, the reader still takes every reply it wrote before dying (the socket
+//! keeps them ahead of the EOF), so every group whose pid it reported is known; only then is
+//! the pending table cleared: every call waiting on it fails with `ERR_LAUNCHER_EXITED`, and
+//! every known group is SIGKILLed — the leaders die of their parent-death signal, but the rest
+//! of a group would be re-parented to init. Deliberate daemons are spared: they are the user's.
+//! The writer leaves the table alone: when a write fails, or the reader saw the end, it stops
+//! and hands back the requests that never reached the launcher, so they go to the next one.
+//! Both tasks end, and the socket closes.
+//!
+//! The next spawn starts a new launcher. A launcher that dies before answering anything counts
+//! as a failed start; failed starts in a row wait longer and longer before the next, and after
+//! [`MAX_FAILED_STARTS`] calls fail with `ERR_LAUNCHER_START` until [`START_COOL_DOWN`] has
+//! passed, so a broken launcher binary is not forked in a loop.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, Read};
@@ -29,7 +43,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
@@ -37,7 +51,7 @@ pub use tethered_launcher::protocol::SpawnStep;
 use tethered_launcher::protocol::{self, take_frames, Reply, Request, Resource, Rlimit};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
+use tokio::sync::{mpsc as async_mpsc, oneshot, watch, Notify};
 
 use crate::error::Error;
 use crate::vocabulary::confinement::{Confinement, ResourceLimits};
@@ -45,6 +59,18 @@ use crate::vocabulary::exit::{ExitStatus, Reaped, ResourceUsage};
 
 /// The launcher binary's file name; it is installed next to the `.node` file.
 pub const LAUNCHER_FILE: &str = "tethered-launcher";
+
+/// Names another launcher binary, read once (a test hook, e.g. a launcher that dies at once).
+const LAUNCHER_PATH_VAR: &str = "TETHERED_LAUNCHER_PATH";
+
+/// Launchers in a row that may die before answering before calls are refused.
+const MAX_FAILED_STARTS: u32 = 5;
+
+/// The wait before the start that follows the first failed one; it doubles with each failure.
+const FIRST_START_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long calls are refused after [`MAX_FAILED_STARTS`]; then one call may try again.
+const START_COOL_DOWN: Duration = Duration::from_secs(5);
 
 /// What the launcher needs to start one program.
 pub struct SpawnRequest {
@@ -98,16 +124,19 @@ impl LaunchedChild {
     if self.exit.borrow().is_some() || !self.connection.alive.load(Ordering::Acquire) {
       return false;
     }
-    self.connection.send(Outgoing {
-      frame: Request::Signal {
-        id: self.id,
-        signo,
-        terminate: true,
-      }
-      .encode(),
-      fds: Vec::new(),
-      written: None,
-    })
+    self
+      .connection
+      .send(Outgoing {
+        frame: Request::Signal {
+          id: self.id,
+          signo,
+          terminate: true,
+        }
+        .encode(),
+        fds: Vec::new(),
+        written: None,
+      })
+      .is_ok()
   }
 }
 
@@ -116,27 +145,48 @@ impl LaunchedChild {
 pub async fn spawn(mut request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
   let mut fds = std::mem::take(&mut request.fds);
   loop {
-    let connection = connection().map_err(SpawnFailure::Launcher)?;
+    let connection = match connection() {
+      Ok(connection) => connection,
+      Err(Unavailable::NotYet(backoff)) => {
+        tokio::time::sleep(backoff).await;
+        continue;
+      }
+      Err(Unavailable::Refused(error)) => return Err(SpawnFailure::Launcher(error)),
+    };
     let id = next_id();
     let (spawned_tx, spawned_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = watch::channel(None);
-    connection.pending.lock().unwrap().insert(
-      id,
-      Pending {
-        spawned: Some(spawned_tx),
-        pid: None,
-        exit: exit_tx,
-      },
-    );
+    {
+      let mut pending = connection.pending.lock().unwrap();
+      // Checked under the lock `close` drains the table with: a call added after the drain
+      // would wait forever. A dead connection makes `connection()` start a new launcher.
+      if !connection.alive.load(Ordering::Acquire) {
+        continue;
+      }
+      pending.insert(
+        id,
+        Pending {
+          spawned: Some(spawned_tx),
+          pid: None,
+          detached: request.detached,
+          exit: exit_tx,
+        },
+      );
+    }
     let frame = spawn_frame(id, &request, fds.len());
     let (done_tx, done_rx) = oneshot::channel();
-    connection.send(Outgoing {
+    let sent = connection.send(Outgoing {
       frame,
       fds,
       written: Some(done_tx),
     });
-    // The writer hands the fds back when the frame could not be written at all.
-    if let Ok(Err(unsent)) = done_rx.await {
+    // The writer hands the fds back when the frame could not be written at all; a writer
+    // already gone never took them.
+    let unsent = match sent {
+      Err(refused) => Some(refused.fds),
+      Ok(()) => done_rx.await.ok().and_then(Result::err),
+    };
+    if let Some(unsent) = unsent {
       connection.pending.lock().unwrap().remove(&id);
       fds = unsent;
       continue;
@@ -159,28 +209,50 @@ pub async fn spawn(mut request: SpawnRequest) -> Result<LaunchedChild, SpawnFail
 /// Starts `request` like [`spawn`], but waits for the launcher's answer right here, blocking
 /// the calling thread for one round trip on the spawn socket. Must be called inside the tokio
 /// runtime's context (a new launcher's reader task is spawned there).
+///
+/// The child announces its group (`Starting`) on this socket ahead of the answer. Should the
+/// launcher die before answering, this call kills that group itself: the reader, which kills
+/// the groups of a dead launcher, never sees what travels on the spawn socket.
 pub fn spawn_now(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
   loop {
-    let connection = connection().map_err(SpawnFailure::Launcher)?;
+    let connection = match connection() {
+      Ok(connection) => connection,
+      // Blocks the JavaScript thread, as the spawn itself does; only while launchers keep
+      // dying at start, and at most a few hundred ms before calls are refused.
+      Err(Unavailable::NotYet(backoff)) => {
+        std::thread::sleep(backoff);
+        continue;
+      }
+      Err(Unavailable::Refused(error)) => return Err(SpawnFailure::Launcher(error)),
+    };
     let id = next_id();
     let (exit_tx, exit_rx) = watch::channel(None);
-    connection.pending.lock().unwrap().insert(
-      id,
-      Pending {
-        spawned: None,
-        pid: None,
-        exit: exit_tx,
-      },
-    );
+    {
+      let mut pending = connection.pending.lock().unwrap();
+      // As in `spawn`: a call added after `close` drained the table would wait forever.
+      if !connection.alive.load(Ordering::Acquire) {
+        continue;
+      }
+      pending.insert(
+        id,
+        Pending {
+          spawned: None,
+          pid: None,
+          detached: request.detached,
+          exit: exit_tx,
+        },
+      );
+    }
     let frame = spawn_frame(id, &request, request.fds.len());
+    let mut announced = None;
     let reply = {
       let socket = connection.spawns.lock().unwrap_or_else(|e| e.into_inner());
       match write_frame_now(&socket, &frame, &request.fds) {
-        Ok(()) => read_reply_now(&socket),
+        Ok(()) => read_answer_now(&socket, &connection, &mut announced),
         // Nothing reached a launcher (it had just died): send it again, to a new one.
         Err(WriteFailure { partly_sent: false }) => {
           connection.pending.lock().unwrap().remove(&id);
-          connection.close();
+          connection.stop_sending();
           continue;
         }
         Err(WriteFailure { partly_sent: true }) => None,
@@ -189,8 +261,12 @@ pub fn spawn_now(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
     let mut pending = connection.pending.lock().unwrap();
     return match reply {
       Some(Reply::Spawned { pid, .. }) => {
-        if let Some(child) = pending.get_mut(&id) {
-          child.pid = Some(pid);
+        match pending.get_mut(&id) {
+          Some(child) => child.pid = Some(pid),
+          // The launcher died just after answering and the reader already cleared the table:
+          // the group is this call's to kill. The child's wait reports the launcher's death.
+          None if !request.detached => kill_group(pid),
+          None => {}
         }
         drop(pending);
         Ok(LaunchedChild {
@@ -204,16 +280,42 @@ pub fn spawn_now(request: SpawnRequest) -> Result<LaunchedChild, SpawnFailure> {
         pending.remove(&id);
         Err(SpawnFailure::Errno { errno, step })
       }
-      Some(Reply::Exited { .. }) | None => {
+      Some(Reply::Starting { .. } | Reply::Exited { .. }) | None => {
         pending.remove(&id);
         drop(pending);
-        connection.close();
+        connection.stop_sending();
+        if let (Some(pid), false) = (announced, request.detached) {
+          kill_group(pid);
+        }
         Err(SpawnFailure::Launcher(launcher_exited(
           "it died before the process started",
         )))
       }
     };
   }
+}
+
+/// Reads the replies to one spawn from the blocking spawn socket: the child's `Starting`
+/// (its pid goes to `announced`), then the launcher's answer. `None` when the launcher is gone
+/// or a reply is corrupt.
+fn read_answer_now(
+  socket: &StdUnixStream,
+  connection: &Connection,
+  announced: &mut Option<i32>,
+) -> Option<Reply> {
+  loop {
+    let reply = read_reply_now(socket)?;
+    connection.mark_answered();
+    match reply {
+      Reply::Starting { pid, .. } => *announced = Some(pid),
+      answer => return Some(answer),
+    }
+  }
+}
+
+/// SIGKILLs the process group `pid` leads; one already gone is no error.
+fn kill_group(pid: i32) {
+  let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
 }
 
 fn next_id() -> u64 {
@@ -339,11 +441,17 @@ fn launcher_exited(detail: &str) -> Error {
   }
 }
 
+fn launcher_start(detail: String) -> Error {
+  Error::LauncherStart { detail }
+}
+
 struct Pending {
   /// Told the launcher's answer to a spawn made on the main socket.
   spawned: Option<oneshot::Sender<Result<i32, (i32, SpawnStep)>>>,
-  /// Known once the launcher reported the child started.
+  /// Known once the child reported it is starting (or the launcher that it started).
   pid: Option<i32>,
+  /// A deliberate daemon: left running when the launcher dies.
+  detached: bool,
   exit: watch::Sender<Option<Reaped>>,
 }
 
@@ -360,30 +468,58 @@ struct Connection {
   /// The blocking spawn socket, one round trip at a time.
   spawns: Mutex<StdUnixStream>,
   pending: Mutex<HashMap<u64, Pending>>,
+  /// False once nothing more may be sent: a write failed or the launcher is gone.
   alive: AtomicBool,
+  /// Wakes the writer when the launcher is gone, so that it ends and the socket closes.
+  gone: Notify,
+  /// Set by the first reply: a launcher that never answered failed to start.
+  answered: AtomicBool,
   launcher_pid: u32,
 }
 
 impl Connection {
-  fn send(&self, outgoing: Outgoing) -> bool {
-    self.outgoing.send(outgoing).is_ok()
+  /// Queues `outgoing` for the writer; gives it back when the writer has ended.
+  fn send(&self, outgoing: Outgoing) -> Result<(), Outgoing> {
+    self.outgoing.send(outgoing).map_err(|refused| refused.0)
   }
 
-  /// Every waiting call learns the launcher is gone: dropping the senders wakes them. The
-  /// leaders died with the launcher (parent-death signal); the rest of their groups are
-  /// killed here. Each group id is still pinned by those members, so it cannot be recycled.
-  fn close(&self) {
+  /// No new request goes to this launcher; the writer ends.
+  fn stop_sending(&self) {
     self.alive.store(false, Ordering::Release);
+    self.gone.notify_one();
+  }
+
+  /// The launcher is gone and every reply it sent was read. Every waiting call learns it:
+  /// dropping the senders wakes them. The leaders died with the launcher (parent-death
+  /// signal); the rest of their groups are killed here. A group id with members left is
+  /// pinned by them; one whose members are all gone is free, but Linux hands a pid out again
+  /// only after the pid space wrapped around. A daemon's group is the user's, and stays.
+  fn close(&self) {
+    self.stop_sending();
     for (_, child) in self.pending.lock().unwrap().drain() {
-      if let Some(pid) = child.pid {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+      if let (Some(pid), false) = (child.pid, child.detached) {
+        kill_group(pid);
       }
     }
   }
 
+  /// The launcher answered: it started, so the count of failed starts in a row is over.
+  fn mark_answered(&self) {
+    if !self.answered.swap(true, Ordering::AcqRel) {
+      FAILED_STARTS.lock().unwrap().count = 0;
+    }
+  }
+
   fn dispatch(&self, reply: Reply) {
+    self.mark_answered();
     let mut pending = self.pending.lock().unwrap();
     match reply {
+      // The child's own word, before its exec: enough to kill its group should the launcher die.
+      Reply::Starting { id, pid } => {
+        if let Some(child) = pending.get_mut(&id) {
+          child.pid = Some(pid);
+        }
+      }
       Reply::Spawned { id, pid } => {
         if let Some(child) = pending.get_mut(&id) {
           child.pid = Some(pid);
@@ -423,30 +559,77 @@ impl Connection {
 
 static CURRENT: Mutex<Option<Arc<Connection>>> = Mutex::new(None);
 
+/// Launchers started in a row that have not answered (all but the newest died so), and when
+/// the newest was started.
+struct FailedStarts {
+  count: u32,
+  last: Option<Instant>,
+}
+
+static FAILED_STARTS: Mutex<FailedStarts> = Mutex::new(FailedStarts {
+  count: 0,
+  last: None,
+});
+
+/// Why [`connection`] gave no connection.
+enum Unavailable {
+  /// Launchers died at once lately: try again after this backoff.
+  NotYet(Duration),
+  /// No launcher can be had now.
+  Refused(Error),
+}
+
 /// The live connection to this process's launcher, started on first use or after it died.
 /// Must be called inside the tokio runtime.
-fn connection() -> Result<Arc<Connection>, Error> {
+fn connection() -> Result<Arc<Connection>, Unavailable> {
   let mut current = CURRENT.lock().unwrap();
   if let Some(connection) = current.as_ref() {
     if connection.alive.load(Ordering::Acquire) {
       return Ok(connection.clone());
     }
   }
-  let pair =
-    || StdUnixStream::pair().map_err(|e| launcher_exited(&format!("socketpair failed: {e}")));
+  {
+    let mut failed = FAILED_STARTS.lock().unwrap();
+    if let (1.., Some(last)) = (failed.count, failed.last) {
+      let backoff = if failed.count >= MAX_FAILED_STARTS {
+        START_COOL_DOWN
+      } else {
+        FIRST_START_BACKOFF * 2u32.pow(failed.count - 1)
+      };
+      let wait = backoff.saturating_sub(last.elapsed());
+      if failed.count >= MAX_FAILED_STARTS && !wait.is_zero() {
+        return Err(Unavailable::Refused(launcher_start(format!(
+          "{} launchers in a row exited before answering; the next attempt is in {} ms",
+          failed.count,
+          wait.as_millis()
+        ))));
+      }
+      if !wait.is_zero() {
+        return Err(Unavailable::NotYet(wait));
+      }
+    }
+    // Counted as failed until it answers.
+    failed.count += 1;
+    failed.last = Some(Instant::now());
+  }
+  let refused = |detail: String| Unavailable::Refused(launcher_start(detail));
+  let pair = || StdUnixStream::pair().map_err(|e| refused(format!("socketpair failed: {e}")));
   let (ours, theirs) = pair()?;
   let (our_spawns, their_spawns) = pair()?;
-  let launcher_pid = start_launcher(theirs.into(), their_spawns.into())?;
+  let launcher_pid =
+    start_launcher(theirs.into(), their_spawns.into()).map_err(Unavailable::Refused)?;
   ours
     .set_nonblocking(true)
-    .map_err(|e| launcher_exited(&e.to_string()))?;
-  let stream = Arc::new(UnixStream::from_std(ours).map_err(|e| launcher_exited(&e.to_string()))?);
+    .map_err(|e| refused(e.to_string()))?;
+  let stream = Arc::new(UnixStream::from_std(ours).map_err(|e| refused(e.to_string()))?);
   let (outgoing, requests) = async_mpsc::unbounded_channel();
   let connection = Arc::new(Connection {
     outgoing,
     spawns: Mutex::new(our_spawns),
     pending: Mutex::new(HashMap::new()),
     alive: AtomicBool::new(true),
+    gone: Notify::new(),
+    answered: AtomicBool::new(false),
     launcher_pid,
   });
   tokio::spawn(write_requests(stream.clone(), requests, connection.clone()));
@@ -455,17 +638,28 @@ fn connection() -> Result<Arc<Connection>, Error> {
   Ok(connection)
 }
 
+/// Writes requests until a write fails or the launcher is gone. It does not touch the pending
+/// table: the launcher may have answered requests before it died, and the reader takes those
+/// replies first.
 async fn write_requests(
   stream: Arc<UnixStream>,
   mut requests: async_mpsc::UnboundedReceiver<Outgoing>,
   connection: Arc<Connection>,
 ) {
-  while let Some(Outgoing {
-    frame,
-    fds,
-    written,
-  }) = requests.recv().await
-  {
+  loop {
+    let next = tokio::select! {
+      biased;
+      () = connection.gone.notified() => None,
+      next = requests.recv() => next,
+    };
+    let Some(Outgoing {
+      frame,
+      fds,
+      written,
+    }) = next
+    else {
+      break;
+    };
     match write_frame(&stream, &frame, &fds).await {
       Ok(()) => {
         if let Some(written) = written {
@@ -473,20 +667,20 @@ async fn write_requests(
         }
       }
       Err(failure) => {
-        connection.close();
-        // Nothing of this frame, nor of those queued behind it, reached the launcher: their
-        // callers may send them again to a new one.
+        connection.stop_sending();
+        // Nothing of this frame reached the launcher: its caller may send it again to a new one.
         if let (Some(written), false) = (written, failure.partly_sent) {
           let _ = written.send(Err(fds));
         }
-        requests.close();
-        while let Some(queued) = requests.recv().await {
-          if let Some(written) = queued.written {
-            let _ = written.send(Err(queued.fds));
-          }
-        }
-        return;
+        break;
       }
+    }
+  }
+  // Nothing still queued reached the launcher either.
+  requests.close();
+  while let Ok(queued) = requests.try_recv() {
+    if let Some(written) = queued.written {
+      let _ = written.send(Err(queued.fds));
     }
   }
 }
@@ -625,15 +819,15 @@ fn start_launcher(socket: OwnedFd, spawns: OwnedFd) -> Result<u32, Error> {
     .unwrap()
     .send(ToStarter::Start(socket, spawns, reply_tx));
   if sent.is_err() {
-    return Err(launcher_exited("the launcher owner thread is gone"));
+    return Err(launcher_start("the launcher owner thread is gone".into()));
   }
   match reply_rx.recv() {
     Ok(Ok(pid)) => Ok(pid),
-    Ok(Err(e)) => Err(launcher_exited(&format!(
+    Ok(Err(e)) => Err(launcher_start(format!(
       "cannot start {}: {e}",
       launcher_path().map_or_else(|_| LAUNCHER_FILE.into(), |p| p.display().to_string())
     ))),
-    Err(_) => Err(launcher_exited("the launcher owner thread is gone")),
+    Err(_) => Err(launcher_start("the launcher owner thread is gone".into())),
   }
 }
 
@@ -641,8 +835,18 @@ fn reap_launcher(pid: u32) {
   let _ = starter().lock().unwrap().send(ToStarter::Reap(pid));
 }
 
-/// The launcher binary next to the shared library this code was loaded from.
+/// The launcher binary: the one `TETHERED_LAUNCHER_PATH` names, or else the one next to the
+/// shared library this code was loaded from.
 fn launcher_path() -> io::Result<PathBuf> {
+  static CHOSEN: OnceLock<Option<PathBuf>> = OnceLock::new();
+  let chosen = CHOSEN.get_or_init(|| {
+    std::env::var_os(LAUNCHER_PATH_VAR)
+      .filter(|path| !path.is_empty())
+      .map(PathBuf::from)
+  });
+  if let Some(path) = chosen {
+    return Ok(path.clone());
+  }
   // SAFETY: an all-zero Dl_info is a valid out-parameter for dladdr.
   let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
   let here = launcher_path as *const libc::c_void;

@@ -48,6 +48,13 @@ pub enum Request {
 /// What the launcher tells the addon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
+  /// Written by the child itself, once it leads its group and before it execs: should the
+  /// launcher die before its `Spawned`, the addon still knows which group to kill. A
+  /// `Spawned` or `SpawnFailed` follows.
+  Starting {
+    id: u64,
+    pid: i32,
+  },
   Spawned {
     id: u64,
     pid: i32,
@@ -149,6 +156,21 @@ const SIGNAL: u8 = 2;
 const SPAWNED: u8 = 3;
 const SPAWN_FAILED: u8 = 4;
 const EXITED: u8 = 5;
+const STARTING: u8 = 6;
+
+/// The length of a `Starting` frame: length, tag, id, pid.
+pub const STARTING_FRAME_LEN: usize = 4 + 1 + 8 + 4;
+
+/// The `Starting` frame, built without allocating: the launcher's child writes it between
+/// clone and exec, while it shares the launcher's memory.
+pub fn starting_frame(id: u64, pid: i32) -> [u8; STARTING_FRAME_LEN] {
+  let mut frame = [0u8; STARTING_FRAME_LEN];
+  frame[..4].copy_from_slice(&((STARTING_FRAME_LEN - 4) as u32).to_le_bytes());
+  frame[4] = STARTING;
+  frame[5..13].copy_from_slice(&id.to_le_bytes());
+  frame[13..].copy_from_slice(&pid.to_le_bytes());
+  frame
+}
 
 /// Bits of a confinement's flag byte.
 const NO_NEW_PRIVILEGES: u8 = 1;
@@ -364,6 +386,7 @@ impl Request {
 impl Reply {
   pub fn encode(&self) -> Vec<u8> {
     match *self {
+      Reply::Starting { id, pid } => starting_frame(id, pid).to_vec(),
       Reply::Spawned { id, pid } => {
         let mut w = Writer::new(SPAWNED);
         w.u64(id);
@@ -398,6 +421,10 @@ impl Reply {
   pub fn decode(body: &[u8]) -> io::Result<Self> {
     let mut r = Reader(body);
     match r.u8()? {
+      STARTING => Ok(Reply::Starting {
+        id: r.u64()?,
+        pid: r.i32()?,
+      }),
       SPAWNED => Ok(Reply::Spawned {
         id: r.u64()?,
         pid: r.i32()?,
@@ -525,6 +552,7 @@ mod tests {
       assert!(frame.is_empty());
     }
     for reply in [
+      Reply::Starting { id: 7, pid: 41 },
       Reply::Spawned { id: 1, pid: 42 },
       Reply::SpawnFailed {
         id: 2,

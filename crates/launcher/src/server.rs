@@ -7,6 +7,9 @@
 //! single-threaded, so `fork` is cheap and safe here. It:
 //! - forks and execs on request, making each child a process-group leader that dies
 //!   (`PDEATHSIG`) with the launcher, with the fds the addon sent laid out as 0, 1, 2, ...;
+//!   the child itself tells the addon its pid (`Starting`) before it execs: were the launcher
+//!   killed between the exec and its own `Spawned`, the program could already have forked,
+//!   and the addon, which kills the groups of a dead launcher, would not know that group;
 //! - is a child subreaper, so descendants that `setsid()` or double-fork away are reparented
 //!   to it rather than to init;
 //! - reaps and reports exits, and signals groups only while their leader is unreaped (a zombie
@@ -27,7 +30,9 @@
 //! Two sockets tie it to the addon. Spawns arrive on one of their own and are answered there,
 //! one request then its reply: the addon waits for that reply on Node's JavaScript thread, so
 //! it must not queue behind the stream of exits and signals on the main socket. A spawn is
-//! answered on the socket it came on; exits are always reported on the main one. The child
+//! answered on the socket it came on, and its child announces itself (`Starting`) there too,
+//! ahead of that answer, so whoever waits for the answer learns the group first; exits are
+//! always reported on the main one. The child
 //! enters the directory and takes the umask the request names (the Node process's at the time
 //! of the call), and a failed spawn says whether `chdir` or the rest failed.
 //!
@@ -51,7 +56,7 @@ use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, getppid, Pid};
 
 use tethered_launcher::protocol::{
-  take_frames, Confinement, Reply, Request, Resource, ResourceUsage, SpawnStep,
+  starting_frame, take_frames, Confinement, Reply, Request, Resource, ResourceUsage, SpawnStep,
 };
 
 /// How long shutdown keeps hunting descendants before it gives up and exits.
@@ -283,9 +288,20 @@ impl Launcher {
             ));
           }
           let fds: Vec<OwnedFd> = received.drain(..fd_count as usize).collect();
-          let spawn = Spawn::new(program, argv, envp, cwd, umask, detached, fds, confinement)
-            .map_err(|errno| (SpawnStep::Launch, errno));
-          let reply = match spawn.and_then(|s| self.spawn(s)) {
+          let spawn = Spawn::new(
+            id,
+            program,
+            argv,
+            envp,
+            cwd,
+            umask,
+            detached,
+            fds,
+            confinement,
+          )
+          .map_err(|errno| (SpawnStep::Launch, errno));
+          let answer_on = self.channel(from).socket.as_raw_fd();
+          let reply = match spawn.and_then(|s| self.spawn(s, answer_on)) {
             Ok(pid) => {
               self.children.insert(
                 pid,
@@ -333,12 +349,14 @@ impl Launcher {
   /// its own small stack in this process's memory, and this thread sleeps until it has exec'd
   /// or exited. No page tables are copied and nothing is copied-on-write afterwards, which
   /// halves what a spawn costs here. A failed step leaves its errno, and which step it was, in
-  /// a slot both share. The child only makes system calls on data prepared before (see `Spawn`).
-  fn spawn(&mut self, spawn: Spawn) -> Result<i32, (SpawnStep, Errno)> {
+  /// a slot both share. The child only makes system calls on data prepared before (see `Spawn`),
+  /// and announces its pid on `answer_on`, the socket the spawn came on.
+  fn spawn(&mut self, spawn: Spawn, answer_on: RawFd) -> Result<i32, (SpawnStep, Errno)> {
     let mut context = ChildContext {
       spawn: &spawn,
       launcher: self.me,
       ignored_signals: &self.ignored_signals,
+      socket: answer_on,
       errno: 0,
       step: SpawnStep::Launch,
     };
@@ -460,6 +478,34 @@ impl Launcher {
   }
 }
 
+/// Tells the addon, from the cloned child, that group `getpid()` exists for spawn `id`. The
+/// launcher is suspended meanwhile (`CLONE_VFORK`), so no other frame is being written. A
+/// failed write is left to the launcher: the addon is gone, or the launcher soon will be.
+fn announce(socket: RawFd, id: u64) {
+  // SAFETY: getpid takes nothing; the raw call, as in everything the child does.
+  let pid = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
+  let frame = starting_frame(id, pid);
+  let mut written = 0;
+  while written < frame.len() {
+    // SAFETY: send reads the rest of a local buffer; MSG_NOSIGNAL: no SIGPIPE in the child.
+    let n = unsafe {
+      libc::send(
+        socket,
+        frame[written..].as_ptr().cast(),
+        frame.len() - written,
+        libc::MSG_NOSIGNAL,
+      )
+    };
+    if n < 0 {
+      if Errno::last() == Errno::EINTR {
+        continue;
+      }
+      return;
+    }
+    written += n as usize;
+  }
+}
+
 /// Reaps `pid` with `wait4`: how it ended, and the kernel's accounting of it.
 fn reap_with_usage(pid: Pid) -> Result<(WaitStatus, ResourceUsage), Errno> {
   let mut status = 0;
@@ -544,12 +590,13 @@ const CHILD_STACK_SIZE: usize = 64 * 1024;
 /// The most fds a child can be given (0, 1, 2 and the extra ones).
 const MAX_CHILD_FDS: usize = 64;
 
-/// What `run_child` gets: the spawn, the launcher's pid, the signals to reset, and the slots
-/// for a failure's errno and step.
+/// What `run_child` gets: the spawn, the launcher's pid, the signals to reset, the socket the
+/// spawn came on (where the child announces itself), and the slots for a failure's errno and step.
 struct ChildContext<'a> {
   spawn: &'a Spawn,
   launcher: Pid,
   ignored_signals: &'a [libc::c_int],
+  socket: RawFd,
   errno: i32,
   step: SpawnStep,
 }
@@ -558,9 +605,10 @@ struct ChildContext<'a> {
 extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
   // SAFETY: `arg` is the `ChildContext` the parent passed to clone and keeps alive.
   let context = unsafe { &mut *(arg as *mut ChildContext) };
-  let (step, errno) = context
-    .spawn
-    .exec_in_child(context.launcher, context.ignored_signals);
+  let (step, errno) =
+    context
+      .spawn
+      .exec_in_child(context.launcher, context.ignored_signals, context.socket);
   context.step = step;
   context.errno = errno as i32;
   // SAFETY: _exit skips the parent's atexit handlers and buffers, as a failed child must.
@@ -570,6 +618,7 @@ extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
 /// Everything a child needs, prepared before `clone` so the child only makes system calls and
 /// never allocates (it shares the launcher's memory until it execs).
 struct Spawn {
+  id: u64,
   program: CString,
   /// Kept for the pointers in `argv_ptrs`/`envp_ptrs`.
   _argv: Vec<CString>,
@@ -590,6 +639,7 @@ struct Spawn {
 impl Spawn {
   #[allow(clippy::too_many_arguments)]
   fn new(
+    id: u64,
     program: Vec<u8>,
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
@@ -613,6 +663,7 @@ impl Spawn {
         .collect()
     };
     Ok(Spawn {
+      id,
       program: c(program)?,
       argv_ptrs: pointers(&argv),
       envp_ptrs: pointers(&envp),
@@ -701,7 +752,13 @@ impl Spawn {
   }
 
   /// Runs in the cloned child: returns only on failure, with the step and errno to report.
-  fn exec_in_child(&self, launcher: Pid, ignored_signals: &[libc::c_int]) -> (SpawnStep, Errno) {
+  /// `socket` is the one the spawn came on, where the child announces its pid.
+  fn exec_in_child(
+    &self,
+    launcher: Pid,
+    ignored_signals: &[libc::c_int],
+    socket: RawFd,
+  ) -> (SpawnStep, Errno) {
     let launch = |errno| (SpawnStep::Launch, errno);
     if self.detached {
       if let Err(e) = nix::unistd::setsid() {
@@ -718,6 +775,8 @@ impl Spawn {
         // SAFETY: the launcher is already gone; leave without running anything.
         unsafe { libc::_exit(127) }
       }
+      // Before the fds are laid out: one of them may land on the socket's number.
+      announce(socket, self.id);
     }
     // Lay the fds out as 0, 1, 2, ...: first above every target, then down into place (dup2
     // clears close-on-exec on the copy it makes).
