@@ -10,7 +10,7 @@ import { alive, bytesWritten, ending, eventually, MiB, peakRssGrowth, procStat, 
 
 const GiB = 1024 * MiB
 
-test('1 GiB through stdout into a slow consumer: peak RSS grows by less than 64 MiB', async (t) => {
+test('1 GiB through stdout into a slow consumer: peak RSS grows by less than 96 MiB', async (t) => {
   const { start, cleanup } = tracker()
   t.after(cleanup)
   const { result, growthMiB } = await peakRssGrowth(async (sample) => {
@@ -30,7 +30,10 @@ test('1 GiB through stdout into a slow consumer: peak RSS grows by less than 64 
   })
   assert.equal(result.bytes, GiB)
   assert.deepEqual(ending(result.exit), { exitCode: 0, signal: null, timedOut: false })
-  assert.ok(growthMiB < 64, `peak RSS grew by ${growthMiB.toFixed(1)} MiB`)
+  // Typically +44 MiB (1 MiB chunks that the GC frees when it gets to them); without
+  // backpressure it would be the whole GiB. The margin is for a GC that runs late on a loaded
+  // machine (+67 MiB was seen once in CI).
+  assert.ok(growthMiB < 96, `peak RSS grew by ${growthMiB.toFixed(1)} MiB`)
   t.diagnostic(`${result.chunks} chunks (avg ${(GiB / result.chunks / 1024).toFixed(0)} KiB), peak RSS +${growthMiB.toFixed(1)} MiB`)
 })
 
