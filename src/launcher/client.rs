@@ -36,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
@@ -338,6 +338,23 @@ fn spawn_frame(id: u64, request: &SpawnRequest, fd_count: usize) -> Vec<u8> {
   .encode()
 }
 
+/// Sends what is left of `frame` after `sent` bytes; the fds travel with the first byte.
+fn send_part(fd: RawFd, frame: &[u8], sent: usize, raw_fds: &[RawFd]) -> nix::Result<usize> {
+  let rest = &frame[sent..];
+  if sent == 0 && !raw_fds.is_empty() {
+    let rights = [ControlMessage::ScmRights(raw_fds)];
+    sendmsg::<()>(
+      fd,
+      &[IoSlice::new(rest)],
+      &rights,
+      MsgFlags::MSG_NOSIGNAL,
+      None,
+    )
+  } else {
+    send(fd, rest, MsgFlags::MSG_NOSIGNAL)
+  }
+}
+
 /// Writes one frame to the blocking spawn socket, its fds with the first byte.
 fn write_frame_now(
   socket: &StdUnixStream,
@@ -347,21 +364,7 @@ fn write_frame_now(
   let raw_fds: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
   let mut sent = 0;
   while sent < frame.len() {
-    let rest = &frame[sent..];
-    let fd = socket.as_raw_fd();
-    let n = if sent == 0 && !raw_fds.is_empty() {
-      let rights = [ControlMessage::ScmRights(&raw_fds)];
-      sendmsg::<()>(
-        fd,
-        &[IoSlice::new(rest)],
-        &rights,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-      )
-    } else {
-      send(fd, rest, MsgFlags::MSG_NOSIGNAL)
-    };
-    match n {
+    match send_part(socket.as_raw_fd(), frame, sent, &raw_fds) {
       Ok(n) => sent += n,
       Err(nix::errno::Errno::EINTR) => {}
       Err(_) => {
@@ -703,21 +706,7 @@ async fn write_frame(
   while sent < frame.len() {
     stream.writable().await.map_err(|_| failed(sent))?;
     let result = stream.try_io(Interest::WRITABLE, || {
-      let fd = stream.as_raw_fd();
-      let rest = &frame[sent..];
-      let n = if sent == 0 && !raw_fds.is_empty() {
-        let rights = [ControlMessage::ScmRights(&raw_fds)];
-        sendmsg::<()>(
-          fd,
-          &[IoSlice::new(rest)],
-          &rights,
-          MsgFlags::MSG_NOSIGNAL,
-          None,
-        )
-      } else {
-        send(fd, rest, MsgFlags::MSG_NOSIGNAL)
-      };
-      n.map_err(io::Error::from)
+      send_part(stream.as_raw_fd(), frame, sent, &raw_fds).map_err(io::Error::from)
     });
     match result {
       Ok(n) => sent += n,
