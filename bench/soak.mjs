@@ -154,7 +154,7 @@ function requestBody(n) {
 /** One call of the spawn family, of a kind chosen at random; returns [kind, promise]. */
 function spawnCall(api) {
   const { spawnCollect, runProcess, spawn } = api
-  switch (Math.floor(Math.random() * 8)) {
+  switch (Math.floor(Math.random() * 9)) {
     case 0:
       return ['spawnCollect short', spawnCollect('echo', ['soak'])]
     case 1:
@@ -168,10 +168,17 @@ function spawnCall(api) {
     case 5:
       return ['runProcess timeout', runProcess('sleep', ['30'], { timeout: 150 })]
     case 6:
+      return ['spawnCollect setsid escapee', escapee(spawnCollect)]
+    case 7:
       return ['spawn huge output', streamed(spawn('head', ['-c', String(16 * MIB), '/dev/zero']))]
     default:
       return ['spawn grandchild', streamed(spawn('sh', ['-c', 'sleep 30 & echo x'], { timeout: 200 }))]
   }
+}
+
+/** A grandchild that leaves its group and session: only the launcher's subreaping catches it. */
+function escapee(spawnCollect) {
+  return spawnCollect('sh', ['-c', 'setsid sleep 60 >/dev/null 2>&1 </dev/null & echo started'], { timeout: 1000 })
 }
 
 /** Settles once the child exited and its streams closed — a stream that never closes is lost. */
@@ -217,6 +224,8 @@ async function runLoad(minutes) {
   const pool = new Pool({ ...workerOptions, size: 2, maxAttempts: 2, maxRestarts: Infinity, requestTimeout: 5000 })
   listen(pool, 'pool')
   await Promise.all([...supervisors.map((s) => s.start()), pool.start()])
+  // At least one setsid escapee per run, so --kill-parent always has one to find.
+  await tally(stats.calls, 'spawnCollect setsid escapee').track(escapee(spawnCollect))
 
   const started = Date.now()
   const deadline = started + minutes * 60_000
@@ -279,7 +288,9 @@ async function runLoad(minutes) {
   })())
 
   await Promise.all(loops)
+  const stopping = Date.now()
   await Promise.all([pool.close(), ...supervisors.map((s) => s.stop())])
+  const stopMs = Date.now() - stopping
   const graceEnd = Date.now() + GRACE_MS
   const pendingCount = () => [...stats.requests.values(), ...stats.calls.values()].reduce((sum, t) => sum + t.pending.size, 0)
   while (pendingCount() > 0 && Date.now() < graceEnd) await sleep(50)
@@ -288,7 +299,7 @@ async function runLoad(minutes) {
   sample('stopped')
 
   const table = (map) => Object.fromEntries([...map].map(([kind, t]) => [kind, { fired: t.fired, resolved: t.resolved, rejected: t.rejected, lost: t.pending.size }]))
-  return { minutes, fdBaseline, samples, requests: table(stats.requests), calls: table(stats.calls), events: stats.events, outputBytes: stats.outputBytes, messages: stats.messages }
+  return { minutes, stopMs, fdBaseline, samples, requests: table(stats.requests), calls: table(stats.calls), events: stats.events, outputBytes: stats.outputBytes, messages: stats.messages }
 }
 
 // ---------------------------------------------------------------- the parent: run, time, judge
@@ -379,7 +390,8 @@ async function soak(minutes) {
     if (final.zombies > 0) failures.push(`${final.zombies} zombies after stop`)
   }
   console.log(`\nafter stop`)
-  console.log(`  Node exited by itself: ${exitedByItself ? `yes, ${exit.at - stoppedAt} ms after the result` : `no (killed after ${EXIT_LIMIT_MS} ms)`}`)
+  if (result) console.log(`  pool.close() + supervisors' stop(): ${result.stopMs} ms (the pool drains what it holds)`)
+  console.log(`  Node exited by itself: ${exitedByItself ? `yes, ${stoppedAt === null ? '?' : exit.at - stoppedAt} ms after the result` : `no (killed after ${EXIT_LIMIT_MS} ms)`}`)
   console.log(`  marked survivors: ${survivors.length}${survivors.length ? ` (pids ${survivors.join(' ')}, now SIGKILLed)` : ''}`)
   if (!exitedByItself) failures.push('Node did not exit by itself')
   if (survivors.length > 0) failures.push(`${survivors.length} survivors`)
@@ -418,6 +430,7 @@ async function spawnsLeakCheck(count) {
 async function killParent(rounds) {
   let survivorsTotal = 0
   let escapees = 0
+  let unloaded = 0 // rounds where the load had not started all it should before the kill
   for (let round = 0; round < rounds; round++) {
     const marker = `soak-kp-${process.pid}-${Date.now()}-${round}`
     let ready = false
@@ -426,8 +439,9 @@ async function killParent(rounds) {
     const until = Date.now() + 10_000
     while (!ready && Date.now() < until) {
       await sleep(100)
-      ready = markedProcesses(marker).length >= 5
+      ready = markedProcesses(marker).length >= 7 // the load, its launcher, 4 workers, 1 escapee
     }
+    if (!ready) unloaded += 1
     await sleep(300 + Math.floor(Math.random() * 700))
     child.kill('SIGKILL')
     await exited
@@ -449,9 +463,9 @@ async function killParent(rounds) {
     }
     survivorsTotal += survivors.length
     killPids(survivors)
-    process.stdout.write(`\rkill-parent: round ${round + 1}/${rounds}, survivors so far ${survivorsTotal}`)
+    if ((round + 1) % 10 === 0 || round + 1 === rounds) console.log(`kill-parent: round ${round + 1}/${rounds}, survivors so far ${survivorsTotal}`)
   }
-  console.log(`\nkill-parent: ${rounds} loaded parents SIGKILLed; survivors ${survivorsTotal} (in another session: ${escapees}; all SIGKILLed)`)
+  console.log(`kill-parent: ${rounds} loaded parents SIGKILLed; survivors ${survivorsTotal} (in another session: ${escapees}; all SIGKILLed); rounds killed before fully loaded: ${unloaded}`)
   console.log(`\nverdict: ${survivorsTotal === 0 ? 'PASS' : 'FAIL'}`)
   return survivorsTotal === 0
 }
