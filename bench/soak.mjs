@@ -97,6 +97,17 @@ function markedProcesses(marker) {
   })
 }
 
+/** "pid ppid session: command line" of a process, for the survivors' report. */
+function describe(pid) {
+  try {
+    const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()
+    return `pid ${pid}, ppid ${rest[1]}, session ${rest[3]}: ${command}`
+  } catch {
+    return `pid ${pid} (gone)`
+  }
+}
+
 function killPids(pids) {
   for (const pid of pids) {
     try {
@@ -118,21 +129,27 @@ class Tally {
     this.resolved = 0
     this.rejected = {}
     this.pending = new Set()
+    this.slowestMs = 0
   }
 
   track(promise) {
     this.fired += 1
     const token = {}
+    const start = Date.now()
     this.pending.add(token)
+    const settled = () => {
+      this.pending.delete(token)
+      this.slowestMs = Math.max(this.slowestMs, Date.now() - start)
+    }
     return promise.then(
       () => {
         this.resolved += 1
-        this.pending.delete(token)
+        settled()
       },
       (err) => {
         const code = err?.code ?? err?.name ?? 'untyped'
         this.rejected[code] = (this.rejected[code] ?? 0) + 1
-        this.pending.delete(token)
+        settled()
       },
     )
   }
@@ -172,8 +189,21 @@ function spawnCall(api) {
     case 7:
       return ['spawn huge output', streamed(spawn('head', ['-c', String(16 * MIB), '/dev/zero']))]
     default:
-      return ['spawn grandchild', streamed(spawn('sh', ['-c', 'sleep 30 & echo x'], { timeout: 200 }))]
+      return ['spawn grandchild', grandchildHeld(spawn('sh', ['-c', 'sleep 30 & echo x'], { timeout: 200 }))]
   }
+}
+
+/**
+ * The grandchild keeps stdout open after `sh` exited, so — as the README says — the streams
+ * stay open until they are destroyed; the soak does that, as a user would, once `exited` settled.
+ */
+function grandchildHeld(child) {
+  const release = () => {
+    child.stdout?.destroy()
+    child.stderr?.destroy()
+  }
+  child.exited.then(release, release)
+  return streamed(child)
 }
 
 /** A grandchild that leaves its group and session: only the launcher's subreaping catches it. */
@@ -287,7 +317,9 @@ async function runLoad(minutes) {
     }
   })())
 
+  const laneEnds = loops.map((loop) => loop.then(() => Date.now()))
   await Promise.all(loops)
+  const drainMs = Math.max(...(await Promise.all(laneEnds))) - deadline
   const stopping = Date.now()
   await Promise.all([pool.close(), ...supervisors.map((s) => s.stop())])
   const stopMs = Date.now() - stopping
@@ -298,8 +330,8 @@ async function runLoad(minutes) {
   await sleep(500)
   sample('stopped')
 
-  const table = (map) => Object.fromEntries([...map].map(([kind, t]) => [kind, { fired: t.fired, resolved: t.resolved, rejected: t.rejected, lost: t.pending.size }]))
-  return { minutes, stopMs, fdBaseline, samples, requests: table(stats.requests), calls: table(stats.calls), events: stats.events, outputBytes: stats.outputBytes, messages: stats.messages }
+  const table = (map) => Object.fromEntries([...map].map(([kind, t]) => [kind, { fired: t.fired, resolved: t.resolved, rejected: t.rejected, lost: t.pending.size, slowestMs: t.slowestMs }]))
+  return { minutes, drainMs, stopMs, fdBaseline, samples, requests: table(stats.requests), calls: table(stats.calls), events: stats.events, outputBytes: stats.outputBytes, messages: stats.messages }
 }
 
 // ---------------------------------------------------------------- the parent: run, time, judge
@@ -326,11 +358,11 @@ function startLoadProcess(args, marker, onLine) {
 
 function printCounts(title, counts) {
   console.log(`\n${title}`)
-  console.log('  kind                         fired  resolved  lost  rejected by code')
+  console.log('  kind                         fired  resolved  lost  slowest  rejected by code')
   const total = { fired: 0, resolved: 0, lost: 0 }
   for (const [kind, c] of Object.entries(counts).sort()) {
     const rejected = Object.entries(c.rejected).map(([code, k]) => `${code} ${k}`).join(', ') || '-'
-    console.log(`  ${kind.padEnd(26)} ${String(c.fired).padStart(7)} ${String(c.resolved).padStart(9)} ${String(c.lost).padStart(5)}  ${rejected}`)
+    console.log(`  ${kind.padEnd(26)} ${String(c.fired).padStart(7)} ${String(c.resolved).padStart(9)} ${String(c.lost).padStart(5)} ${`${(c.slowestMs / 1000).toFixed(1)}s`.padStart(8)}  ${rejected}`)
     total.fired += c.fired
     total.resolved += c.resolved
     total.lost += c.lost
@@ -363,6 +395,7 @@ async function soak(minutes) {
   clearTimeout(hardLimit)
   await sleep(500) // for the last SIGKILLed groups to be reaped
   const survivors = markedProcesses(marker)
+  const described = survivors.map(describe)
   killPids(survivors)
 
   const failures = []
@@ -390,9 +423,11 @@ async function soak(minutes) {
     if (final.zombies > 0) failures.push(`${final.zombies} zombies after stop`)
   }
   console.log(`\nafter stop`)
+  if (result) console.log(`  the last call in flight at the deadline settled ${result.drainMs} ms after it`)
   if (result) console.log(`  pool.close() + supervisors' stop(): ${result.stopMs} ms (the pool drains what it holds)`)
   console.log(`  Node exited by itself: ${exitedByItself ? `yes, ${stoppedAt === null ? '?' : exit.at - stoppedAt} ms after the result` : `no (killed after ${EXIT_LIMIT_MS} ms)`}`)
-  console.log(`  marked survivors: ${survivors.length}${survivors.length ? ` (pids ${survivors.join(' ')}, now SIGKILLed)` : ''}`)
+  console.log(`  marked survivors: ${survivors.length}${survivors.length ? ' (now SIGKILLed):' : ''}`)
+  for (const line of described) console.log(`    ${line}`)
   if (!exitedByItself) failures.push('Node did not exit by itself')
   if (survivors.length > 0) failures.push(`${survivors.length} survivors`)
   console.log(`\nverdict: ${failures.length === 0 ? 'PASS' : `FAIL — ${failures.join('; ')}`}`)
@@ -450,14 +485,14 @@ async function killParent(rounds) {
     const survivors = markedProcesses(marker)
     const ownSession = (() => {
       try {
-        return Number(readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[4])
+        return Number(readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[3])
       } catch {
         return null
       }
     })()
     for (const pid of survivors) {
       try {
-        const session = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[4])
+        const session = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[3])
         if (session !== ownSession) escapees += 1
       } catch {}
     }
