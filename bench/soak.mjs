@@ -427,7 +427,14 @@ async function soak(minutes) {
   if (result) console.log(`  pool.close() + supervisors' stop(): ${result.stopMs} ms (the pool drains what it holds)`)
   console.log(`  Node exited by itself: ${exitedByItself ? `yes, ${stoppedAt === null ? '?' : exit.at - stoppedAt} ms after the result` : `no (killed after ${EXIT_LIMIT_MS} ms)`}`)
   console.log(`  marked survivors: ${survivors.length}${survivors.length ? ' (now SIGKILLed):' : ''}`)
-  for (const line of described) console.log(`    ${line}`)
+  for (const line of described.slice(0, 8)) console.log(`    ${line}`)
+  if (described.length > 8) console.log(`    ... and ${described.length - 8} more`)
+  const byCommand = {}
+  for (const line of described) {
+    const command = line.slice(line.indexOf(': ') + 2)
+    byCommand[command] = (byCommand[command] ?? 0) + 1
+  }
+  for (const [command, count] of Object.entries(byCommand)) console.log(`    ${String(count).padStart(5)} × ${command}`)
   if (!exitedByItself) failures.push('Node did not exit by itself')
   if (survivors.length > 0) failures.push(`${survivors.length} survivors`)
   console.log(`\nverdict: ${failures.length === 0 ? 'PASS' : `FAIL — ${failures.join('; ')}`}`)
