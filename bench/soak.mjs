@@ -118,7 +118,7 @@ function killPids(pids) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const pick = (items) => items[Math.floor(Math.random() * items.length)]
-const mib = (bytes) => `${(bytes / MIB).toFixed(1)} MiB`
+const mib = (bytes) => (bytes == null ? '?' : `${(bytes / MIB).toFixed(1)} MiB`)
 
 // ---------------------------------------------------------------- the load (child process)
 
