@@ -147,9 +147,17 @@ export function isLauncher(pid) {
   }
 }
 
-/** Live launcher processes whose parent is `ppid` (by default, this process). */
-export function launchersOf(ppid = process.pid) {
+/**
+ * Live guardians whose parent is `ppid` (by default, this process): the process the addon starts,
+ * which forks the launcher and kills what the launcher leaves should it die.
+ */
+export function guardiansOf(ppid = process.pid) {
   return childrenOf(ppid).filter(isLauncher)
+}
+
+/** Live launchers (the processes that fork the children) of `ppid`'s guardians. */
+export function launchersOf(ppid = process.pid) {
+  return guardiansOf(ppid).flatMap((guardian) => childrenOf(guardian).filter(isLauncher))
 }
 
 /** Number of file descriptors process `pid` (by default this one) has open; null when gone. */

@@ -117,6 +117,49 @@ test('the launcher killed while 64 spawns are in flight: no process of theirs su
   }
 })
 
+// What the launcher adopted as a subreaper — the background job of a call that already ended, a
+// grandchild that called setsid(), the far end of a double fork — is known to no one but the
+// launcher. Killed, the launcher hands them to its guardian, which kills them; killed instead,
+// the guardian makes the launcher kill them (its parent-death signal). A daemon is spared by both.
+for (const victim of ['launcher', 'guardian']) {
+  test(`the ${victim} SIGKILLed: what the launcher adopted dies too, a daemon is spared`, { timeout: 60_000 }, async (t) => {
+    const mark = uniqueMarker(`death-adopted-${victim}`)
+    const daemonMark = `${mark}-daemon`
+    t.after(() => killPids([...processesWithEnv('TETHERED_DEATH_MARK', mark), ...processesWithEnv('TETHERED_DEATH_MARK', daemonMark)]))
+    const launcher = await currentLauncher()
+    const guardian = procStat(launcher.ppid)
+    const env = { ...process.env, TETHERED_DEATH_MARK: mark }
+    const quiet = '>/dev/null 2>&1 </dev/null'
+    for (const line of [`sleep 100 ${quiet} & echo started`, `setsid sleep 100 ${quiet} & echo started`, `(sleep 100 ${quiet} &); echo started`]) {
+      const r = await spawnCollect('sh', ['-c', line], { env, timeout: 10_000 })
+      assert.equal(r.stdout, 'started\n', line)
+    }
+    const daemonCall = spawnCollect('sleep', ['100'], { env: { ...process.env, TETHERED_DEATH_MARK: daemonMark }, killOnParentExit: false, timeout: 0 }).catch((e) => e)
+    const [daemon] = await waitFor(() => {
+      const pids = processesWithEnv('TETHERED_DEATH_MARK', daemonMark)
+      return pids.length === 1 && pids
+    }, { what: 'the daemon to run' })
+    const adopted = await waitFor(() => {
+      const pids = processesWithEnv('TETHERED_DEATH_MARK', mark)
+      return pids.length === 3 && pids.every((pid) => procStat(pid)?.ppid === launcher.pid) && pids
+    }, { what: 'the three leftovers to be adopted by the launcher' })
+    assert.equal(adopted.length, 3)
+
+    process.kill(victim === 'launcher' ? launcher.pid : guardian.pid, 'SIGKILL')
+    let left = []
+    await waitFor(() => (left = processesWithEnv('TETHERED_DEATH_MARK', mark)).length === 0, { timeout: 10_000 }).catch(() => {})
+    const described = left.map((pid) => `${pid} (ppid ${procStat(pid)?.ppid}) ${readFileSync(`/proc/${pid}/cmdline`, 'utf8')}`)
+    assert.deepEqual(described, [], `the ${victim} was SIGKILLed: these outlived it`)
+    await waitFor(() => !sameProcessAlive(launcher) && !sameProcessAlive(guardian), { timeout: 10_000, what: 'the launcher and its guardian to be gone' })
+    assert.ok(pidAlive(daemon), 'the daemon still runs')
+    assert.equal((await settlesWithin(daemonCall, 10_000, 'the daemon\'s call')).code, 'ERR_LAUNCHER_EXITED')
+    killPids([daemon])
+
+    const after = await spawnCollect('echo', ['after'])
+    assert.equal(after.stdout, 'after\n', 'the next call starts a new launcher')
+  })
+}
+
 // spawn() waits for its answer on the JavaScript thread, on the spawn socket: the launcher is
 // killed from outside while a burst of them runs. Each child's group must be known (from the
 // child's Starting, or the launcher's answer) and killed, whichever reply the death cut off.

@@ -7,7 +7,7 @@
 // test files run in processes of their own, so no other file's calls touch this launcher.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { spawnCollect, runProcess } from 'tethered'
 import {
@@ -57,11 +57,13 @@ async function startSleeper(t, name, options = {}) {
   return { pid, settled }
 }
 
-test('the launcher is a child of this process, and the parent of every child', { timeout: 60_000 }, async (t) => {
+test('the guardian is a child of this process, the launcher its child and the parent of every child', { timeout: 60_000 }, async (t) => {
   const marker = uniqueMarker('launcher-parent')
   t.after(() => killMarked(marker))
   const launcher = await currentLauncher()
-  assert.equal(Number(procStatus(launcher.pid).PPid), process.pid)
+  const guardian = Number(procStatus(launcher.pid).PPid)
+  assert.equal(Number(procStatus(guardian).PPid), process.pid)
+  assert.equal(readFileSync(`/proc/${guardian}/comm`, 'utf8').trim(), 'tethered-guard', 'the guardian names itself')
 
   const { pid, settled } = await startSleeper(t, `${marker}-child`)
   const status = procStatus(pid)

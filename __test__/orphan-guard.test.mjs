@@ -18,6 +18,7 @@ import {
   settlesWithin,
   procStat,
   sameProcessAlive,
+  guardiansOf,
   launchersOf,
 } from './helpers.mjs'
 
@@ -112,11 +113,14 @@ for (const [mode, signal, ending, how] of WAYS) {
     // The parent's launcher, found while the parent lives: exactly one, child of the parent.
     // Knowing its pid (and start time) is what makes the "no launcher left" check immune to the
     // launchers of test files running in parallel.
+    const guardians = guardiansOf(parent.pid)
+    assert.equal(guardians.length, 1, `one guardian under the parent: ${guardians}`)
+    const guardian = procStat(guardians[0])
     const launchers = launchersOf(parent.pid)
-    assert.equal(launchers.length, 1, `one launcher under the parent: ${launchers}`)
+    assert.equal(launchers.length, 1, `one launcher under the parent's guardian: ${launchers}`)
     const launcher = procStat(launchers[0])
     t.after(() => {
-      if (sameProcessAlive(launcher)) process.kill(launcher.pid, 'SIGKILL')
+      for (const helper of [launcher, guardian]) if (sameProcessAlive(helper)) process.kill(helper.pid, 'SIGKILL')
     })
     // A double fork's middle process exits on its own schedule: wait for the reparenting.
     const { daemon, dfork } = report.sleepers
@@ -135,7 +139,7 @@ for (const [mode, signal, ending, how] of WAYS) {
 
     const left = () => {
       const marked = processesWithMarker(marker)
-      const launcherLeft = sameProcessAlive(launcher) ? [launcher.pid] : []
+      const launcherLeft = [launcher, guardian].filter(sameProcessAlive).map((helper) => helper.pid)
       return { marked, launcherLeft }
     }
     let last
@@ -144,7 +148,7 @@ for (const [mode, signal, ending, how] of WAYS) {
         last = left()
         return last.marked.length === 0 && last.launcherLeft.length === 0
       },
-      { timeout: SURVIVOR_BOUND_MS, interval: 10, what: 'every descendant and the launcher to die' },
+      { timeout: SURVIVOR_BOUND_MS, interval: 10, what: 'every descendant, the launcher and its guardian to die' },
     ).catch((e) => {
       throw new Error(`${e.message}: marked survivors ${last.marked}, launcher ${last.launcherLeft}`)
     })

@@ -11,10 +11,11 @@
 //!   killed between the exec and its own `Spawned`, the program could already have forked,
 //!   and the addon, which kills the groups of a dead launcher, would not know that group;
 //! - is a child subreaper, so descendants that `setsid()` or double-fork away are reparented
-//!   to it rather than to init;
+//!   to it rather than to init; its parent, the guardian (the process the addon started, which
+//!   forked it), is one too, and kills them all should this process die (`guardian`);
 //! - reaps and reports exits, and signals groups only while their leader is unreaped (a zombie
 //!   leader pins the group id, so a recycled pid is never hit);
-//! - when the addon's socket closes or the parent dies, kills every group and every remaining
+//! - when the addon's socket closes or the guardian dies, kills every group and every remaining
 //!   descendant, except deliberate daemons (`detached`), reaps them and exits.
 //!
 //! A child's confinement (rlimits, group and user ids, no-new-privileges) is applied in the
@@ -44,23 +45,22 @@ use std::ffi::CString;
 use std::io::{self, IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::{getpid, getppid, Pid};
+use nix::unistd::{getpid, getppid, ForkResult, Pid};
+
+use crate::descendants::sweep;
+use crate::guardian;
 
 use tethered_launcher::protocol::{
   starting_frame, take_frames, Confinement, Reply, Request, Resource, ResourceUsage, SpawnStep,
 };
-
-/// How long shutdown keeps hunting descendants before it gives up and exits.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The signal the launcher asks for when its parent dies.
 const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
@@ -115,6 +115,8 @@ struct Launcher {
   by_id: HashMap<u64, i32>,
   /// Sessions of deliberate daemons, spared at shutdown.
   daemon_sessions: HashSet<i32>,
+  /// Where the guardian learns those sessions, so it spares them too.
+  guardian_pipe: std::fs::File,
   /// The stack each child runs on between clone and exec, reused.
   child_stack: Vec<u8>,
   /// The signals this process ignores, read once at start (see `ignored_signals`).
@@ -159,6 +161,7 @@ fn run(parent: Pid) -> io::Result<()> {
 
   // Signals are read from a signalfd. Terminal and job-control signals are blocked and
   // ignored: the launcher lives exactly as long as its Node process, however that one reacts.
+  // Blocked before the fork, so neither process can miss one.
   let mut mask = SigSet::empty();
   for signal in [
     Signal::SIGCHLD,
@@ -173,19 +176,38 @@ fn run(parent: Pid) -> io::Result<()> {
   sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
   let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
 
+  // This process stays behind as the guardian (see `guardian`); its child is the launcher.
+  let guardian = getpid();
+  let (daemon_sessions_in, daemon_sessions_out) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+  // SAFETY: this process is single-threaded, so the child may do anything after the fork.
+  match unsafe { nix::unistd::fork() }? {
+    ForkResult::Parent { child } => {
+      drop((main_socket, spawn_socket, daemon_sessions_out));
+      return guardian::guard(child, daemon_sessions_in, &signals);
+    }
+    ForkResult::Child => drop(daemon_sessions_in),
+  }
+  // Neither attribute survives a fork.
+  nix::sys::prctl::set_pdeathsig(PARENT_DEATH_SIGNAL)?;
+  if getppid() != guardian {
+    return Ok(());
+  }
+  nix::sys::prctl::set_child_subreaper(true)?;
+
   let mut launcher = Launcher {
     main: Channel::new(main_socket),
     spawns: Channel::new(spawn_socket),
-    parent,
+    parent: guardian,
     me: getpid(),
     children: HashMap::new(),
     by_id: HashMap::new(),
     daemon_sessions: HashSet::new(),
+    guardian_pipe: std::fs::File::from(daemon_sessions_out),
     child_stack: vec![0; CHILD_STACK_SIZE],
     ignored_signals: ignored_signals(),
   };
   launcher.serve(&signals)?;
-  launcher.shut_down();
+  sweep(launcher.me, &launcher.shut_down());
   Ok(())
 }
 
@@ -314,6 +336,8 @@ impl Launcher {
               self.by_id.insert(id, pid);
               if detached {
                 self.daemon_sessions.insert(pid);
+                // A dead guardian is the parent-death signal's business, not this write's.
+                let _ = self.guardian_pipe.write_all(&pid.to_ne_bytes());
               }
               Reply::Spawned { id, pid }
             }
@@ -437,44 +461,15 @@ impl Launcher {
     }
   }
 
-  /// Kills every group and every descendant except deliberate daemons, reaps them, returns.
-  fn shut_down(&mut self) {
+  /// Kills every group except deliberate daemons; returns the daemons' sessions, which the
+  /// sweep of the remaining descendants spares too.
+  fn shut_down(self) -> HashSet<i32> {
     for (&pid, child) in &self.children {
       if !child.detached {
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
       }
     }
-    let deadline = Instant::now() + SHUTDOWN_LIMIT;
-    loop {
-      // Everything still our child, daemons' sessions aside: leaders, and descendants that were
-      // reparented here because their parents died.
-      let mut left = 0;
-      for pid in self.direct_children() {
-        if self.daemon_sessions.contains(&session_of(pid)) {
-          continue;
-        }
-        left += 1;
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-      }
-      while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-          break;
-        }
-      }
-      if left == 0 || Instant::now() > deadline {
-        return;
-      }
-      std::thread::sleep(Duration::from_millis(5));
-    }
-  }
-
-  fn direct_children(&self) -> Vec<i32> {
-    let path = format!("/proc/{0}/task/{0}/children", self.me);
-    std::fs::read_to_string(path)
-      .unwrap_or_default()
-      .split_whitespace()
-      .filter_map(|p| p.parse().ok())
-      .collect()
+    self.daemon_sessions
   }
 }
 
@@ -530,17 +525,6 @@ fn dup_above(fd: std::os::fd::BorrowedFd, floor: RawFd) -> Result<OwnedFd, Errno
   let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(floor))?;
   // SAFETY: fcntl just created this fd; nothing else owns it.
   Ok(unsafe { OwnedFd::from_raw_fd(copy) })
-}
-
-/// The session id of `pid`, from `/proc/<pid>/stat` (0 when it cannot be read).
-fn session_of(pid: i32) -> i32 {
-  let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-  // Fields after the parenthesised command: state ppid pgrp session ...
-  stat
-    .rsplit_once(')')
-    .and_then(|(_, rest)| rest.split_whitespace().nth(3))
-    .and_then(|s| s.parse().ok())
-    .unwrap_or(0)
 }
 
 /// The kernel's `struct sigaction` on x86-64 and arm64 (handler, flags, restorer, mask), which
