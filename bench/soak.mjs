@@ -30,7 +30,7 @@ const HELP = `usage: node bench/soak.mjs [--minutes N] [--spawns N] [--kill-pare
   --minutes N      chaos soak of N minutes (default 10, fractions allowed): 2 Supervisors and a
                    Pool (size 2, maxAttempts 2) under crashes, hangs, outside SIGKILLs, 1 MiB
                    messages and stdout floods, with spawnCollect/runProcess/spawn alongside and
-                   the launcher SIGKILLed now and then. Exit 1 if anything was lost, leaked or
+                   the launcher or its guardian SIGKILLed now and then. Exit 1 if anything was lost, leaked or
                    left alive.
   --spawns N       leak check: N sequential spawnCollect('true'); fds, zombies and launcher RSS
                    before/after.
@@ -65,21 +65,30 @@ function isLauncher(pid) {
   }
 }
 
-/** This process's live launcher, or null. */
-function launcherPid() {
+/** A live child of `ppid` running the launcher binary, or null. */
+function launcherBinaryChildOf(ppid) {
   for (const pid of allPids()) {
     const stat = procStat(pid)
-    if (stat?.ppid === process.pid && stat.state !== 'Z' && isLauncher(pid)) return pid
+    if (stat?.ppid === ppid && stat.state !== 'Z' && isLauncher(pid)) return pid
   }
   return null
 }
 
-/** Zombies among this process's children and its launcher's children. */
+/** This process's live guardian (the launcher's parent, which the addon started), or null. */
+function guardianPid() {
+  return launcherBinaryChildOf(process.pid)
+}
+
+/** This process's live launcher (the guardian's child, which forks every child), or null. */
+function launcherPid() {
+  const guardian = guardianPid()
+  return guardian && launcherBinaryChildOf(guardian)
+}
+
+/** Zombies among the children of this process, of its guardian and of its launcher. */
 function zombieCount() {
-  const parents = new Set([process.pid])
-  const stats = allPids().map(procStat).filter(Boolean)
-  for (const s of stats) if (s.ppid === process.pid && s.state !== 'Z' && isLauncher(s.pid)) parents.add(s.pid)
-  return stats.filter((s) => s.state === 'Z' && parents.has(s.ppid)).length
+  const parents = new Set([process.pid, guardianPid(), launcherPid()].filter(Boolean))
+  return allPids().map(procStat).filter((s) => s && s.state === 'Z' && parents.has(s.ppid)).length
 }
 
 /** Live processes whose environment holds SOAK_MARKER=marker. */
@@ -305,11 +314,13 @@ async function runLoad(minutes) {
           countEvent('worker SIGKILLed from outside')
         }
       }
+      // The launcher, and every other time its guardian: either death must take all with it.
       if (tick % 10 === 0) {
-        const launcher = launcherPid()
-        if (launcher) {
-          killPids([launcher])
-          countEvent('launcher SIGKILLed')
+        const guardiansTurn = tick % 20 === 0
+        const victim = guardiansTurn ? guardianPid() : launcherPid()
+        if (victim) {
+          killPids([victim])
+          countEvent(guardiansTurn ? 'guardian SIGKILLed' : 'launcher SIGKILLed')
         }
       }
       if (tick % 2 === 0) sample('load')
