@@ -982,7 +982,7 @@ mod properties {
     ]
   }
 
-  /// A value with nothing inside it.
+  /// A value that holds no other value (a String object or an Error holds a string only).
   fn leaf() -> impl Strategy<Value = Vec<u8>> {
     let double = |tag: u8| any::<f64>().prop_map(move |n| [&[tag][..], &n.to_le_bytes()].concat());
     prop_oneof![
@@ -1013,8 +1013,12 @@ mod properties {
         [with_len(b'B', &data), view.to_vec()].concat()
       }),
       any::<u8>().prop_map(|n| tagged(b'^', n.into())),
-      (string(), any::<u8>())
-        .prop_map(|(source, flags)| { [vec![b'R'], source, varint_of(flags.into())].concat() }),
+      (string(), any::<u8>()).prop_map(|(source, flags)| [
+        vec![b'R'],
+        source,
+        varint_of(flags.into())
+      ]
+      .concat()),
       string().prop_map(|s| [vec![b's'], s].concat()),
       (prop::sample::select(b"ERFSTU".to_vec()), string()).prop_map(|(prototype, message)| {
         [vec![b'r', prototype, b'm'], message, vec![b'.']].concat()
@@ -1051,6 +1055,7 @@ mod properties {
             .concat()
           }
         ),
+        // A sparse array: index/value pairs, in an array longer than any u16 index.
         prop::collection::vec((any::<u16>(), inner.clone()), 0..5).prop_map(|items| {
           let n = items.len() as u64;
           let pairs: Vec<u8> = items
@@ -1092,7 +1097,7 @@ mod properties {
       "cmd", "type", "tethered", "id", "error", "result", "x",
     ]);
     let id = prop_oneof![
-      (1..100i32).prop_map(|n| tagged(b'I', (n << 1) as u64)),
+      (1..100i32).prop_map(int32),
       any::<f64>().prop_map(|n| [&b"N"[..], &n.to_le_bytes()].concat()),
     ];
     let field_value = prop_oneof![string(), id, value()];
@@ -1184,7 +1189,8 @@ mod properties {
       prop_assert!(decoder.ready.is_empty());
       if let Some((payload, len)) = &decoder.payload {
         prop_assert!(payload.len() < *len && *len <= decoder.limit);
-        // Reserved up front at most up to a fixed amount; past it, growing with the bytes.
+        // Up front, no more than the length or RESERVE_AT_ONCE; past that, at most twice what
+        // arrived (a Vec's doubling), never the header's word alone.
         prop_assert!(payload.capacity() <= (*len).min(RESERVE_AT_ONCE).max(2 * payload.len()));
       }
       if decoder.lost.is_some() {

@@ -1,7 +1,7 @@
 //! The wire protocol between the addon and its launcher process, shared by both sides.
 //!
 //! A frame is a little-endian `u32` length, then that many bytes: a one-byte tag and the
-//! fields. The file descriptors a `Spawn` lays out in the child travel with the frame's first
+//! fields, which fill it exactly (a byte left over is as corrupt as one missing). The file descriptors a `Spawn` lays out in the child travel with the frame's first
 //! byte as one `SCM_RIGHTS` message; `fd_count` says how many to take. Plain std, no I/O:
 //! each side reads and writes its socket its own way (the addon through tokio, the launcher
 //! with blocking calls and `poll`).
