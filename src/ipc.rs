@@ -911,3 +911,174 @@ mod tests {
     assert_eq!(values(drain(&mut decoder)), [json!([1, 2, 34])]);
   }
 }
+
+/// Property tests of the json decoder, fed as a worker's reader feeds it: a chunk, then every
+/// message it completes. What the bytes fed so far should give is worked out by reading them
+/// whole ([`properties::read_whole`]); after every chunk, exactly that must have come out.
+#[cfg(test)]
+mod properties {
+  use proptest::prelude::*;
+  use proptest::sample::Index;
+  use serde_json::{Map, Value};
+
+  use super::*;
+
+  /// What a worker's reader gets from the decoder after each chunk, all in order.
+  type Items = Vec<Result<Received, Error>>;
+
+  /// Any JSON value, with strings of any characters (control characters, U+2028, astral
+  /// planes) and objects that may use the envelope's keys, so some are sorted as tethered's.
+  fn json_value() -> impl Strategy<Value = Value> {
+    let text = prop_oneof![
+      any::<String>(),
+      prop::sample::select(vec!["pong", "response", "NODE_HANDLE", "NODE_", "héllo 👋🏽"])
+        .prop_map(str::to_string),
+    ];
+    let leaf = prop_oneof![
+      Just(Value::Null),
+      any::<bool>().prop_map(Value::from),
+      any::<i64>().prop_map(Value::from),
+      any::<u64>().prop_map(Value::from),
+      any::<f64>().prop_map(Value::from),
+      text.clone().prop_map(Value::from),
+    ];
+    let key = prop_oneof![
+      text,
+      prop::sample::select(ENVELOPE_KEYS.to_vec()).prop_map(str::to_string),
+    ];
+    leaf.prop_recursive(3, 24, 6, move |inner| {
+      prop_oneof![
+        prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+        prop::collection::vec((key.clone(), inner), 0..6)
+          .prop_map(|fields| Value::Object(fields.into_iter().collect::<Map<_, _>>())),
+      ]
+    })
+  }
+
+  /// One line as a worker may write it, without its newline: JSON text, a blank line, or bytes
+  /// that are not JSON (invalid UTF-8 included).
+  fn line() -> impl Strategy<Value = Vec<u8>> {
+    let not_newline = any::<u8>().prop_filter("not a newline", |&b| b != b'\n');
+    prop_oneof![
+      6 => json_value().prop_map(|value| value.to_string().into_bytes()),
+      1 => prop::collection::vec(prop::sample::select(b" \t\r\x0c".to_vec()), 0..4),
+      2 => prop::collection::vec(not_newline, 1..24),
+    ]
+  }
+
+  /// A stream of lines, the last one possibly unfinished.
+  fn stream() -> impl Strategy<Value = Vec<u8>> {
+    (prop::collection::vec(line(), 0..8), any::<bool>()).prop_map(|(lines, finished)| {
+      let mut stream = lines.join(&b'\n');
+      if finished && !lines.is_empty() {
+        stream.push(b'\n');
+      }
+      stream
+    })
+  }
+
+  /// `bytes` cut at the given points, in order.
+  fn split<'a>(bytes: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(bytes.len() + 1)).collect();
+    at.extend([0, bytes.len()]);
+    at.sort_unstable();
+    at.windows(2).map(|pair| &bytes[pair[0]..pair[1]]).collect()
+  }
+
+  fn cuts() -> impl Strategy<Value = Vec<Index>> {
+    prop::collection::vec(any::<Index>(), 0..24)
+  }
+
+  /// What `bytes` (all that arrived so far) give, read whole: each finished non-blank line
+  /// checked and sorted, until a line — finished or not — longer than `limit`, which is one
+  /// `MessageTooLarge` and the end of the stream.
+  fn read_whole(bytes: &[u8], limit: usize) -> Items {
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let unfinished = lines.pop().expect("split gives at least one piece");
+    let mut items = Vec::new();
+    for line in lines {
+      if line.len() > limit {
+        items.push(Err(Error::MessageTooLarge { limit }));
+        return items;
+      }
+      if !line.iter().all(u8::is_ascii_whitespace) {
+        items.push(parse_line(line));
+      }
+    }
+    if unfinished.len() > limit {
+      items.push(Err(Error::MessageTooLarge { limit }));
+    }
+    items
+  }
+
+  /// Feeds `pieces` one by one, draining after each, and checks after each that what came out
+  /// is what the bytes so far give and that the decoder holds no more than it must.
+  fn feed_and_check(pieces: &[&[u8]], limit: usize) -> Result<Items, TestCaseError> {
+    let mut decoder = Decoder::new(Serialization::Json, limit);
+    let mut got = Vec::new();
+    let mut fed = Vec::new();
+    for piece in pieces {
+      decoder.feed(piece);
+      fed.extend_from_slice(piece);
+      got.extend(std::iter::from_fn(|| decoder.next_message()));
+      prop_assert_eq!(&got, &read_whole(&fed, limit));
+      let Decoder::Json(lines) = &decoder else {
+        unreachable!()
+      };
+      if lines.too_large {
+        prop_assert_eq!(lines.buffer.capacity(), 0, "kept bytes past a refused line");
+      } else {
+        // The unfinished line, within the limit, and what was read out of this piece.
+        prop_assert!(lines.buffer.len() - lines.consumed <= limit);
+        prop_assert!(lines.buffer.len() <= limit.saturating_add(piece.len()));
+      }
+    }
+    Ok(got)
+  }
+
+  proptest! {
+    /// Each value arrives as the text it was written, whatever the split (inside a multi-byte
+    /// character included), with no limit in the way.
+    #[test]
+    fn messages_split_anywhere_arrive_as_written(
+      values in prop::collection::vec(json_value(), 1..8),
+      cuts in cuts(),
+    ) {
+      let texts: Vec<String> = values.iter().map(Value::to_string).collect();
+      let stream: Vec<u8> = texts
+        .iter()
+        .flat_map(|text| Serialization::Json.frame(text.clone().into_bytes()).unwrap().parts().concat())
+        .collect();
+      let got = feed_and_check(&split(&stream, &cuts), usize::MAX)?;
+      prop_assert_eq!(got.len(), texts.len());
+      for (item, text) in got.iter().zip(&texts) {
+        prop_assert!(item.is_ok(), "{:?} from {}", item, text);
+        if let Ok(Received::User(payload)) = item {
+          prop_assert_eq!(payload, &Payload::Json(text.clone()));
+        }
+      }
+    }
+
+    /// Any lines, split anywhere, under any limit: no panic; every message and every error
+    /// (a malformed line, a line over the limit) comes out as soon as its bytes are in, in
+    /// order; a line over the limit is refused once it passes the limit, before its end.
+    #[test]
+    fn any_lines_split_anywhere_give_what_they_hold(
+      stream in stream(),
+      cuts in cuts(),
+      limit in prop_oneof![Just(usize::MAX), 0..40usize],
+    ) {
+      feed_and_check(&split(&stream, &cuts), limit)?;
+    }
+
+    /// Bytes of any kind, newlines sprinkled in: no panic, and the same agreement.
+    #[test]
+    fn any_bytes_split_anywhere_give_what_they_hold(
+      stream in prop::collection::vec(prop_oneof![4 => any::<u8>(), 1 => Just(b'\n')], 0..200),
+      cuts in cuts(),
+      limit in prop_oneof![Just(usize::MAX), 0..40usize],
+    ) {
+      feed_and_check(&split(&stream, &cuts), limit)?;
+    }
+  }
+}

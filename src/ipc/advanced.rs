@@ -928,3 +928,319 @@ mod tests {
     assert_eq!(drain(&mut decoder), [Ok(Received::Pong)]);
   }
 }
+
+/// Property tests of the advanced decoder, fed as a worker's reader feeds it: a chunk, then
+/// every message it completes. Payloads are built the way V8's serializer lays values out, so
+/// the walk in [`sniff`] meets every kind of value it must skip; hostile streams mix them with
+/// payloads tampered with, random bytes and lengths over the limit.
+#[cfg(test)]
+mod properties {
+  use proptest::prelude::*;
+  use proptest::sample::Index;
+
+  use super::*;
+
+  /// What a worker's reader gets from the decoder after each chunk, all in order.
+  type Items = Vec<Result<Received, Error>>;
+
+  fn varint_of(n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    varint(&mut out, n);
+    out
+  }
+
+  fn tagged(tag: u8, n: u64) -> Vec<u8> {
+    [vec![tag], varint_of(n)].concat()
+  }
+
+  /// An int32 as V8 writes it: `I`, then the number zigzag-encoded.
+  fn int32(n: i32) -> Vec<u8> {
+    tagged(b'I', ((n << 1) ^ (n >> 31)) as u32 as u64)
+  }
+
+  /// A tag, then the length of `bytes` and `bytes`.
+  fn with_len(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    [tagged(tag, bytes.len() as u64), bytes.to_vec()].concat()
+  }
+
+  fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..max)
+  }
+
+  /// A string in each of V8's three forms: one-byte (Latin-1), two-byte (UTF-16, after the
+  /// padding V8 may put before it), and the UTF-8 form older versions wrote.
+  fn string() -> impl Strategy<Value = Vec<u8>> {
+    let known = prop::sample::select(vec!["pong", "response", "NODE_HANDLE", "type", "id"]);
+    prop_oneof![
+      known.prop_map(|s| with_len(b'"', s.as_bytes())),
+      bytes(12).prop_map(|latin1| with_len(b'"', &latin1)),
+      (any::<String>(), any::<bool>()).prop_map(|(s, padded)| {
+        let units: Vec<u8> = s.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        [&[0][..usize::from(padded)], &with_len(b'c', &units)].concat()
+      }),
+      any::<String>().prop_map(|s| with_len(b'S', s.as_bytes())),
+    ]
+  }
+
+  /// A value that holds no other value (a String object or an Error holds a string only).
+  fn leaf() -> impl Strategy<Value = Vec<u8>> {
+    let double = |tag: u8| any::<f64>().prop_map(move |n| [&[tag][..], &n.to_le_bytes()].concat());
+    prop_oneof![
+      prop::sample::select(vec![b'_', b'0', b'T', b'F']).prop_map(|tag| vec![tag]),
+      any::<i32>().prop_map(int32),
+      any::<u32>().prop_map(|n| tagged(b'U', n.into())),
+      double(b'N'),
+      double(b'D'),
+      string(),
+      // BigInt: sign bit, then the digits' byte length.
+      (any::<bool>(), bytes(16)).prop_map(|(negative, digits)| {
+        let bitfield = (digits.len() as u64) << 1 | u64::from(negative);
+        [tagged(b'Z', bitfield), digits].concat()
+      }),
+      // A Buffer or typed array, as Node's serializer writes it: a host object.
+      (0..12u64, bytes(24)).prop_map(|(kind, data)| {
+        [
+          tagged(b'\\', 0),
+          varint_of(kind),
+          varint_of(data.len() as u64),
+          data,
+        ]
+        .concat()
+      }),
+      // An ArrayBuffer, possibly with a view into it.
+      (bytes(16), any::<bool>()).prop_map(|(data, viewed)| {
+        let view: &[u8] = if viewed { b"V?\x00\x02\x00" } else { b"" };
+        [with_len(b'B', &data), view.to_vec()].concat()
+      }),
+      any::<u8>().prop_map(|n| tagged(b'^', n.into())),
+      (string(), any::<u8>()).prop_map(|(source, flags)| [
+        vec![b'R'],
+        source,
+        varint_of(flags.into())
+      ]
+      .concat()),
+      string().prop_map(|s| [vec![b's'], s].concat()),
+      (prop::sample::select(b"ERFSTU".to_vec()), string()).prop_map(|(prototype, message)| {
+        [vec![b'r', prototype, b'm'], message, vec![b'.']].concat()
+      }),
+    ]
+  }
+
+  /// Any value V8 could write, containers nested in containers.
+  fn value() -> impl Strategy<Value = Vec<u8>> {
+    leaf().prop_recursive(3, 32, 5, |inner| {
+      let key = prop_oneof![string(), any::<i32>().prop_map(int32)];
+      prop_oneof![
+        prop::collection::vec((key, inner.clone()), 0..5).prop_map(|fields| {
+          let n = fields.len() as u64;
+          [
+            vec![b'o'],
+            fields
+              .into_iter()
+              .flat_map(|(k, v)| [k, v].concat())
+              .collect(),
+            tagged(b'{', n),
+          ]
+          .concat()
+        }),
+        prop::collection::vec(prop_oneof![inner.clone(), Just(vec![b'-'])], 0..5).prop_map(
+          |items| {
+            let n = items.len() as u64;
+            [
+              tagged(b'A', n),
+              items.concat(),
+              tagged(b'$', 0),
+              varint_of(n),
+            ]
+            .concat()
+          }
+        ),
+        // A sparse array: index/value pairs, in an array longer than any u16 index.
+        prop::collection::vec((any::<u16>(), inner.clone()), 0..5).prop_map(|items| {
+          let n = items.len() as u64;
+          let pairs: Vec<u8> = items
+            .into_iter()
+            .flat_map(|(index, v)| [tagged(b'U', index.into()), v].concat())
+            .collect();
+          [
+            tagged(b'a', 1 << 16),
+            pairs,
+            tagged(b'@', n),
+            varint_of(1 << 16),
+          ]
+          .concat()
+        }),
+        prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(|entries| {
+          let n = entries.len() as u64;
+          [
+            vec![b';'],
+            entries
+              .into_iter()
+              .flat_map(|(k, v)| [k, v].concat())
+              .collect(),
+            tagged(b':', 2 * n),
+          ]
+          .concat()
+        }),
+        prop::collection::vec(inner, 0..4).prop_map(|items| {
+          let n = items.len() as u64;
+          [vec![b'\''], items.concat(), tagged(b',', n)].concat()
+        }),
+      ]
+    })
+  }
+
+  /// A top-level object with the envelope's keys, so that pongs, responses (with ids and
+  /// errors of every shape) and Node's messages are made as well as the user's.
+  fn envelope() -> impl Strategy<Value = Vec<u8>> {
+    let key = prop::sample::select(vec![
+      "cmd", "type", "tethered", "id", "error", "result", "x",
+    ]);
+    let id = prop_oneof![
+      (1..100i32).prop_map(int32),
+      any::<f64>().prop_map(|n| [&b"N"[..], &n.to_le_bytes()].concat()),
+    ];
+    let field_value = prop_oneof![string(), id, value()];
+    prop::collection::vec((key, field_value), 0..5).prop_map(|fields| {
+      let n = fields.len() as u64;
+      let body: Vec<u8> = fields
+        .into_iter()
+        .flat_map(|(k, v)| [with_len(b'"', k.as_bytes()), v].concat())
+        .collect();
+      [vec![b'o'], body, tagged(b'{', n)].concat()
+    })
+  }
+
+  /// A whole payload: the version header, then one value.
+  fn payload() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![value(), envelope()].prop_map(|v| [&[0xFF, FORMAT_VERSION][..], &v].concat())
+  }
+
+  fn framed(payload: &[u8]) -> Vec<u8> {
+    [&header(payload).unwrap()[..], payload].concat()
+  }
+
+  /// One piece of a hostile stream.
+  fn hostile_piece() -> impl Strategy<Value = Vec<u8>> {
+    // A valid payload cut short, lengthened or with one byte changed, framed with its new
+    // length: the frame is whole, only its content is wrong.
+    let tampered = (payload(), any::<Index>(), bytes(6), any::<u8>(), 0..3u8).prop_map(
+      |(mut payload, at, tail, byte, how)| {
+        let at = at.index(payload.len());
+        match how {
+          0 => payload.truncate(at),
+          1 => payload.extend_from_slice(if tail.is_empty() { &[0] } else { &tail }),
+          _ => payload[at] = byte,
+        }
+        framed(&payload)
+      },
+    );
+    prop_oneof![
+      3 => payload().prop_map(|payload| framed(&payload)),
+      3 => tampered,
+      1 => bytes(40).prop_map(|payload| framed(&payload)),
+      1 => any::<u32>().prop_map(|len| len.to_be_bytes().to_vec()),
+      1 => bytes(6),
+    ]
+  }
+
+  fn split<'a>(bytes: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(bytes.len() + 1)).collect();
+    at.extend([0, bytes.len()]);
+    at.sort_unstable();
+    at.windows(2).map(|pair| &bytes[pair[0]..pair[1]]).collect()
+  }
+
+  fn cuts() -> impl Strategy<Value = Vec<Index>> {
+    prop::collection::vec(any::<Index>(), 0..24)
+  }
+
+  /// What `bytes` (all that arrived so far) give, read whole: each complete frame's payload
+  /// sorted, until a length over `limit`, which is one `MessageTooLarge` and the end.
+  fn read_whole(bytes: &[u8], limit: usize) -> Items {
+    let mut items = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= HEADER {
+      let len = u32::from_be_bytes(bytes[at..at + HEADER].try_into().unwrap()) as usize;
+      if len > limit {
+        items.push(Err(Error::MessageTooLarge { limit }));
+        break;
+      }
+      if bytes.len() - at - HEADER < len {
+        break;
+      }
+      items.push(sort(bytes[at + HEADER..at + HEADER + len].to_vec()));
+      at += HEADER + len;
+    }
+    items
+  }
+
+  /// Feeds `pieces` one by one, draining after each, and checks after each that what came out
+  /// is what the bytes so far give and that the decoder holds no more than it must.
+  fn feed_and_check(pieces: &[&[u8]], limit: usize) -> Result<Items, TestCaseError> {
+    let mut decoder = Decoder::with_limit(limit);
+    let mut got = Vec::new();
+    let mut fed = Vec::new();
+    for piece in pieces {
+      decoder.feed(piece);
+      fed.extend_from_slice(piece);
+      got.extend(std::iter::from_fn(|| decoder.next_message()));
+      prop_assert_eq!(&got, &read_whole(&fed, decoder.limit));
+      prop_assert!(decoder.ready.is_empty());
+      if let Some((payload, len)) = &decoder.payload {
+        prop_assert!(payload.len() < *len && *len <= decoder.limit);
+        // Up front, no more than the length or RESERVE_AT_ONCE; past that, at most twice what
+        // arrived (a Vec's doubling), never the header's word alone.
+        prop_assert!(payload.capacity() <= (*len).min(RESERVE_AT_ONCE).max(2 * payload.len()));
+      }
+      if decoder.lost.is_some() {
+        prop_assert!(decoder.payload.is_none());
+      }
+    }
+    Ok(got)
+  }
+
+  proptest! {
+    /// Every payload V8 could write arrives whole and unchanged, however it is split; the ones
+    /// that reach JavaScript carry exactly the bytes that were sent.
+    #[test]
+    fn payloads_split_anywhere_arrive_unchanged(
+      payloads in prop::collection::vec(payload(), 1..6),
+      cuts in cuts(),
+    ) {
+      let stream: Vec<u8> = payloads.iter().flat_map(|payload| framed(payload)).collect();
+      let got = feed_and_check(&split(&stream, &cuts), MAX_MESSAGE)?;
+      prop_assert_eq!(got.len(), payloads.len());
+      for (item, payload) in got.iter().zip(&payloads) {
+        match item {
+          Ok(Received::User(Payload::Advanced(bytes)))
+          | Ok(Received::Response { outcome: Ok(Some(Payload::Advanced(bytes))), .. }) => {
+            prop_assert_eq!(bytes, payload);
+          }
+          Ok(_) => {}
+          Err(error) => prop_assert!(false, "{:?} for {:?}", error, payload),
+        }
+      }
+    }
+
+    /// Hostile streams, split anywhere, under any limit: no panic; every payload and every
+    /// error (a payload that cannot be followed, a length over the limit) comes out as soon as
+    /// its bytes are in, in order; a length over the limit is refused from its header alone.
+    #[test]
+    fn hostile_streams_split_anywhere_give_what_they_hold(
+      pieces in prop::collection::vec(hostile_piece(), 0..8),
+      cuts in cuts(),
+      limit in prop_oneof![Just(MAX_MESSAGE), 0..200usize],
+    ) {
+      feed_and_check(&split(&pieces.concat(), &cuts), limit)?;
+    }
+
+    /// Any bytes as a payload: sorted or malformed, never a panic.
+    #[test]
+    fn any_payload_is_sorted_or_malformed(payload in prop_oneof![bytes(64), payload()]) {
+      if let Err(error) = sort(payload) {
+        prop_assert_eq!(error.code(), "ERR_IPC_MALFORMED_MESSAGE");
+      }
+    }
+  }
+}

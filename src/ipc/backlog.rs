@@ -114,3 +114,91 @@ mod tests {
       .unwrap();
   }
 }
+
+/// Property test of the brake: over any run of reads queued and batches taken, room is exactly
+/// "below the limit", and a reader waiting for room is woken by the batch that makes it.
+#[cfg(test)]
+mod properties {
+  use std::future::Future;
+  use std::pin::Pin;
+  use std::sync::atomic::AtomicBool;
+  use std::sync::Arc;
+  use std::task::{Context, Poll, Wake, Waker};
+
+  use proptest::prelude::*;
+  use proptest::sample::Index;
+
+  use super::*;
+
+  /// A waker that remembers being woken.
+  #[derive(Default)]
+  struct Woken(AtomicBool);
+
+  impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+      self.0.store(true, Ordering::SeqCst);
+    }
+  }
+
+  #[derive(Debug, Clone)]
+  enum Step {
+    /// A read queued this many bytes.
+    Queue(usize),
+    /// A delivery took this share of what was queued (a batch never holds more).
+    Take(Index),
+  }
+
+  fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+      (0..40usize).prop_map(Step::Queue),
+      any::<Index>().prop_map(Step::Take),
+    ]
+  }
+
+  proptest! {
+    #[test]
+    fn room_is_below_the_limit_and_a_waiting_reader_wakes_when_it_comes(
+      limit in 1..64usize,
+      steps in prop::collection::vec(step(), 0..40),
+    ) {
+      let backlog = Backlog::with_limit(limit);
+      let mut queued = 0;
+      let woken = Arc::new(Woken::default());
+      let waker = Waker::from(woken.clone());
+      let mut context = Context::from_waker(&waker);
+      // The reader that found no room, parked until it is woken.
+      let mut waiting: Option<Pin<Box<dyn Future<Output = ()> + '_>>> = None;
+      for step in steps {
+        match step {
+          Step::Queue(bytes) => {
+            backlog.add(bytes);
+            queued += bytes;
+          }
+          Step::Take(share) => {
+            let bytes = share.index(queued + 1);
+            backlog.remove(bytes);
+            queued -= bytes;
+          }
+        }
+        prop_assert_eq!(backlog.has_room(), queued < limit);
+        if let Some(waiter) = &mut waiting {
+          if queued < limit {
+            prop_assert!(woken.0.load(Ordering::SeqCst), "room came but the reader sleeps");
+            prop_assert!(waiter.as_mut().poll(&mut context).is_ready());
+            waiting = None;
+          }
+        } else {
+          let mut waiter = Box::pin(backlog.room());
+          woken.0.store(false, Ordering::SeqCst);
+          match waiter.as_mut().poll(&mut context) {
+            Poll::Ready(()) => prop_assert!(queued < limit),
+            Poll::Pending => {
+              prop_assert!(queued >= limit);
+              waiting = Some(waiter);
+            }
+          }
+        }
+      }
+    }
+  }
+}

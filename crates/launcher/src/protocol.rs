@@ -1,7 +1,7 @@
 //! The wire protocol between the addon and its launcher process, shared by both sides.
 //!
 //! A frame is a little-endian `u32` length, then that many bytes: a one-byte tag and the
-//! fields. The file descriptors a `Spawn` lays out in the child travel with the frame's first
+//! fields, which fill it exactly (a byte left over is as corrupt as one missing). The file descriptors a `Spawn` lays out in the child travel with the frame's first
 //! byte as one `SCM_RIGHTS` message; `fd_count` says how many to take. Plain std, no I/O:
 //! each side reads and writes its socket its own way (the addon through tokio, the launcher
 //! with blocking calls and `poll`).
@@ -290,6 +290,15 @@ impl Reader<'_> {
       gid,
     })
   }
+  /// The frame's length and its fields must agree: bytes left over mean the two sides do not
+  /// read the frame alike, so nothing in it can be trusted.
+  fn end(&self) -> io::Result<()> {
+    if self.0.is_empty() {
+      Ok(())
+    } else {
+      Err(corrupt())
+    }
+  }
   fn list(&mut self) -> io::Result<Vec<Vec<u8>>> {
     let count = self.u32()? as usize;
     // Each item is at least its 4-byte length, which bounds a corrupt count.
@@ -355,8 +364,8 @@ impl Request {
   /// Decodes one frame body (without its length prefix).
   pub fn decode(body: &[u8]) -> io::Result<Self> {
     let mut r = Reader(body);
-    match r.u8()? {
-      SPAWN => Ok(Request::Spawn {
+    let request = match r.u8()? {
+      SPAWN => Request::Spawn {
         id: r.u64()?,
         program: r.bytes()?,
         argv: r.list()?,
@@ -372,14 +381,16 @@ impl Request {
         detached: r.u8()? != 0,
         fd_count: r.u32()?,
         confinement: r.confinement()?,
-      }),
-      SIGNAL => Ok(Request::Signal {
+      },
+      SIGNAL => Request::Signal {
         id: r.u64()?,
         signo: r.i32()?,
         terminate: r.u8()? != 0,
-      }),
-      _ => Err(corrupt()),
-    }
+      },
+      _ => return Err(corrupt()),
+    };
+    r.end()?;
+    Ok(request)
   }
 }
 
@@ -420,21 +431,21 @@ impl Reply {
 
   pub fn decode(body: &[u8]) -> io::Result<Self> {
     let mut r = Reader(body);
-    match r.u8()? {
-      STARTING => Ok(Reply::Starting {
+    let reply = match r.u8()? {
+      STARTING => Reply::Starting {
         id: r.u64()?,
         pid: r.i32()?,
-      }),
-      SPAWNED => Ok(Reply::Spawned {
+      },
+      SPAWNED => Reply::Spawned {
         id: r.u64()?,
         pid: r.i32()?,
-      }),
-      SPAWN_FAILED => Ok(Reply::SpawnFailed {
+      },
+      SPAWN_FAILED => Reply::SpawnFailed {
         id: r.u64()?,
         errno: r.i32()?,
         step: SpawnStep::from_wire(r.u8()?)?,
-      }),
-      EXITED => Ok(Reply::Exited {
+      },
+      EXITED => Reply::Exited {
         id: r.u64()?,
         code: r.i32()?,
         signal: r.i32()?,
@@ -443,9 +454,11 @@ impl Reply {
           user_cpu_micros: r.u64()?,
           system_cpu_micros: r.u64()?,
         },
-      }),
-      _ => Err(corrupt()),
-    }
+      },
+      _ => return Err(corrupt()),
+    };
+    r.end()?;
+    Ok(reply)
   }
 }
 
@@ -652,6 +665,27 @@ mod tests {
     body.extend_from_slice(&1u64.to_le_bytes());
     body.extend_from_slice(&0u32.to_le_bytes());
     body.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(Request::decode(&body).is_err());
+  }
+
+  /// Found by `any_body_decodes_completely_or_is_an_error` (tests/protocol_properties.rs): a
+  /// body with bytes after its last field decoded as if they were not there.
+  #[test]
+  fn bytes_after_the_last_field_are_corrupt() {
+    let mut body = Request::Signal {
+      id: 0,
+      signo: 0,
+      terminate: false,
+    }
+    .encode()[4..]
+      .to_vec();
+    body.push(0);
+    assert!(Request::decode(&body).is_err());
+    let mut body = Reply::Spawned { id: 1, pid: 2 }.encode()[4..].to_vec();
+    body.push(0);
+    assert!(Reply::decode(&body).is_err());
+    let mut body = spawn_request().encode()[4..].to_vec();
+    body.push(0);
     assert!(Request::decode(&body).is_err());
   }
 }
