@@ -103,6 +103,12 @@ impl Decoder {
         }
         Some((payload, len)) => {
           let take = (*len - payload.len()).min(chunk.len());
+          // Grow by doubling, but never past the length the header gave (itself within the
+          // limit): the buffer never holds more than the message it is for.
+          if payload.capacity() - payload.len() < take {
+            let wanted = (payload.capacity() * 2).max(payload.len() + take).min(*len);
+            payload.reserve_exact(wanted - payload.len());
+          }
           payload.extend_from_slice(&chunk[..take]);
           chunk = &chunk[take..];
         }
@@ -1189,9 +1195,10 @@ mod properties {
       prop_assert!(decoder.ready.is_empty());
       if let Some((payload, len)) = &decoder.payload {
         prop_assert!(payload.len() < *len && *len <= decoder.limit);
-        // Up front, no more than the length or RESERVE_AT_ONCE; past that, at most twice what
-        // arrived (a Vec's doubling), never the header's word alone.
-        prop_assert!(payload.capacity() <= (*len).min(RESERVE_AT_ONCE).max(2 * payload.len()));
+        // Never more than the message: up front no more than RESERVE_AT_ONCE, past that at
+        // most twice what arrived (doubling), and never past the header's length.
+        prop_assert!(payload.capacity() <= *len);
+        prop_assert!(payload.capacity() <= RESERVE_AT_ONCE.max(2 * payload.len()));
       }
       if decoder.lost.is_some() {
         prop_assert!(decoder.payload.is_none());
