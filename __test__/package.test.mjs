@@ -25,6 +25,7 @@ const EXPECTED_FILES = [
   'binding.js',
   'lib/child.js',
   'lib/child.d.ts',
+  'lib/cwd.js',
   'lib/supervisor.js',
   'lib/pool.js',
   'lib/deliver.js',
