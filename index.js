@@ -5,14 +5,15 @@ const binding = require('./binding.js')
 const { Supervisor } = require('./lib/supervisor.js')
 const { Pool } = require('./lib/pool.js')
 const { spawn } = require('./lib/child.js')
+const { withPathCwd } = require('./lib/cwd.js')
 
 // `async`: an invalid argument, which the binding throws synchronously, becomes a rejection.
 async function spawnCollect(command, args, options) {
-  return binding.spawnCollect(command, args, options)
+  return binding.spawnCollect(command, withPathCwd(args), withPathCwd(options))
 }
 
 async function runProcess(command, args, options) {
-  return binding.runProcess(command, args, options)
+  return binding.runProcess(command, withPathCwd(args), withPathCwd(options))
 }
 
 module.exports = { spawnCollect, runProcess, spawn, Supervisor, Pool }

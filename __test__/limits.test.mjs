@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { readdirSync, statSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnCollect, runProcess, spawn, Supervisor } from 'tethered'
-import { tempDir, outcome, killGroup } from './helpers.mjs'
+import { tempDir, outcome, killGroup, NODE_MEMORY_LIMIT } from './helpers.mjs'
 import { supervise } from './supervisor-helpers.mjs'
 
 const MiB = 1 << 20
@@ -34,27 +34,28 @@ function freshUid() {
 const allocate = (mib) =>
   `const kept = []; for (let i = 0; i < ${mib}; i++) kept.push(Buffer.alloc(${MiB}, 1)); console.log('done')`
 
-test('memory: a Node program starts under 256 MiB, and allocating past it fails it', async () => {
-  const limits = { memory: 256 * MiB }
+test(`memory: a Node program starts under ${NODE_MEMORY_LIMIT / MiB} MiB, and allocating past it fails it`, async () => {
+  const limits = { memory: NODE_MEMORY_LIMIT }
+  const past = NODE_MEMORY_LIMIT / MiB + 128
   const small = await runProcess(process.execPath, ['-e', allocate(32)], { limits })
   assert.equal(small.ok, true, small.stderr)
   assert.equal(small.stdout, 'done\n')
 
-  const hog = await runProcess(process.execPath, ['-e', allocate(384)], { limits })
+  const hog = await runProcess(process.execPath, ['-e', allocate(past)], { limits })
   assert.equal(hog.ok, false, 'the hog did not finish')
   assert.notEqual(hog.stdout, 'done\n')
   // V8 reports its failed allocation and aborts; no `limit` is claimed for memory.
   assert.ok(hog.signal !== null || hog.code !== 0, `${hog.code} ${hog.signal}`)
   assert.equal(hog.limit, null)
-  assert.ok(hog.resourceUsage.maxRss < 384 * MiB, `maxRss ${hog.resourceUsage.maxRss}`)
+  assert.ok(hog.resourceUsage.maxRss < past * MiB, `maxRss ${hog.resourceUsage.maxRss}`)
 
   // The same program without the limit finishes: the limit is what stopped it.
-  const free = await runProcess(process.execPath, ['-e', allocate(384)])
+  const free = await runProcess(process.execPath, ['-e', allocate(past)])
   assert.equal(free.ok, true, free.stderr)
 })
 
-test('memory: a Supervisor worker (Node, IPC) runs under a 256 MiB limit', async (t) => {
-  const { sup } = supervise(t, 'worker-echo.js', { limits: { memory: 256 * MiB } })
+test(`memory: a Supervisor worker (Node, IPC) runs under a ${NODE_MEMORY_LIMIT / MiB} MiB limit`, async (t) => {
+  const { sup } = supervise(t, 'worker-echo.js', { limits: { memory: NODE_MEMORY_LIMIT } })
   await sup.start()
   assert.equal(await sup.request({ op: 'echo', value: 'under the limit' }, { timeout: 30_000 }), 'under the limit')
 })

@@ -25,6 +25,7 @@ const EXPECTED_FILES = [
   'binding.js',
   'lib/child.js',
   'lib/child.d.ts',
+  'lib/cwd.js',
   'lib/supervisor.js',
   'lib/pool.js',
   'lib/deliver.js',
@@ -82,13 +83,17 @@ function describeRun(what, result) {
   return `${what} ${how}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`
 }
 
-/** Runs `node <script>` in the app and returns its last stdout line parsed as JSON. */
-async function runNodeScript(cwd, script) {
-  const result = await run(process.execPath, [script], { cwd, timeout: 60_000 })
-  assert.ok(result.code === 0 && !result.timedOut, describeRun(`node ${script}`, result))
+/** Runs `node [flags] <script>` in the app and returns its last stdout line parsed as JSON. */
+async function runNodeScript(cwd, script, flags = []) {
+  const result = await run(process.execPath, [...flags, script], { cwd, timeout: 60_000 })
+  assert.ok(result.code === 0 && !result.timedOut, describeRun(`node ${[...flags, script].join(' ')}`, result))
   const lines = result.stdout.trim().split('\n')
   return JSON.parse(lines[lines.length - 1])
 }
+
+// Node before 18.19 and 20.6 has `import.meta.resolve` only behind a flag, and returns a Promise
+// from it (hence the `await` in esm.mjs).
+const IMPORT_META_RESOLVE_FLAGS = typeof import.meta.resolve === 'function' ? [] : ['--experimental-import-meta-resolve']
 
 after(() => {
   for (const pgid of liveGroups) killGroup(pgid)
@@ -291,13 +296,13 @@ const result = await spawnCollect('echo', ['from-esm'])
 console.log(JSON.stringify({
   stdout: result.stdout,
   exitCode: result.exitCode,
-  resolved: import.meta.resolve('tethered'),
+  resolved: await import.meta.resolve('tethered'),
   kinds: [typeof spawnCollect, typeof runProcess, typeof spawn, typeof Supervisor],
   sameAsDefault: tethered.spawnCollect === spawnCollect,
 }))
 `,
       )
-      const out = await runNodeScript(app, 'esm.mjs')
+      const out = await runNodeScript(app, 'esm.mjs', IMPORT_META_RESOLVE_FLAGS)
       assert.equal(out.stdout, 'from-esm\n')
       assert.equal(out.exitCode, 0)
       assert.equal(fileURLToPath(out.resolved), join(app, 'node_modules', 'tethered', 'index.mjs'))

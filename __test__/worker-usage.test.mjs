@@ -8,6 +8,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { supervise, nextEvent as nextSupervisorEvent } from './supervisor-helpers.mjs'
 import { makePool, recorded } from './pool-helpers.mjs'
+import { NODE_MEMORY_LIMIT } from './helpers.mjs'
 
 const MiB = 2 ** 20
 
@@ -55,12 +56,13 @@ test('Pool: a worker that burns CPU then crashes reports it, and its slot keeps 
 })
 
 test('Pool: a worker under limits.memory that allocates past it dies; its request gets ERR_WORKER_EXITED and the slot a new worker', async (t) => {
-  const { pool, events } = makePool(t, { size: 1, limits: { memory: 256 * MiB }, stdio: 'pipe', ...QUICK }, 'worker-burn.js')
+  const { pool, events } = makePool(t, { size: 1, limits: { memory: NODE_MEMORY_LIMIT }, stdio: 'pipe', ...QUICK }, 'worker-burn.js')
   await pool.start()
-  // Under the limit it works: Node and its IPC channel start and serve in 256 MiB.
+  // Under the limit it works: Node and its IPC channel start and serve in it.
   const before = await pool.request({ op: 'hog', mib: 32 })
-  const error = await pool.request({ op: 'hog', mib: 512 }).then(
-    () => assert.fail('a worker kept 512 MiB under a 256 MiB limit'),
+  const past = NODE_MEMORY_LIMIT / MiB + 256
+  const error = await pool.request({ op: 'hog', mib: past }).then(
+    () => assert.fail(`a worker kept ${past} MiB under a ${NODE_MEMORY_LIMIT / MiB} MiB limit`),
     (error) => error,
   )
   assert.equal(error.code, 'ERR_WORKER_EXITED')
@@ -71,7 +73,7 @@ test('Pool: a worker under limits.memory that allocates past it dies; its reques
   const [crash] = await recorded(events, 'crashed')
   assert.equal(crash.pid, before.pid)
   assert.equal(crash.limit, null)
-  assert.ok(crash.resourceUsage.maxRss < 400 * MiB, `maxRss ${crash.resourceUsage.maxRss}`)
+  assert.ok(crash.resourceUsage.maxRss < NODE_MEMORY_LIMIT + 144 * MiB, `maxRss ${crash.resourceUsage.maxRss}`)
   const after = await pool.request({ op: 'echo', value: 'replaced' })
   assert.notEqual(after.pid, before.pid)
   assert.equal(after.value, 'replaced')

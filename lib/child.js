@@ -40,6 +40,7 @@
 const { EventEmitter } = require('node:events')
 const { Readable, Writable } = require('node:stream')
 const binding = require('../binding.js')
+const { withPathCwd } = require('./cwd.js')
 
 // Chunks read in a row on the JS thread before yielding to the event loop (setImmediate), so a
 // child that writes as fast as we read cannot starve timers and other I/O.
@@ -234,7 +235,7 @@ class Child extends EventEmitter {
 // Not a Promise API: an invalid argument throws here, synchronously. A command that cannot start
 // is reported through `exited`.
 function spawn(command, args, options) {
-  return new Child(binding.spawnStream(command, args, options))
+  return new Child(binding.spawnStream(command, withPathCwd(args), withPathCwd(options)))
 }
 
 module.exports = { Child, spawn }

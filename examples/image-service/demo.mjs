@@ -8,7 +8,7 @@
 //   4. fire a burst of uploads at once — the bounded queue fills and the rest get 503 with
 //      Retry-After, at once;
 //   5. upload a decompression bomb (bomb.mjs: 32 KiB of PNG, 1 GiB of pixels), and another
-//      image as soon as it has been answered — the worker that takes it dies by its 512 MiB
+//      image as soon as it has been answered — the worker that takes it dies by its 1 GiB
 //      memory limit (502, with its last words), the pool replaces it, the next upload is
 //      served, and this process's RSS stays small: the gigabyte was never here;
 // then print the pool's stats (with what each slot's last exited worker used) and stop cleanly.
@@ -341,7 +341,7 @@ export async function runDemo({ keep = false, print = console.log, workers = 2, 
     const bomb = { upload: bombUpload, crashed: null, respawned: null, hostRssBefore: process.memoryUsage.rss() }
     const beforeBomb = events.length - 1
     phases.bomb = await run(
-      `5. a decompression bomb: ${kb(bombUpload.data.length)} of PNG, ${mib(BOMB_DECODED_BYTES)} of pixels. The worker that takes it dies by its 512 MiB memory limit (502); the pool replaces it; the next upload is served`,
+      `5. a decompression bomb: ${kb(bombUpload.data.length)} of PNG, ${mib(BOMB_DECODED_BYTES)} of pixels. The worker that takes it dies by its 1 GiB memory limit (502); the pool replaces it; the next upload is served`,
       [bombUpload],
       good.filter((u) => !u.slow).slice(0, 1),
     )

@@ -91,10 +91,11 @@ export async function startImageService({
     maxRestarts: 10, // more crashes than this within a minute: the pool gives up ('exhausted')
     restartWindow: 60_000,
     maxMemory: 512 * 1024 * 1024, // a worker whose process group grows past this is replaced gracefully
-    // What one upload may cost: a worker's heap and private memory stop at 512 MiB (its
+    // What one upload may cost: a worker's heap and private memory stop at 1 GiB (its
     // allocations fail past it: a decompression bomb kills that worker, not the host), and 30 s
-    // of CPU end a decoder that loops (SIGXCPU).
-    limits: { memory: 512 * 1024 * 1024, cpuTime: 30 },
+    // of CPU end a decoder that loops (SIGXCPU). Not less: Node 24 and later need about 600 MiB
+    // of it to start (V8's code range counts).
+    limits: { memory: 1024 * 1024 * 1024, cpuTime: 30 },
     healthCheckInterval: 5_000,
     healthCheckTimeout: 5_000,
     stopTimeout: 5_000,

@@ -5,8 +5,8 @@
 //!
 //! What a child inherits from this process at the call — its environment, directory and umask —
 //! is read here, on the JavaScript thread, which is where `process.chdir()` and
-//! `process.umask()` change them. A `file:` URL given as `cwd` is made a path by Node's own
-//! `url.fileURLToPath`, so it is read exactly as Node reads it, errors included.
+//! `process.umask()` change them. A `file:` URL given as `cwd` arrives here already made a path
+//! (by the JS face, `lib/cwd.js`).
 
 mod collect;
 mod outbox;
@@ -50,42 +50,13 @@ fn read_call_arguments<'env>(
   options: Option<Unknown<'env>>,
 ) -> Result<CallArguments<'env>> {
   let (args, options) = shift_options(args, options)?;
-  let mut options_value = to_value(env, options, OPTION_DEPTH)?;
-  if let (Some(object), Value::Object(entries)) = (options, &mut options_value) {
-    if let Some(path) = file_url_cwd(env, object)? {
-      for (key, value) in entries.iter_mut() {
-        if key == "cwd" {
-          *value = Value::String(path.clone());
-        }
-      }
-    }
-  }
+  let options_value = to_value(env, options, OPTION_DEPTH)?;
   Ok(CallArguments {
     command: to_value(env, Some(command), 0)?,
     args: to_value(env, args, 1)?,
     options: options_value,
     options_object: options,
   })
-}
-
-/// `options.cwd` as a path when it is a `URL`, through Node's `url.fileURLToPath` (which throws
-/// Node's errors for a URL that is not `file:`).
-fn file_url_cwd(env: &Env, options: Unknown) -> Result<Option<String>> {
-  let options = options.coerce_to_object()?;
-  let cwd: Unknown = options.get_named_property("cwd")?;
-  if cwd.get_type()? != ValueType::Object {
-    return Ok(None);
-  }
-  let global = env.get_global()?;
-  let url_class: Function<(), ()> = global.get_named_property("URL")?;
-  if !cwd.coerce_to_object()?.instanceof(url_class)? {
-    return Ok(None);
-  }
-  let process: Object = global.get_named_property("process")?;
-  let get_builtin: Function<String, Object> = process.get_named_property("getBuiltinModule")?;
-  let url_module = get_builtin.apply(process, "node:url".to_string())?;
-  let to_path: Function<Unknown, String> = url_module.get_named_property("fileURLToPath")?;
-  to_path.call(cwd).map(Some)
 }
 
 /// This process's directory and umask now, which a child starts with (as Node's children do).
