@@ -13,9 +13,10 @@
 // Real processes run, so every case must also end all it started: calls are awaited, children
 // killed, supervisors stopped, pools closed, and each test checks that nothing is left — no
 // process carrying this file's marker, no child of the launcher, no zombie child of ours.
-// Timing options are clamped to at most a second where a case starts processes (a valid timeout
-// of a day would be a wait, not a bug); every value is still tried unclamped by the cheap
-// properties that only validate.
+// Valid timings run as given (up to Number.MAX_SAFE_INTEGER ms), except those a case would
+// have to wait out — stopTimeout, a drain's request timeouts, the sleeper's own — which are
+// clamped to a second: a valid wait of a day is a wait, not a bug. The constructor properties,
+// which start nothing, try every value unclamped.
 //
 // The seed is fixed, so a failure is reproducible: fast-check prints the seed, the path and the
 // smallest counterexample it found. TETHERED_PROPERTY_SEED=<n> explores other inputs.
@@ -25,8 +26,8 @@ import { inspect, types } from 'node:util'
 import fc from 'fast-check'
 import { spawnCollect, runProcess, spawn, Supervisor, Pool } from 'tethered'
 import {
-  childrenOf, fixture, killGroup, killMarked, launchersOf, processesWithMarker, settlesWithin, sleep,
-  uniqueMarker, waitFor, zombieChildren,
+  childrenOf, fixture, isLauncher, killGroup, killMarked, launchersOf, processesWithMarker, settlesWithin,
+  sleep, uniqueMarker, waitFor, zombieChildren,
 } from './helpers.mjs'
 
 const SEED = Number(process.env.TETHERED_PROPERTY_SEED) || 0x7e7e_2024
@@ -50,7 +51,7 @@ const POOL_RUNS = 50
 
 /** A call that has not settled by then is a hang. */
 const HANG_MS = 15_000
-/** Where a case starts processes, valid timing options are clamped to this many ms. */
+/** Timings a case would wait out are clamped to this many ms. */
 const TIMING_CAP = 1_000
 
 // ---------------------------------------------------------------------------------------------
@@ -118,10 +119,11 @@ async function settleCall(call, what, ms) {
 // ---------------------------------------------------------------------------------------------
 // Nothing left behind.
 
-/** Live processes a case left: marked ones, and children of the launcher. */
+/** Live processes a case left: marked ones, children of the launcher, our children but it. */
 function survivors() {
   const launcherChildren = launchersOf().flatMap((launcher) => childrenOf(launcher))
-  return [...new Set([...processesWithMarker(MARK), ...launcherChildren])]
+  const ownChildren = childrenOf(process.pid).filter((pid) => !isLauncher(pid))
+  return [...new Set([...processesWithMarker(MARK), ...launcherChildren, ...ownChildren])]
 }
 
 /** Fails (after killing them) when processes started by the cases are still there. */
@@ -253,7 +255,7 @@ function setOption(options, name, value) {
 }
 
 /**
- * For a case that runs processes: long timings of `names` (Infinity included), left out ones
+ * Timings a case would wait out: long values of `names` (Infinity included), left out ones
  * (their defaults are long) and, for `zeroMeansNone`, 0 become TIMING_CAP.
  */
 function clampTimings(options, names, zeroMeansNone = []) {
@@ -271,6 +273,14 @@ function clampTimings(options, names, zeroMeansNone = []) {
 
 // ---------------------------------------------------------------------------------------------
 // The valid options, as documented.
+
+/** A valid number of ms: mostly short, sometimes as long as an integer option may be. */
+function milliseconds(min, max) {
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.integer({ min, max }) },
+    { weight: 1, arbitrary: fc.constantFrom(2 ** 31, Number.MAX_SAFE_INTEGER) },
+  )
+}
 
 const limits = fc.record({
   memory: fc.constantFrom(2 ** 30, 2 ** 40),
@@ -293,14 +303,13 @@ const spawnOptions = {
   shell: fc.constantFrom(false, false, false, true, '', '/bin/sh'),
   env: fc.constantFrom({}, { A: '1' }, { HOME: undefined }, { PATH: '/nonexistent-tethered' }),
   extendEnv: fc.boolean(),
-  timeout: fc.integer({ min: 0, max: 1_000 }),
+  timeout: milliseconds(0, 1_000),
   killSignal: fc.constantFrom('SIGKILL', 'SIGTERM', 'SIGINT', 'SIGCONT', 9, 15),
-  forceKillAfter: fc.integer({ min: 0, max: 500 }),
+  forceKillAfter: milliseconds(0, 500),
   signal: abortSignal,
   killOnParentExit: fc.boolean(),
 }
 const SPAWN_OPTION_NAMES = [...Object.keys(spawnOptions), 'unknownOption']
-const SPAWN_TIMINGS = ['timeout', 'forceKillAfter']
 
 const collectOptions = fc.record({
   ...spawnOptions,
@@ -345,19 +354,18 @@ function callArguments(form, { command, args }, options) {
 }
 
 /**
- * The options and program of a case: near-valid options with timings clamped. Where nothing
- * else ends it (`bounded`: the collecting calls), the sleeper runs only with a short timeout of
- * its own, and only with options this test built.
+ * The options and program of a case. The sleeper is the one program that waits for its
+ * timings: where nothing else ends it (`bounded`: the collecting calls), it runs only with
+ * options this test built, a short timeout and a clamped forceKillAfter; under spawn() the
+ * case's own kill() ends it.
  */
-function prepare(run, timings, { bounded }) {
+function prepare(run, { bounded }) {
   const { options, own } = run.options
-  let target = run.program
-  if (own) clampTimings(options, timings)
-  if (target === SLEEPER && bounded) {
-    if (own && run.form === 'full') setOption(options, 'timeout', 300)
-    else target = { command: 'true', args: [] }
-  }
-  return { options, target }
+  if (run.program !== SLEEPER || !bounded) return { options, target: run.program }
+  if (!own || run.form !== 'full') return { options, target: { command: 'true', args: [] } }
+  clampTimings(options, ['forceKillAfter'])
+  setOption(options, 'timeout', 300)
+  return { options, target: SLEEPER }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,7 +385,7 @@ const collectCase = fc.record({
 test('spawnCollect and runProcess: any arguments resolve or reject with a typed error, never hang', { timeout: 180_000 }, async () => {
   let resolved = 0
   await check(fc.asyncProperty(collectCase, async (run) => {
-    const { options, target } = prepare(run, SPAWN_TIMINGS, { bounded: true })
+    const { options, target } = prepare(run, { bounded: true })
     const name = run.runProcess ? 'runProcess' : 'spawnCollect'
     const fn = run.runProcess ? runProcess : spawnCollect
     const outcome = await settleCall(() => fn(...callArguments(run.form, target, options)), name)
@@ -457,7 +465,7 @@ async function act(child, action, streamErrors) {
 test('spawn and its Child: any arguments and calls give a Child or a typed error; every child ends', { timeout: 120_000 }, async () => {
   let started = 0
   await check(fc.asyncProperty(streamCase, async (run) => {
-    const { options, target } = prepare(run, SPAWN_TIMINGS, { bounded: false })
+    const { options, target } = prepare(run, { bounded: false })
     let child
     try {
       child = spawn(...callArguments(run.form, target, options))
@@ -507,11 +515,11 @@ const supervisorValid = {
   execArgv: fc.constantFrom([], ['--no-warnings'], ['--max-old-space-size=64']),
   env: fc.constantFrom({}, { TETHERED_TEST_VALUE: 'x' }),
   cwd: fc.constantFrom('/', '/tmp', process.cwd()),
-  restartDelay: fc.integer({ min: 0, max: 200 }),
-  maxRestartDelay: fc.integer({ min: 0, max: 500 }),
-  healthCheckInterval: fc.integer({ min: 0, max: 500 }),
-  healthCheckTimeout: fc.integer({ min: 1, max: 1_000 }),
-  stopTimeout: fc.integer({ min: 1, max: 1_000 }),
+  restartDelay: milliseconds(0, 200),
+  maxRestartDelay: milliseconds(0, 500),
+  healthCheckInterval: milliseconds(0, 500),
+  healthCheckTimeout: milliseconds(1, 1_000),
+  stopTimeout: milliseconds(1, 1_000),
   killSignal: fc.constantFrom('SIGTERM', 'SIGKILL', 'SIGINT'),
   stdio: fc.constantFrom('ignore', 'pipe'),
   maxMessageSize: fc.constantFrom(1 << 20, 2 ** 26),
@@ -541,7 +549,8 @@ const supervisorOptions = fc.tuple(worker, fc.record({
 const SUPERVISOR_OPTION_NAMES = [
   ...Object.keys(supervisorValid), 'restart', 'maxRestarts', 'modulePath', 'command', 'unknownOption',
 ]
-const SUPERVISOR_TIMINGS = ['restartDelay', 'maxRestartDelay', 'healthCheckInterval', 'healthCheckTimeout', 'stopTimeout']
+/** What stop() waits for: the rest (restart delays, health checks) it cancels. */
+const SUPERVISOR_TIMINGS = ['stopTimeout']
 /** Run as a program: never free text. */
 const WORKER_INERT = ['command', 'args', 'execArgv', 'modulePath']
 
@@ -555,11 +564,6 @@ const message = fc.oneof(
     return circular
   }) },
 )
-
-/** Request options as generated, with timings clamped when they are this test's own object. */
-function clampedRequestOptions({ options, own }, names) {
-  return own ? clampTimings(options, names, names) : options
-}
 
 const requestOptions = nearValidOptions(fc.record({ timeout: requestWait }, { requiredKeys: [] }), ['timeout', 'unknownOption'], { maxChanges: 1 })
 
@@ -620,7 +624,7 @@ test('Supervisor: start, send, request and stop with any arguments settle typed;
         if (call.kind === 'send') return sup.send(call.message)
         if (call.kind === 'request') {
           if (call.options === null) return sup.request(call.message)
-          return sup.request(call.message, clampedRequestOptions(call.options, ['timeout']))
+          return sup.request(call.message, call.options.options)
         }
         return sup[call.kind]()
       }
@@ -665,24 +669,25 @@ const poolOptions = fc.tuple(poolWorker, fc.record({
     fc.integer({ min: 1, max: 2 }),
     fc.integer({ min: 0, max: 1 }).chain((min) => fc.record({ min: fc.constant(min), max: fc.integer({ min: Math.max(min, 1), max: 2 }) })),
   ),
-  idleTimeout: fc.integer({ min: 1, max: 1_000 }),
+  idleTimeout: milliseconds(1, 1_000),
   concurrency: fc.integer({ min: 1, max: 3 }),
   maxQueue: fc.constantFrom(1, 8, Infinity),
   requestTimeout: requestWait,
   queueTimeout: requestWait,
   maxAttempts: fc.integer({ min: 1, max: 3 }),
   maxRestarts: fc.constantFrom(0, 3, Infinity),
-  restartWindow: fc.integer({ min: 1, max: 60_000 }),
+  restartWindow: milliseconds(1, 60_000),
   recycleAfter: fc.integer({ min: 0, max: 3 }),
   maxMemory: fc.constantFrom(2 ** 30, 2 ** 40),
-  memoryCheckInterval: fc.integer({ min: 10, max: 1_000 }),
+  memoryCheckInterval: milliseconds(10, 1_000),
 }, { requiredKeys: ['stdio', 'requestTimeout', 'queueTimeout'] })).map(withWorker)
 const POOL_OPTION_NAMES = [
   ...Object.keys(supervisorValid), 'size', 'idleTimeout', 'concurrency', 'maxQueue', 'requestTimeout',
   'queueTimeout', 'maxAttempts', 'maxRestarts', 'restartWindow', 'recycleAfter', 'maxMemory',
   'memoryCheckInterval', 'modulePath', 'command', 'unknownOption',
 ]
-const POOL_TIMINGS = [...SUPERVISOR_TIMINGS, 'idleTimeout', 'requestTimeout', 'queueTimeout', 'memoryCheckInterval']
+/** What close() waits for (a drain waits for queued and in-flight requests). */
+const POOL_TIMINGS = ['stopTimeout', 'requestTimeout', 'queueTimeout']
 
 /** An ordinary object of data properties only: one this test may read without a getter firing. */
 function isPlainData(value) {
@@ -724,6 +729,11 @@ const POOL_REQUEST_FAILURES = [
   'ERR_WORKER_REQUEST_FAILED', 'ERR_POOL_EXHAUSTED', 'ERR_POOL_CLOSED', 'serializer', 'errno',
 ]
 
+/** What a drain waits for, per request. */
+const REQUEST_WAITS = ['timeout', 'queueTimeout']
+
+const POOL_START_FAILURES = ['errno', 'ERR_POOL_CLOSED', 'ERR_POOL_EXHAUSTED']
+
 test('new Pool: any options construct one or throw a typed error', async () => {
   const options = nearValidOptions(poolOptions, POOL_OPTION_NAMES)
   check(fc.property(options, ({ options: given }) => {
@@ -739,9 +749,10 @@ test('new Pool: any options construct one or throw a typed error', async () => {
   }), CONSTRUCTOR_RUNS)
 })
 
-test('Pool: request and close with any arguments settle typed; close ends every worker', { timeout: 180_000 }, async () => {
+test('Pool: start, request and close with any arguments settle typed; close ends every worker', { timeout: 180_000 }, async () => {
   const poolCase = fc.record({
     options: nearValidOptions(poolOptions, POOL_OPTION_NAMES, { inert: WORKER_INERT, maxChanges: 1 }),
+    start: fc.boolean(),
     requests: fc.array(fc.record({ body: poolBody, options: fc.option(poolRequestOptions, { freq: 2 }) }), { minLength: 1, maxLength: 4 }),
     closeOptions: fc.option(fc.oneof(fc.record({ drain: fc.boolean() }), anyValue), { freq: 3 }),
   })
@@ -764,9 +775,10 @@ test('Pool: request and close with any arguments settle typed; close ends every 
     pool.once('spawn', () => {
       withWorkers += 1
     })
+    const started = run.start ? settleCall(() => pool.start(), 'start()') : undefined
     const pending = run.requests.map(({ body, options: given }) => settleCall(() => {
       if (given === null) return pool.request(body)
-      return pool.request(body, clampedRequestOptions(given, ['timeout', 'queueTimeout']))
+      return pool.request(body, given.own ? clampTimings(given.options, REQUEST_WAITS, REQUEST_WAITS) : given.options)
     }, 'request()'))
     await Promise.race([Promise.all(pending), sleep(3_000)])
     const closeArguments = run.closeOptions === null ? [] : [run.closeOptions]
@@ -775,6 +787,8 @@ test('Pool: request and close with any arguments settle typed; close ends every 
     for (const outcome of await Promise.all(pending)) {
       if (!outcome.ok) assertTypedError(outcome.error, POOL_REQUEST_FAILURES, 'request()')
     }
+    const start = await started
+    if (start?.ok === false) assertTypedError(start.error, POOL_START_FAILURES, 'start()')
     if (closed.ok) assert.equal(pool.size, 0, 'workers left after close() resolved')
     for (const error of eventErrors) assertTypedError(error, EVENT_ERRORS, "'error' event")
     // A close() refused for its arguments closed nothing: close it as documented.
