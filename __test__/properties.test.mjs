@@ -502,7 +502,7 @@ test('spawn and its Child: any arguments and calls give a Child or a typed error
 
 /**
  * A valid wait for an answer or a worker: mostly long enough for a Node worker to boot on a
- * busy machine, sometimes short enough to expire; 0 (none) is clamped where processes run.
+ * busy machine, sometimes short enough to expire; 0 (none) is clamped where a drain waits.
  */
 const requestWait = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 200 }) },
@@ -584,7 +584,7 @@ const SUPERVISOR_FAILURES = {
 /** What a supervisor or pool may emit as 'error'. */
 const EVENT_ERRORS = ['ERR_IPC_MALFORMED_MESSAGE', 'ERR_IPC_MESSAGE_TOO_LARGE', 'errno']
 
-test('new Supervisor: any options construct one or throw a typed error', async () => {
+test('new Supervisor: any options construct one or throw a typed error', () => {
   const options = nearValidOptions(supervisorOptions, SUPERVISOR_OPTION_NAMES)
   check(fc.property(options, ({ options: given }) => {
     let sup
@@ -734,7 +734,7 @@ const REQUEST_WAITS = ['timeout', 'queueTimeout']
 
 const POOL_START_FAILURES = ['errno', 'ERR_POOL_CLOSED', 'ERR_POOL_EXHAUSTED']
 
-test('new Pool: any options construct one or throw a typed error', async () => {
+test('new Pool: any options construct one or throw a typed error', () => {
   const options = nearValidOptions(poolOptions, POOL_OPTION_NAMES)
   check(fc.property(options, ({ options: given }) => {
     let pool
