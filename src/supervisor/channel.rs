@@ -1,5 +1,8 @@
 //! One worker's IPC socket: messages written in the order of the calls, and bytes read.
 //!
+//! Reading is plain non-blocking reads ([`Channel::recv`]), so that the thread which waits for
+//! the socket may be tokio's or JavaScript's own (see [`super::worker::ChannelHost`]).
+//!
 //! Why writing is shaped this way:
 //! - A message does not queue behind any task. [`Channel::write`] writes to the socket at once,
 //!   on the caller's thread, when nothing is queued before it — up to [`DIRECT_WRITE`]; the
@@ -19,7 +22,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
-use nix::sys::socket::{sendmsg, setsockopt, sockopt, MsgFlags};
+use nix::sys::socket::{recv, sendmsg, setsockopt, shutdown, sockopt, MsgFlags, Shutdown};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
@@ -166,21 +169,45 @@ impl Channel {
     unsent(&mut pending.queue)
   }
 
-  /// Reads what the socket has; `None` at EOF or on an error, which ends the channel all the
-  /// same.
-  pub async fn read(&self, buf: &mut [u8]) -> Option<usize> {
+  /// The socket's descriptor, for a reader that waits for it outside tokio (see
+  /// [`super::worker::ChannelHost`]). It stays open as long as the channel.
+  pub fn raw_fd(&self) -> RawFd {
+    self.socket.as_raw_fd()
+  }
+
+  /// One non-blocking read of what the socket has: `Ok(0)` at EOF, `WouldBlock` when it has
+  /// nothing. Any thread may call it; it does not touch tokio's view of the socket.
+  pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-      if self.socket.readable().await.is_err() {
-        return None;
-      }
-      match self.socket.try_read(buf) {
-        Ok(0) => return None,
-        Ok(n) => return Some(n),
-        Err(e)
-          if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
-        Err(_) => return None,
+      match recv(self.socket.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+        Err(Errno::EINTR) => {}
+        other => return other.map_err(io::Error::from),
       }
     }
+  }
+
+  /// Waits on a tokio thread until the socket is readable, then runs `read`; a `WouldBlock`
+  /// from it clears the readiness and waits again.
+  pub async fn when_readable<T>(&self, mut read: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+      self.socket.readable().await?;
+      match self.socket.try_io(Interest::READABLE, &mut read) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        other => return other,
+      }
+    }
+  }
+
+  /// Whether bytes wait in the socket, unread.
+  pub fn has_unread(&self) -> bool {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK;
+    matches!(recv(self.socket.as_raw_fd(), &mut [0u8], flags), Ok(1))
+  }
+
+  /// Ends reading: whoever waits for the socket to be readable is woken, and reads EOF once
+  /// what is queued is read.
+  pub fn shut_reading(&self) {
+    let _ = shutdown(self.socket.as_raw_fd(), Shutdown::Read);
   }
 }
 
