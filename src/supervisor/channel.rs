@@ -14,23 +14,32 @@
 //!   when the channel closes first, so no call waits on a channel that is gone.
 //! - Writes never block and never raise SIGPIPE: a full socket queues, a closed peer closes
 //!   the channel, and the worker's reader sees the end and reports it.
+//! - The socket is not kept in tokio's reactor. Registered there, every message each way woke
+//!   a tokio thread (the socket turned readable, or writable again once the worker read),
+//!   for nobody, stealing a core from the worker and from JavaScript. The writer task
+//!   registers a copy of the descriptor only while it waits for a full socket to take more,
+//!   and a tokio reader (when JavaScript's thread does not read) registers one for its life.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::net::UnixStream as StdUnixStream;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{recv, sendmsg, setsockopt, shutdown, sockopt, MsgFlags, Shutdown};
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
 use super::lock;
 use super::notice::{CallId, Notice};
 use crate::error::Error;
 use crate::ipc::Frame;
+
+/// How long the writer waits before it tries again to register a full socket with tokio.
+const RETRY_REGISTRATION: Duration = Duration::from_millis(10);
 
 /// The send buffer asked for on both ends of the channel.
 const SEND_BUFFER: usize = 4 << 20;
@@ -104,10 +113,9 @@ impl Outgoing {
 
 impl Channel {
   /// A connected socket pair: ours as a channel, and the worker's end, to be handed to the
-  /// worker and closed here once it has it (so the worker's exit reads as EOF on ours). Needs
-  /// a tokio runtime.
-  pub fn pair() -> io::Result<(Channel, StdUnixStream)> {
-    let (ours, theirs) = StdUnixStream::pair()?;
+  /// worker and closed here once it has it (so the worker's exit reads as EOF on ours).
+  pub fn pair() -> io::Result<(Channel, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair()?;
     // Roomier send buffers let a large message cross in one write each way instead of in
     // pieces, each a wake-up of the other side. The kernel caps them (net.core.wmem_max); any
     // size works.
@@ -116,7 +124,7 @@ impl Channel {
     }
     ours.set_nonblocking(true)?;
     let channel = Channel {
-      socket: UnixStream::from_std(ours)?,
+      socket: ours,
       pending: Mutex::new(Pending::default()),
       wake: Notify::new(),
     };
@@ -186,16 +194,13 @@ impl Channel {
     }
   }
 
-  /// Waits on a tokio thread until the socket is readable, then runs `read`; a `WouldBlock`
-  /// from it clears the readiness and waits again.
-  pub async fn when_readable<T>(&self, mut read: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-      self.socket.readable().await?;
-      match self.socket.try_io(Interest::READABLE, &mut read) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        other => return other,
-      }
-    }
+  /// A copy of the descriptor in tokio's reactor, to wait on from a tokio task for `interest`
+  /// (see the module comment). Needs a tokio runtime.
+  pub fn in_reactor(&self, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    let copy = self.socket.as_fd().try_clone_to_owned()?;
+    // SAFETY: the `OwnedFd` is the copy's only owner and moves into the `AsyncFd`, so the
+    // descriptor stays open, and the same, for the `AsyncFd`'s whole life.
+    unsafe { AsyncFd::register_with_interest(copy, interest) }.map_err(io::Error::from)
   }
 
   /// Whether bytes wait in the socket, unread.
@@ -238,11 +243,7 @@ pub async fn write_queued(channel: Arc<Channel>, settle: impl Fn(Vec<Notice>)) {
       } else {
         let fd = channel.socket.as_raw_fd();
         while let Some(front) = pending.queue.front_mut() {
-          // Through tokio, so that a full socket clears the readiness waited for below.
-          match channel
-            .socket
-            .try_io(Interest::WRITABLE, || front.send_once(fd, usize::MAX))
-          {
+          match front.send_once(fd, usize::MAX) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(_) => {
@@ -273,12 +274,23 @@ pub async fn write_queued(channel: Arc<Channel>, settle: impl Fn(Vec<Notice>)) {
     match waiting {
       None => return,
       // The socket is full: wait until it takes more (or the channel closes).
-      Some(true) => {
-        tokio::select! {
-          _ = channel.socket.ready(Interest::WRITABLE) => {}
-          () = wake => {}
+      // Registered after the write that found the socket full, so room made since then is
+      // reported at once.
+      Some(true) => match channel.in_reactor(Interest::WRITABLE) {
+        Ok(socket) => {
+          tokio::select! {
+            _ = socket.writable() => {}
+            () = wake => {}
+          }
         }
-      }
+        // Out of descriptors for the copy: look again shortly rather than spin.
+        Err(_) => {
+          tokio::select! {
+            () = tokio::time::sleep(RETRY_REGISTRATION) => {}
+            () = wake => {}
+          }
+        }
+      },
       Some(false) => wake.await,
     }
   }

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
@@ -286,18 +286,37 @@ impl ChannelReader {
     ReadOutcome::Finished
   }
 
-  /// Reads on a tokio task, while the backlog has room, until the reader is done.
+  /// Ends the channel as EOF would, for a reader that cannot read it.
+  fn end(&self) {
+    let mut state = lock(&self.state);
+    if !state.done {
+      state.done = true;
+      self.watcher.channel_closed();
+      self.finish();
+    }
+  }
+
+  /// Reads on a tokio task, while the backlog has room, until the reader is done. Needs a
+  /// tokio runtime.
   pub async fn read_in_task(self: Arc<Self>, backlog: Arc<Backlog>) {
+    let socket = match self.channel.in_reactor(Interest::READABLE) {
+      Ok(socket) => socket,
+      // Out of descriptors: the channel cannot be watched, which ends it.
+      Err(_) => {
+        self.end();
+        return;
+      }
+    };
     loop {
       backlog.room().await;
-      let read = self.channel.when_readable(|| match self.read() {
-        ReadOutcome::Empty => Err(std::io::ErrorKind::WouldBlock.into()),
-        outcome => Ok(outcome),
-      });
-      match read.await {
-        Ok(ReadOutcome::Read | ReadOutcome::Empty) => {}
+      let Ok(mut ready) = socket.readable().await else {
         // The runtime is going away; nobody is left to tell.
-        Ok(ReadOutcome::Finished) | Err(_) => return,
+        return;
+      };
+      match self.read() {
+        ReadOutcome::Read => {}
+        ReadOutcome::Empty => ready.clear_ready(),
+        ReadOutcome::Finished => return,
       }
     }
   }
