@@ -132,7 +132,9 @@ unsafe extern "C" fn on_closed(handle: *mut UvHandle) {
   // SAFETY: libuv is done with the handle; its data and memory were made by `watch_readable`
   // and are freed here once.
   unsafe {
-    drop(Box::from_raw(uv_handle_get_data(handle).cast::<OnReadable>()));
+    drop(Box::from_raw(
+      uv_handle_get_data(handle).cast::<OnReadable>(),
+    ));
     dealloc(handle.cast(), handle_layout());
   }
 }
@@ -162,7 +164,15 @@ pub fn call_back(
     let status = unsafe {
       check_status!(sys::napi_get_reference_value(raw, callback, &mut function))?;
       check_status!(sys::napi_get_global(raw, &mut global))?;
-      sys::napi_make_callback(raw, ptr::null_mut(), global, function, 1, &arg, &mut returned)
+      sys::napi_make_callback(
+        raw,
+        ptr::null_mut(),
+        global,
+        function,
+        1,
+        &arg,
+        &mut returned,
+      )
     };
     check_status!(status)
   })();

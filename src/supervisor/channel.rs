@@ -8,8 +8,11 @@
 //!   on the caller's thread, when nothing is queued before it — up to [`DIRECT_WRITE`]; the
 //!   rest of a larger message queues for the writer task ([`write_queued`]), as does anything
 //!   written while bytes are queued, so the order on the wire is the order of the calls.
-//!   (Routing every message through a task cost a thread hop per message; writing all of a
-//!   large message on the caller's thread kept JavaScript waiting while the kernel copied it.)
+//!   (Routing every message through a task cost a thread hop per message. Handing all but
+//!   the first 256 KiB of a large message to the task spared JavaScript the kernel's copy, but
+//!   the task's wake-up, on a machine whose cores are busy, cost the round trip more: a 1 MiB
+//!   round trip went from 0.8-0.9x `fork()`'s rate to 1.0x when written whole, as `fork()`
+//!   writes it.)
 //! - A queued `send()` is settled by the writer once its last byte is written, or as not sent
 //!   when the channel closes first, so no call waits on a channel that is gone.
 //! - Writes never block and never raise SIGPIPE: a full socket queues, a closed peer closes
@@ -44,10 +47,9 @@ const RETRY_REGISTRATION: Duration = Duration::from_millis(10);
 /// The send buffer asked for on both ends of the channel.
 const SEND_BUFFER: usize = 4 << 20;
 
-/// The most of a message [`Channel::write`] writes on the caller's (JavaScript's) thread; the
-/// writer task writes the rest, so a 5 MB message does not hold JavaScript up while the kernel
-/// copies it.
-pub const DIRECT_WRITE: usize = 256 * 1024;
+/// The most of a message [`Channel::write`] writes on the caller's (JavaScript's) thread, the
+/// size of the send buffer: whatever the socket takes at once; the writer task writes the rest.
+pub const DIRECT_WRITE: usize = SEND_BUFFER;
 
 /// How a write went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
