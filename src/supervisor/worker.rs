@@ -237,8 +237,11 @@ struct ReadState {
 /// What one [`ChannelReader::read`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOutcome {
-  /// Bytes, and what they completed was told; more may wait.
+  /// Bytes, and what they completed was told; more may wait (the read filled its buffer).
   Read,
+  /// Bytes, told, and no more waited: the read did not fill its buffer. (Reading again at
+  /// once would only find the socket empty, a system call for nothing.)
+  Drained,
   /// Nothing to read now.
   Empty,
   /// The reader is done: EOF, an error, or stopped after the drain. Nothing more is told.
@@ -274,7 +277,11 @@ impl ChannelReader {
         if !messages.is_empty() {
           self.watcher.messages(messages);
         }
-        return ReadOutcome::Read;
+        return if n == buf.len() {
+          ReadOutcome::Read
+        } else {
+          ReadOutcome::Drained
+        };
       }
       Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ReadOutcome::Empty,
       // An error ends the channel all the same.
@@ -315,7 +322,8 @@ impl ChannelReader {
       };
       match self.read() {
         ReadOutcome::Read => {}
-        ReadOutcome::Empty => ready.clear_ready(),
+        // tokio keeps readiness that arrived after the read it reported.
+        ReadOutcome::Drained | ReadOutcome::Empty => ready.clear_ready(),
         ReadOutcome::Finished => return,
       }
     }
