@@ -13,6 +13,7 @@ mod outbox;
 mod pool;
 mod stream;
 mod supervisor;
+mod uv;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};

@@ -12,6 +12,13 @@
 //!   them). (A weak one would lose queued notices when Node exits; one kept for ever would
 //!   keep Node alive for ever.) Holding no callback at rest also lets an unused supervisor or
 //!   pool be garbage-collected (its driver then ends).
+//! - The outbox is also the [`ChannelHost`] of its workers' channels: each is watched on
+//!   Node's loop (see `uv.rs`), and what a read brings is delivered there and then, with a
+//!   direct call of the same callback ([`Outbox::read_and_deliver`]) — a message from a worker
+//!   is one wake-up of the JS thread, not a tokio thread's and then Node's. It is still the one
+//!   way out: the read's notices go through the same queue, taking along whatever other
+//!   threads queued before them, in order. A channel handed over on another thread is watched
+//!   from the next delivery on (`adopting`).
 //! - What workers said is counted in a [`Backlog`] from when it is queued here until a
 //!   delivery hands it to JavaScript; workers' readers stop reading while it is full, so a JS
 //!   thread that is busy, or slower than a worker writes, holds the worker back rather than
@@ -20,14 +27,22 @@
 //!   line with the events. Call ids are JavaScript numbers counted up from 1; exact below 2^53,
 //!   they never repeat in a driver's life, so a settlement always finds its call.
 
+use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use napi::bindgen_prelude::*;
+use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue};
 
+use super::uv;
 use crate::ipc::backlog::Backlog;
 use crate::ipc::Payload;
+use crate::supervisor::worker::{ChannelHost, ChannelReader, ReadOutcome};
+
+/// The most reads of one channel per wake-up of the JS thread before its notices are
+/// delivered: a 1 MiB message in one delivery, and other handles still served in between.
+const READS_PER_WAKE: usize = 4;
 
 /// What an outbox needs to know of the notices it carries.
 pub trait Deliverable: Sized + Send + 'static {
@@ -60,10 +75,22 @@ struct Deliveries<N: Deliverable> {
   flush_scheduled: bool,
   /// Present while work is under way (see the module comment).
   delivery: Option<Delivery<N>>,
+  /// The same callback, for deliveries made on the JS thread directly; present with
+  /// `delivery`.
+  callback: Option<CallbackRef>,
+  /// Channels handed over and not watched yet: the next delivery starts watching them.
+  adopting: Vec<Arc<ChannelReader>>,
   /// As of the last delivered batch.
   snapshot: N::Snapshot,
   unsettled: Unsettled,
 }
+
+/// A reference to the JS callback, made, used and deleted on the JS thread only.
+struct CallbackRef(sys::napi_ref);
+
+// SAFETY: the reference is only created, read and deleted on the JS thread (in `attach` and in
+// deliveries); other threads only move the struct holding it.
+unsafe impl Send for CallbackRef {}
 
 /// The calls whose `settled` notice has not been delivered yet; while there are any, the
 /// driver keeps Node alive. Counted here alone: up when a call is made, down when its
@@ -104,6 +131,8 @@ impl<N: Deliverable> Outbox<N> {
         queue: Vec::new(),
         flush_scheduled: false,
         delivery: None,
+        callback: None,
+        adopting: Vec::new(),
         snapshot: N::INITIAL,
         unsettled: Unsettled::default(),
       }),
@@ -125,19 +154,26 @@ impl<N: Deliverable> Outbox<N> {
 
   /// Makes `on_notices` the callback of every delivery until the driver is at rest again, if
   /// there is none yet. Called by every method that may bring work.
-  pub fn attach(self: &Arc<Self>, on_notices: Function<Batch<N>, ()>) -> Result<()> {
+  pub fn attach(self: &Arc<Self>, env: &Env, on_notices: Function<Batch<N>, ()>) -> Result<()> {
     let mut deliveries = self.lock();
     if deliveries.delivery.is_none() {
+      let mut callback = ptr::null_mut();
+      // SAFETY: on the JS thread, with a live function of this env; the reference is deleted
+      // when the delivery function is released (`deliver`).
+      check_status!(unsafe {
+        sys::napi_create_reference(env.raw(), on_notices.raw(), 1, &mut callback)
+      })?;
       // Weak: the outbox owns the delivery function, which must not keep it alive.
       let outbox = Arc::downgrade(self);
       let delivery = on_notices
         .build_threadsafe_function::<()>()
         .callee_handled::<false>()
-        .build_callback(move |_| {
-          let batch = outbox.upgrade().map(|outbox| outbox.deliver());
+        .build_callback(move |ctx| {
+          let batch = outbox.upgrade().map(|outbox| outbox.deliver(&ctx.env));
           Ok(batch.unwrap_or_default())
         })?;
       deliveries.delivery = Some(delivery);
+      deliveries.callback = Some(CallbackRef(callback));
     }
     Ok(())
   }
@@ -165,35 +201,128 @@ impl<N: Deliverable> Outbox<N> {
     self.backlog.add(notices.iter().map(N::bytes).sum());
     let mut deliveries = self.lock();
     deliveries.queue.extend(notices);
-    if deliveries.flush_scheduled {
-      return;
-    }
-    if let Some(delivery) = &deliveries.delivery {
-      // Fails only while Node is shutting down, when nobody is left to tell. The queue is
-      // taken when Node runs the call, so everything queued until then rides along.
-      let status = delivery.call((), ThreadsafeFunctionCallMode::NonBlocking);
-      deliveries.flush_scheduled = status == Status::Ok;
-    }
+    deliveries.schedule();
   }
 
-  /// One delivery, run on the JS thread when Node calls the delivery function: takes in every
-  /// queued notice, then releases the delivery function if they leave nothing under way.
-  fn deliver(&self) -> Batch<N> {
-    let (batch, released) = {
+  /// One delivery, run on the JS thread when Node calls the delivery function: starts
+  /// watching the channels handed over, takes in every queued notice, then releases the
+  /// delivery function if they leave nothing under way.
+  fn deliver(self: &Arc<Self>, env: &Env) -> Batch<N> {
+    let (batch, released) = self.take_in(env);
+    release(env, released);
+    batch
+  }
+
+  /// What a delivery takes in (see [`Outbox::deliver`]), and the delivery function and
+  /// callback to release once the batch is handed over.
+  fn take_in(self: &Arc<Self>, env: &Env) -> (Batch<N>, Option<Released<N>>) {
+    let (batch, released, adopting) = {
       let mut deliveries = self.lock();
       let batch = deliveries.take_batch();
-      (batch, deliveries.release_if_done())
+      let adopting = std::mem::take(&mut deliveries.adopting);
+      (batch, deliveries.release_if_done(), adopting)
     };
+    for reader in adopting {
+      self.watch(env, reader);
+    }
     self
       .backlog
       .remove(batch.notices.iter().map(N::bytes).sum());
-    // Dropped outside the lock; from here on nothing of this driver keeps Node alive.
-    drop(released);
-    batch
+    (batch, released)
+  }
+
+  /// Watches `reader`'s channel on Node's loop; where that cannot be (see `uv.rs`), a tokio
+  /// task reads it.
+  fn watch(self: &Arc<Self>, env: &Env, reader: Arc<ChannelReader>) {
+    let outbox = Arc::downgrade(self);
+    let raw_env = env.raw();
+    let host_reader = reader.clone();
+    let on_readable = Box::new(move || {
+      let env = Env::from_raw(raw_env);
+      match outbox.upgrade() {
+        Some(outbox) => outbox.read_and_deliver(&env, &host_reader),
+        // Nobody listens any more; the channel is read to its end all the same.
+        None => host_reader.read() != ReadOutcome::Finished,
+      }
+    });
+    if uv::watch_readable(env, reader.fd(), on_readable).is_err() {
+      napi::bindgen_prelude::spawn(reader.read_in_task(self.backlog.clone()));
+    }
+  }
+
+  /// On the JS thread, when `reader`'s channel is readable: reads what it has, then delivers
+  /// the queue at once, with what the reads added. Returns whether to go on watching.
+  fn read_and_deliver(self: &Arc<Self>, env: &Env, reader: &ChannelReader) -> bool {
+    // What other threads queue meanwhile schedules no delivery call: this one takes it.
+    self.lock().flush_scheduled = true;
+    let mut outcome = ReadOutcome::Read;
+    for _ in 0..READS_PER_WAKE {
+      outcome = reader.read();
+      if outcome != ReadOutcome::Read {
+        break;
+      }
+    }
+    let callback = {
+      let mut deliveries = self.lock();
+      match &deliveries.callback {
+        Some(callback) if !deliveries.queue.is_empty() || !deliveries.adopting.is_empty() => {
+          Some(callback.0)
+        }
+        _ => {
+          deliveries.flush_scheduled = false;
+          None
+        }
+      }
+    };
+    if let Some(callback) = callback {
+      let (batch, released) = self.take_in(env);
+      uv::call_back(env, callback, || {
+        // SAFETY: on the JS thread, inside the handle scope `call_back` opened.
+        unsafe { Batch::to_napi_value(env.raw(), batch) }
+      });
+      release(env, released);
+    }
+    outcome != ReadOutcome::Finished
+  }
+}
+
+/// The delivery function and the callback's reference, no longer needed: nothing of the
+/// driver is under way.
+type Released<N> = (Delivery<N>, CallbackRef);
+
+/// Drops what a delivery released, on the JS thread, outside the lock; from here on nothing of
+/// this driver keeps Node alive.
+fn release<N: Deliverable>(env: &Env, released: Option<Released<N>>) {
+  if let Some((delivery, callback)) = released {
+    drop(delivery);
+    // SAFETY: on the JS thread; the reference was made by `attach` and is deleted once, here,
+    // after it was taken out of the outbox.
+    unsafe { sys::napi_delete_reference(env.raw(), callback.0) };
+  }
+}
+
+impl<N: Deliverable> ChannelHost for Outbox<N> {
+  fn adopt(&self, reader: Arc<ChannelReader>) {
+    let mut deliveries = self.lock();
+    deliveries.adopting.push(reader);
+    deliveries.schedule();
   }
 }
 
 impl<N: Deliverable> Deliveries<N> {
+  /// Has Node call the delivery function, unless a call is on its way already.
+  fn schedule(&mut self) {
+    if self.flush_scheduled {
+      return;
+    }
+    if let Some(delivery) = &self.delivery {
+      // Fails only while Node is shutting down, when nobody is left to tell. The queue is
+      // taken when Node runs the call, so everything queued until then rides along.
+      let status = delivery.call((), ThreadsafeFunctionCallMode::NonBlocking);
+      self.flush_scheduled = status == Status::Ok;
+    }
+  }
+
   /// Takes the queue, and takes in what the JS thread must know of it: the latest snapshot
   /// and which calls are settled.
   fn take_batch(&mut self) -> Batch<N> {
@@ -213,11 +342,12 @@ impl<N: Deliverable> Deliveries<N> {
     Batch { notices, warnings }
   }
 
-  /// The delivery function, handed over to be dropped, once the driver is at rest with every
-  /// call settled: nothing is left to deliver until a call brings a new one.
-  fn release_if_done(&mut self) -> Option<Delivery<N>> {
+  /// The delivery function and the callback's reference, handed over to be dropped, once the
+  /// driver is at rest with every call settled: nothing is left to deliver until a call brings
+  /// a new one.
+  fn release_if_done(&mut self) -> Option<Released<N>> {
     if N::is_at_rest(&self.snapshot) && self.unsettled.is_zero() {
-      self.delivery.take()
+      self.delivery.take().zip(self.callback.take())
     } else {
       None
     }

@@ -57,7 +57,7 @@ impl NativePool {
     let plan =
       options::parse_pool(&options, parent_env(), &exec_path, cpus).map_err(|e| throw(&env, &e))?;
     let outbox = Outbox::new();
-    let (pool, run) = handle::pool(plan, jitter_seed(), outbox.clone());
+    let (pool, run) = handle::pool(plan, jitter_seed(), outbox.clone(), Some(outbox.clone()));
     napi::bindgen_prelude::spawn(run);
     Ok(NativePool {
       pool,
@@ -72,8 +72,8 @@ impl NativePool {
     ts_args_type = "onNotices: (notices: PoolNotice[]) => void",
     ts_return_type = "number"
   )]
-  pub fn start(&self, on_notices: Function<Batch<Notice>, ()>) -> Result<f64> {
-    self.outbox.attach(on_notices)?;
+  pub fn start(&self, env: Env, on_notices: Function<Batch<Notice>, ()>) -> Result<f64> {
+    self.outbox.attach(&env, on_notices)?;
     let call = self.next_call();
     self.pool.start(call);
     Ok(self.outbox.settled_later(call))
@@ -106,7 +106,7 @@ impl NativePool {
     // A pool not started yet starts now, so it needs the callback; in any other state the
     // callback is there while work is under way, and a pool at rest refuses the request.
     if self.pool.state() == State::Idle {
-      self.outbox.attach(on_notices)?;
+      self.outbox.attach(&env, on_notices)?;
     }
     let call = self.next_call();
     self

@@ -51,7 +51,7 @@ impl NativeSupervisor {
     let plan =
       options::parse_supervisor(&options, parent_env(), &exec_path).map_err(|e| throw(&env, &e))?;
     let outbox = Outbox::new();
-    let (driver, run) = driver::driver(plan, outbox.clone());
+    let (driver, run) = driver::driver(plan, outbox.clone(), Some(outbox.clone()));
     napi::bindgen_prelude::spawn(run);
     Ok(NativeSupervisor {
       driver,
@@ -67,7 +67,7 @@ impl NativeSupervisor {
     ts_return_type = "number"
   )]
   pub fn start(&self, env: Env, on_notices: Function<Batch<Notice>, ()>) -> Result<f64> {
-    self.outbox.attach(on_notices)?;
+    self.outbox.attach(&env, on_notices)?;
     let call = self.next_call();
     self.driver.start(call).map_err(|e| throw(&env, &e))?;
     Ok(self.settled_later(call))

@@ -47,7 +47,7 @@ use crate::kill::Spawned;
 use crate::launch::ProcessGroup;
 use crate::supervisor::channel::Channel;
 use crate::supervisor::notice::{ExitAccount, Notice as SupervisorNotice};
-use crate::supervisor::worker::{Watch, Watcher, Worker, WorkerSpec};
+use crate::supervisor::worker::{ChannelHost, Watch, Watcher, Worker, WorkerSpec};
 use crate::vocabulary::confinement::ResourceLimits;
 use crate::vocabulary::exit::{Reaped, ResourceUsage};
 use crate::vocabulary::signals;
@@ -64,6 +64,7 @@ pub fn driver(
   plan: PoolPlan,
   seed: u64,
   listener: Arc<dyn Listener>,
+  host: Option<Arc<dyn ChannelHost>>,
 ) -> (Arc<Shared>, impl Future<Output = ()> + Send) {
   let backlog = listener.backlog();
   let memory_check = plan
@@ -105,6 +106,7 @@ pub fn driver(
     plan.serialization,
     plan.max_message_size,
     backlog,
+    host,
   ));
   (shared.clone(), run(shared, spec, memory_check))
 }
@@ -882,7 +884,7 @@ mod tests {
     }
     let plan = parse_pool(&Value::Object(fields), std::env::vars_os(), "node", 2).unwrap();
     let recorder = Arc::new(Recorder::default());
-    let (handle, run) = handle::pool(plan, 7, recorder.clone());
+    let (handle, run) = handle::pool(plan, 7, recorder.clone(), None);
     let driver = tokio::spawn(run);
     handle.start(1);
     recorder

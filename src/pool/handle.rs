@@ -17,6 +17,7 @@ use super::policy::{PoolPolicy, RequestLimits};
 use super::stats::PoolStats;
 use crate::error::Error;
 use crate::ipc::Serialization;
+use crate::supervisor::worker::ChannelHost;
 
 /// The caller's side of a pool; dropping it closes the pool (with drain) and lets the driver
 /// task end once all is over.
@@ -27,15 +28,17 @@ pub struct Handle {
 }
 
 /// Builds the pool of `plan`: the handle is JavaScript's side; the future, run on a tokio
-/// runtime, is the driver task (see [`driver::driver`]). `seed` picks the recycle jitter.
+/// runtime, is the driver task (see [`driver::driver`]). `seed` picks the recycle jitter;
+/// `host`, when given, reads the workers' channels.
 pub fn pool(
   plan: PoolPlan,
   seed: u64,
   listener: Arc<dyn Listener>,
+  host: Option<Arc<dyn ChannelHost>>,
 ) -> (Handle, impl Future<Output = ()> + Send) {
   let policy = plan.policy;
   let serialization = plan.serialization;
-  let (shared, run) = driver::driver(plan, seed, listener);
+  let (shared, run) = driver::driver(plan, seed, listener, host);
   let handle = Handle {
     shared,
     policy,

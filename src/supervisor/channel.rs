@@ -1,27 +1,39 @@
 //! One worker's IPC socket: messages written in the order of the calls, and bytes read.
 //!
+//! Reading is plain non-blocking reads ([`Channel::recv`]), so that the thread which waits for
+//! the socket may be tokio's or JavaScript's own (see [`super::worker::ChannelHost`]).
+//!
 //! Why writing is shaped this way:
 //! - A message does not queue behind any task. [`Channel::write`] writes to the socket at once,
 //!   on the caller's thread, when nothing is queued before it — up to [`DIRECT_WRITE`]; the
 //!   rest of a larger message queues for the writer task ([`write_queued`]), as does anything
 //!   written while bytes are queued, so the order on the wire is the order of the calls.
-//!   (Routing every message through a task cost a thread hop per message; writing all of a
-//!   large message on the caller's thread kept JavaScript waiting while the kernel copied it.)
+//!   (Routing every message through a task cost a thread hop per message. Handing all but
+//!   the first 256 KiB of a large message to the task spared JavaScript the kernel's copy, but
+//!   the task's wake-up, on a machine whose cores are busy, cost the round trip more: a 1 MiB
+//!   round trip went from 0.8-0.9x `fork()`'s rate to 1.0x when written whole, as `fork()`
+//!   writes it.)
 //! - A queued `send()` is settled by the writer once its last byte is written, or as not sent
 //!   when the channel closes first, so no call waits on a channel that is gone.
 //! - Writes never block and never raise SIGPIPE: a full socket queues, a closed peer closes
 //!   the channel, and the worker's reader sees the end and reports it.
+//! - The socket is not kept in tokio's reactor. Registered there, every message each way woke
+//!   a tokio thread (the socket turned readable, or writable again once the worker read),
+//!   for nobody, stealing a core from the worker and from JavaScript. The writer task
+//!   registers a copy of the descriptor only while it waits for a full socket to take more,
+//!   and a tokio reader (when JavaScript's thread does not read) registers one for its life.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::net::UnixStream as StdUnixStream;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{sendmsg, setsockopt, sockopt, MsgFlags};
+use nix::sys::socket::{recv, sendmsg, setsockopt, shutdown, sockopt, MsgFlags, Shutdown};
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
 use super::lock;
@@ -29,13 +41,15 @@ use super::notice::{CallId, Notice};
 use crate::error::Error;
 use crate::ipc::Frame;
 
+/// How long the writer waits before it tries again to register a full socket with tokio.
+const RETRY_REGISTRATION: Duration = Duration::from_millis(10);
+
 /// The send buffer asked for on both ends of the channel.
 const SEND_BUFFER: usize = 4 << 20;
 
-/// The most of a message [`Channel::write`] writes on the caller's (JavaScript's) thread; the
-/// writer task writes the rest, so a 5 MB message does not hold JavaScript up while the kernel
-/// copies it.
-pub const DIRECT_WRITE: usize = 256 * 1024;
+/// The most of a message [`Channel::write`] writes on the caller's (JavaScript's) thread, the
+/// size of the send buffer: whatever the socket takes at once; the writer task writes the rest.
+pub const DIRECT_WRITE: usize = SEND_BUFFER;
 
 /// How a write went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +115,9 @@ impl Outgoing {
 
 impl Channel {
   /// A connected socket pair: ours as a channel, and the worker's end, to be handed to the
-  /// worker and closed here once it has it (so the worker's exit reads as EOF on ours). Needs
-  /// a tokio runtime.
-  pub fn pair() -> io::Result<(Channel, StdUnixStream)> {
-    let (ours, theirs) = StdUnixStream::pair()?;
+  /// worker and closed here once it has it (so the worker's exit reads as EOF on ours).
+  pub fn pair() -> io::Result<(Channel, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair()?;
     // Roomier send buffers let a large message cross in one write each way instead of in
     // pieces, each a wake-up of the other side. The kernel caps them (net.core.wmem_max); any
     // size works.
@@ -113,7 +126,7 @@ impl Channel {
     }
     ours.set_nonblocking(true)?;
     let channel = Channel {
-      socket: UnixStream::from_std(ours)?,
+      socket: ours,
       pending: Mutex::new(Pending::default()),
       wake: Notify::new(),
     };
@@ -166,21 +179,42 @@ impl Channel {
     unsent(&mut pending.queue)
   }
 
-  /// Reads what the socket has; `None` at EOF or on an error, which ends the channel all the
-  /// same.
-  pub async fn read(&self, buf: &mut [u8]) -> Option<usize> {
+  /// The socket's descriptor, for a reader that waits for it outside tokio (see
+  /// [`super::worker::ChannelHost`]). It stays open as long as the channel.
+  pub fn raw_fd(&self) -> RawFd {
+    self.socket.as_raw_fd()
+  }
+
+  /// One non-blocking read of what the socket has: `Ok(0)` at EOF, `WouldBlock` when it has
+  /// nothing. Any thread may call it; it does not touch tokio's view of the socket.
+  pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-      if self.socket.readable().await.is_err() {
-        return None;
-      }
-      match self.socket.try_read(buf) {
-        Ok(0) => return None,
-        Ok(n) => return Some(n),
-        Err(e)
-          if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
-        Err(_) => return None,
+      match recv(self.socket.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+        Err(Errno::EINTR) => {}
+        other => return other.map_err(io::Error::from),
       }
     }
+  }
+
+  /// A copy of the descriptor in tokio's reactor, to wait on from a tokio task for `interest`
+  /// (see the module comment). Needs a tokio runtime.
+  pub fn in_reactor(&self, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    let copy = self.socket.as_fd().try_clone_to_owned()?;
+    // SAFETY: the `OwnedFd` is the copy's only owner and moves into the `AsyncFd`, so the
+    // descriptor stays open, and the same, for the `AsyncFd`'s whole life.
+    unsafe { AsyncFd::register_with_interest(copy, interest) }.map_err(io::Error::from)
+  }
+
+  /// Whether bytes wait in the socket, unread.
+  pub fn has_unread(&self) -> bool {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK;
+    matches!(recv(self.socket.as_raw_fd(), &mut [0u8], flags), Ok(1))
+  }
+
+  /// Ends reading: whoever waits for the socket to be readable is woken, and reads EOF once
+  /// what is queued is read.
+  pub fn shut_reading(&self) {
+    let _ = shutdown(self.socket.as_raw_fd(), Shutdown::Read);
   }
 }
 
@@ -211,11 +245,7 @@ pub async fn write_queued(channel: Arc<Channel>, settle: impl Fn(Vec<Notice>)) {
       } else {
         let fd = channel.socket.as_raw_fd();
         while let Some(front) = pending.queue.front_mut() {
-          // Through tokio, so that a full socket clears the readiness waited for below.
-          match channel
-            .socket
-            .try_io(Interest::WRITABLE, || front.send_once(fd, usize::MAX))
-          {
+          match front.send_once(fd, usize::MAX) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(_) => {
@@ -246,12 +276,23 @@ pub async fn write_queued(channel: Arc<Channel>, settle: impl Fn(Vec<Notice>)) {
     match waiting {
       None => return,
       // The socket is full: wait until it takes more (or the channel closes).
-      Some(true) => {
-        tokio::select! {
-          _ = channel.socket.ready(Interest::WRITABLE) => {}
-          () = wake => {}
+      // Registered after the write that found the socket full, so room made since then is
+      // reported at once.
+      Some(true) => match channel.in_reactor(Interest::WRITABLE) {
+        Ok(socket) => {
+          tokio::select! {
+            _ = socket.writable() => {}
+            () = wake => {}
+          }
         }
-      }
+        // Out of descriptors for the copy: look again shortly rather than spin.
+        Err(_) => {
+          tokio::select! {
+            () = tokio::time::sleep(RETRY_REGISTRATION) => {}
+            () = wake => {}
+          }
+        }
+      },
       Some(false) => wake.await,
     }
   }

@@ -120,7 +120,8 @@ pub enum Report {
 }
 
 /// The supervisor's watcher of its worker: messages, output and answers go to the listener
-/// as they come, so a message crosses one socket and one thread hop back to JavaScript; the
+/// as they come, so a message read on JavaScript's thread (see
+/// [`super::worker::ChannelHost`]) is delivered there and then; the
 /// driver hears that the worker is alive only when it asked to (see
 /// [`Connection::take_sign_of_life`]), so busy traffic does not wake it. Those messages, and
 /// any read while the driver still holds some, go through the driver, so what they change

@@ -29,7 +29,7 @@ use super::connection::{Connection, ConnectionWatch, Report};
 use super::handle::{Command, Handle};
 use super::machine::{Action, Event, Input, Machine, Timer};
 use super::notice::{CallId, ExitAccount, Listener, Notice, Snapshot};
-use super::worker::{Worker, WorkerSpec};
+use super::worker::{ChannelHost, Worker, WorkerSpec};
 use crate::error::Error;
 use crate::ipc::{Frame, Payload};
 use crate::kill::Spawned;
@@ -39,10 +39,12 @@ use crate::vocabulary::exit::ExitStatus;
 
 /// Builds the driver of `plan`: the handle commands it; the future, run on a tokio runtime,
 /// does the work. It ends once the handle is dropped and the supervisor is at rest (a worker
-/// still running then is stopped first).
+/// still running then is stopped first). `host`, when given, reads the workers' channels
+/// (see [`ChannelHost`]); tokio tasks do otherwise.
 pub fn driver(
   plan: SupervisorPlan,
   listener: Arc<dyn Listener>,
+  host: Option<Arc<dyn ChannelHost>>,
 ) -> (Handle, impl Future<Output = ()> + Send) {
   let (commands_tx, commands) = mpsc::unbounded_channel();
   let (reports_tx, reports) = mpsc::unbounded_channel();
@@ -57,6 +59,7 @@ pub fn driver(
       plan.serialization,
       plan.max_message_size,
       listener.backlog(),
+      host,
     ),
     listener,
     notices: Vec::new(),
@@ -517,7 +520,7 @@ mod tests {
     );
     let plan = parse_supervisor(&Value::Object(fields), std::env::vars_os(), "node").unwrap();
     let recorder = Arc::new(Recorder::default());
-    let (handle, run) = driver(plan, recorder.clone());
+    let (handle, run) = driver(plan, recorder.clone(), None);
     let driver = tokio::spawn(run);
     handle.start(START).unwrap();
     recorder

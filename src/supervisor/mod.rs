@@ -5,8 +5,10 @@
 //! module, and only [`driver`] knows the machine:
 //! - [`worker`] starts a worker with its IPC channel and watches it: messages, output, the
 //!   channel's end and the exit, handed to a [`worker::Watcher`] in the order they happened.
-//! - [`channel`] is one worker's socket: reads, and writes in call order — at once from the
-//!   caller's thread when the socket takes them, else through a writer task.
+//!   The channel is read on JavaScript's own thread when a [`worker::ChannelHost`] is given
+//!   (the bindings' outbox, on Node's loop), else by a tokio task.
+//! - [`channel`] is one worker's socket: non-blocking reads, and writes in call order — at
+//!   once from the caller's thread when the socket takes them, else through a writer task.
 //! - [`connection`] is what the caller's thread, the driver and the worker's reader share: the
 //!   channel while it is open to callers, the requests awaiting answers, and the watcher that
 //!   settles them.
