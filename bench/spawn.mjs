@@ -7,7 +7,9 @@
 // 1. Spawn throughput of /bin/true, sequential and at concurrency 32, all in this process; and
 //    in each round the limit row: bench/spawn-limit, a Rust loop that posix_spawns /bin/true and
 //    waits (sequentially, then 32 in flight), built here with `cargo build --release -p
-//    spawn-limit`. tethered is reported as a percentage of it.
+//    spawn-limit`. tethered is reported as a percentage of it. Beside it, `launcher-floor` (same
+//    crate) drives tethered's own launcher from a plain Rust client, without Node: the launcher's
+//    share of the gap to the limit, apart from the addon's.
 // 2. Collecting a large stdout (`head -c N /dev/zero`) as a Buffer. Each measurement runs in a
 //    fresh Node process (`--collect-one <contender> <bytes>`), so the peak RSS it reports belongs
 //    to that contender alone: VmHWM after the run minus VmRSS before it (after a forced GC and a
@@ -151,15 +153,23 @@ function buildSpawnLimit() {
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line))
-    .find((m) => m.reason === 'compiler-artifact' && m.target.name === 'spawn-limit' && m.executable)?.executable
-  if (!built) throw new Error('cargo built no spawn-limit executable')
-  return built
+    .filter((m) => m.reason === 'compiler-artifact' && m.executable)
+  const executable = (name) => built.find((m) => m.target.name === name)?.executable
+  if (!executable('spawn-limit') || !executable('launcher-floor')) throw new Error('cargo built no spawn-limit / launcher-floor executable')
+  return { limit: executable('spawn-limit'), launcherFloor: executable('launcher-floor') }
 }
 
-/** One run of the limit loop: `{ sequential, concurrent }` in ops/s. */
-async function runSpawnLimit(binary, config) {
-  const { stdout } = await execFileP(binary, [String(config.seq), String(config.conc), String(config.concurrency)])
-  return JSON.parse(stdout)
+/** The launcher binary beside the addon (what tethered runs). */
+const LAUNCHER_BINARY = fileURLToPath(new URL('../tethered-launcher', import.meta.url))
+
+/**
+ * One run of the limit loop: `{ sequential, concurrent }` in ops/s, and `launcher`: tethered's
+ * launcher driven sequentially by a plain Rust client, without Node (bench/spawn-limit/src/bin).
+ */
+async function runSpawnLimit(binaries, config) {
+  const { stdout } = await execFileP(binaries.limit, [String(config.seq), String(config.conc), String(config.concurrency)])
+  const floor = await execFileP(binaries.launcherFloor, [LAUNCHER_BINARY, String(config.seq)])
+  return { ...JSON.parse(stdout), launcher: JSON.parse(floor.stdout).sequential }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,10 +243,10 @@ function gitCommit() {
 async function runSpawnBenchmarks(config, log) {
   const spawners = await loadSpawners()
   const raw = Object.fromEntries(CONTENDERS.map((c) => [c, { sequential: [], concurrent: [], loopP99: [], errors: [] }]))
-  raw[LIMIT] = { sequential: [], concurrent: [], errors: [] }
-  let limitBinary = null
+  raw[LIMIT] = { sequential: [], concurrent: [], launcher: [], errors: [] }
+  let limitBinaries = null
   try {
-    limitBinary = buildSpawnLimit()
+    limitBinaries = buildSpawnLimit()
   } catch (err) {
     raw[LIMIT].errors.push(`build: ${err.message}`)
     log(`  ${LIMIT}: could not be built (${err.message}); no limit row in this run`)
@@ -262,15 +272,16 @@ async function runSpawnBenchmarks(config, log) {
       break
     }
     log(`  -- round ${round + 1}, load average ${loadavg()[0].toFixed(2)}`)
-    for (const name of rotated(limitBinary ? [...CONTENDERS, LIMIT] : CONTENDERS, round)) {
+    for (const name of rotated(limitBinaries ? [...CONTENDERS, LIMIT] : CONTENDERS, round)) {
       if (name === LIMIT) {
         try {
-          const limit = await runSpawnLimit(limitBinary, config)
+          const limit = await runSpawnLimit(limitBinaries, config)
           raw[LIMIT].sequential.push(limit.sequential)
           raw[LIMIT].concurrent.push(limit.concurrent)
+          raw[LIMIT].launcher.push(limit.launcher)
           log(
             `  round ${round + 1}  ${name.padEnd(24)} seq ${fmt(limit.sequential).padStart(6)} ops/s   ` +
-              `c${config.concurrency} ${fmt(limit.concurrent).padStart(6)} ops/s`,
+              `c${config.concurrency} ${fmt(limit.concurrent).padStart(6)} ops/s   launcher alone seq ${fmt(limit.launcher).padStart(6)} ops/s`,
           )
         } catch (err) {
           raw[LIMIT].errors.push(err.message)
@@ -421,7 +432,11 @@ function summarizeAll(spawnRaw, collectRaw) {
       collectPeakGrowth: summarize(collectRaw[name].runs.map((r) => r.peakGrowthRatio)),
     }
   }
-  out[LIMIT] = { sequential: summarize(spawnRaw[LIMIT].sequential), concurrent: summarize(spawnRaw[LIMIT].concurrent) }
+  out[LIMIT] = {
+    sequential: summarize(spawnRaw[LIMIT].sequential),
+    concurrent: summarize(spawnRaw[LIMIT].concurrent),
+    launcher: summarize(spawnRaw[LIMIT].launcher),
+  }
   return out
 }
 
@@ -543,6 +558,12 @@ async function main(argv) {
   }
   const limit = summaries[LIMIT]
   log(`  ${LIMIT.padEnd(24)} seq ${fmtSpread(limit.sequential)} ops/s | c32 ${fmtSpread(limit.concurrent)} ops/s`)
+  // Where the gap to the limit is: in the launcher's round trip, or in the addon's side in Node.
+  log(
+    `  ${'launcher alone (no Node)'.padEnd(24)} seq ${fmtSpread(limit.launcher)} ops/s = ` +
+      `${fmt((limit.launcher.median / limit.sequential.median) * 100)} % of the limit; tethered is ` +
+      `${fmt((summaries.tethered.sequential.median / limit.launcher.median) * 100)} % of it`,
+  )
   log(
     `  tethered is ${fmt(fractionOfLimit(summaries, 'sequential') * 100)} % of the limit sequentially, ` +
       `${fmt(fractionOfLimit(summaries, 'concurrent') * 100)} % at concurrency ${config.concurrency} (medians)`,
