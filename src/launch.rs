@@ -23,6 +23,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
@@ -202,13 +203,7 @@ fn stdio_ends(fd: usize, mode: StdioMode) -> io::Result<(StdioEnd, OwnedFd)> {
         ))
       }
     }
-    StdioMode::Ignore => {
-      let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
-      Ok((StdioEnd::None, null.into()))
-    }
+    StdioMode::Ignore => Ok((StdioEnd::None, dev_null()?)),
     StdioMode::Inherit => {
       let own = match fd {
         0 => io::stdin().as_fd().try_clone_to_owned()?,
@@ -218,6 +213,24 @@ fn stdio_ends(fd: usize, mode: StdioMode) -> io::Result<(StdioEnd, OwnedFd)> {
       Ok((StdioEnd::None, own))
     }
   }
+}
+
+/// A copy of `/dev/null`, opened once: an open is a path lookup on every spawn (a profile of
+/// sequential spawns found it on the runtime thread's path), a copy is one `fcntl`.
+fn dev_null() -> io::Result<OwnedFd> {
+  static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
+  if let Some(null) = DEV_NULL.get() {
+    return null.try_clone();
+  }
+  let null: OwnedFd = std::fs::OpenOptions::new()
+    .read(true)
+    .write(true)
+    .open("/dev/null")?
+    .into();
+  let copy = null.try_clone()?;
+  // Another thread may have won the race; its copy and ours are the same file.
+  let _ = DEV_NULL.set(null);
+  Ok(copy)
 }
 
 /// Widens a pipe to [`PIPE_SIZE`] (either end will do: the size belongs to the pipe).
