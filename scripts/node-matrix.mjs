@@ -15,8 +15,9 @@
 //   The suite starts every Node child (workers, fixtures, the demo's server) through
 //   `process.execPath`, so those run the version under test too. `PATH` is left alone: `npm`
 //   and `tsc`, which the package test runs, stay on the machine's Node (npm 11 refuses Node 18).
-// - `--test-concurrency` is given only to a Node that knows the flag (20.10 and later); older
-//   ones run files with their own default (one fewer than the cores).
+// - `--test-concurrency` is given to a Node that knows the flag (20.10 and later); older ones run
+//   the files through scripts/test-runner.mjs, node:test's run() with the same concurrency (their
+//   own default, one fewer than the cores, would run one file at a time here).
 // - Every version runs even when one fails, then a table says what each did and how long it took;
 //   the exit code is non-zero when any failed.
 //
@@ -88,10 +89,12 @@ const files = testFiles()
 const results = []
 for (const version of [oldestAllowed(), NEWEST]) {
   const binary = nodeBinary(version)
-  const flags = knowsTestConcurrency(binary) ? [`--test-concurrency=${CONCURRENCY}`] : []
-  console.log(`\nnode-matrix: Node ${version}: node --test ${flags.join(' ')} (${files.length} files)`)
+  const args = knowsTestConcurrency(binary)
+    ? ['--test', `--test-concurrency=${CONCURRENCY}`]
+    : [join('scripts', 'test-runner.mjs')]
+  console.log(`\nnode-matrix: Node ${version}: node ${args.join(' ')} (${files.length} files)`)
   const started = performance.now()
-  const { status, signal } = spawnSync(binary, ['--test', ...flags, ...files], { cwd: root, stdio: 'inherit' })
+  const { status, signal } = spawnSync(binary, [...args, ...files], { cwd: root, stdio: 'inherit' })
   const seconds = (performance.now() - started) / 1000
   results.push({ version, passed: status === 0, how: signal ?? `exit ${status}`, seconds })
 }
