@@ -217,3 +217,16 @@ impl Spawned for PlainChild {
     }
   }
 }
+
+/// For property tests of stream decoders: `bytes` cut at the given points, in order.
+pub fn split<'a>(bytes: &'a [u8], cuts: &[proptest::sample::Index]) -> Vec<&'a [u8]> {
+  let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(bytes.len() + 1)).collect();
+  at.extend([0, bytes.len()]);
+  at.sort_unstable();
+  at.windows(2).map(|pair| &bytes[pair[0]..pair[1]]).collect()
+}
+
+/// Up to 23 cut points, for [`split`].
+pub fn cuts() -> impl proptest::strategy::Strategy<Value = Vec<proptest::sample::Index>> {
+  proptest::collection::vec(proptest::arbitrary::any::<proptest::sample::Index>(), 0..24)
+}

@@ -945,6 +945,7 @@ mod properties {
   use proptest::sample::Index;
 
   use super::*;
+  use crate::test_support::{cuts, split};
 
   /// What a worker's reader gets from the decoder after each chunk, all in order.
   type Items = Vec<Result<Received, Error>>;
@@ -1148,17 +1149,6 @@ mod properties {
       1 => any::<u32>().prop_map(|len| len.to_be_bytes().to_vec()),
       1 => bytes(6),
     ]
-  }
-
-  fn split<'a>(bytes: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
-    let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(bytes.len() + 1)).collect();
-    at.extend([0, bytes.len()]);
-    at.sort_unstable();
-    at.windows(2).map(|pair| &bytes[pair[0]..pair[1]]).collect()
-  }
-
-  fn cuts() -> impl Strategy<Value = Vec<Index>> {
-    prop::collection::vec(any::<Index>(), 0..24)
   }
 
   /// What `bytes` (all that arrived so far) give, read whole: each complete frame's payload
