@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { mkdtempSync, mkdirSync, realpathSync, rmSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -75,17 +75,26 @@ test("'close' comes after 'exit' and after all output ended", async () => {
 })
 
 test("'close' waits for a grandchild that holds stdout, and output nobody reads does not hold it", async () => {
-  const held = spawn('sh', ['-c', '(sleep 0.4; echo late) & exit 0'])
+  // The grandchild writes and lets go of stdout only when told (a file appears): no timing to
+  // lose on a busy machine.
+  const dir = mkdtempSync(join(tmpdir(), 'tethered-close-'))
+  const cue = join(dir, 'cue')
+  const held = spawn('sh', ['-c', '(while [ ! -e "$0" ]; do sleep 0.02; done; echo late) & exit 0', cue])
   const heldEvents = []
   held.on('exit', () => heldEvents.push('exit'))
   held.on('close', () => heldEvents.push('close'))
   const closed = once(held, 'close')
   const out = text(held.stdout)
-  await once(held, 'exit')
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  assert.deepEqual(heldEvents, ['exit'], 'stdout is still open')
+  try {
+    await once(held, 'exit')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.deepEqual(heldEvents, ['exit'], 'stdout is still open')
+  } finally {
+    writeFileSync(cue, '')
+  }
   assert.equal(await out, 'late\n')
   await closed
+  rmSync(dir, { recursive: true, force: true })
 
   const unread = spawn('sh', ['-c', 'echo never read; echo nor this >&2'])
   const [code] = await once(unread, 'close')
