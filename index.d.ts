@@ -443,7 +443,10 @@ export declare class Supervisor extends EventEmitter<SupervisorEvents> {
   start(): Promise<void>
   /** Stops the worker within `stopTimeout` and resolves when its group is gone; no restart after. */
   stop(): Promise<void>
-  /** Rejects with `ERR_IPC_CHANNEL_CLOSED` when no worker is connected; never throws. */
+  /**
+   * Rejects with `ERR_IPC_CHANNEL_CLOSED` when no worker is connected, `ERR_INVALID_ARG_VALUE`
+   * (a TypeError) when the serialization cannot carry `message`; never throws.
+   */
   send(message: unknown): Promise<void>
   /**
    * Sends `{ tethered: 'request', id, body }` and resolves with the worker's `result`. Rejects

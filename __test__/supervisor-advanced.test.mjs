@@ -101,8 +101,11 @@ test('what V8 cannot serialize rejects the call; the supervisor carries on', { t
   // As with fork(): V8's serializer throws, and here that rejects the call.
   const sent = await outcome(sup.send({ f() {} }))
   assert.match(sent.error?.message, /could not be cloned/)
+  assert.equal(sent.error?.code, 'ERR_INVALID_ARG_VALUE')
+  assert.ok(sent.error instanceof TypeError)
   const requested = await outcome(sup.request({ op: 'echo', value: Symbol('s') }))
   assert.match(requested.error?.message, /could not be cloned/)
+  assert.equal(requested.error?.code, 'ERR_INVALID_ARG_VALUE')
   assert.equal(await sup.request({ op: 'echo', value: 1n }), 1n)
 })
 

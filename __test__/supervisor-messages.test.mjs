@@ -134,7 +134,13 @@ test('send()/request() with no worker reject ERR_IPC_CHANNEL_CLOSED; nothing is 
   // Values JSON cannot carry reject too, without throwing.
   const circular = {}
   circular.self = circular
-  assert.ok((await outcome(sup.send(circular))).error instanceof TypeError)
+  const cyclic = (await outcome(sup.send(circular))).error
+  assert.ok(cyclic instanceof TypeError)
+  assert.equal(cyclic.code, 'ERR_INVALID_ARG_VALUE')
+  assert.match(cyclic.message, /^The "message" argument cannot be serialized: .*circular/)
+  const big = (await outcome(sup.request({ n: 1n }))).error
+  assert.equal(big.code, 'ERR_INVALID_ARG_VALUE')
+  assert.match(big.message, /BigInt/)
   assert.equal((await outcome(sup.send(undefined))).error.code, 'ERR_INVALID_ARG_TYPE')
 
   await sleep(100)

@@ -14,7 +14,14 @@ const v8 = require('node:v8')
 const ARRAY_BUFFER_VIEW = 0
 const OTHER_HOST_OBJECT = 1
 
+/** What V8's serializer throws for a value it cannot carry (a function, a symbol). */
+class UncloneableError extends Error {}
+
 class ChannelSerializer extends v8.DefaultSerializer {
+  _getDataCloneError(message) {
+    return new UncloneableError(message)
+  }
+
   _writeHostObject(object) {
     if (ArrayBuffer.isView(object)) {
       this.writeUint32(ARRAY_BUFFER_VIEW)
@@ -32,7 +39,7 @@ class ChannelDeserializer extends v8.DefaultDeserializer {
   }
 }
 
-/** A v8 payload (version header included) of `value`; throws a DataCloneError for what V8 cannot carry. */
+/** A v8 payload (version header included) of `value`; throws an UncloneableError for what V8 cannot carry. */
 function serialize(value) {
   const serializer = new ChannelSerializer()
   serializer.writeHeader()
@@ -51,18 +58,39 @@ function deserialize(payload) {
 // width) takes its place, and the native side writes the id over it (src/ipc/advanced.rs).
 const ID_PLACEHOLDER = 0.5
 
+/**
+ * `encode`, where a value the mode cannot carry (a BigInt or a cycle for JSON, a function or a
+ * symbol for V8) becomes a TypeError with code ERR_INVALID_ARG_VALUE naming the argument (as the
+ * caller names it, else `argument`), the encoder's error as its cause. What the caller's own code
+ * throws while being encoded (a getter, a toJSON) passes through untouched.
+ */
+function typed(encode, argument) {
+  return (value, name = argument) => {
+    try {
+      return encode(value)
+    } catch (error) {
+      const uncarriable =
+        error instanceof UncloneableError || (error instanceof TypeError && /BigInt|circular structure/.test(error.message))
+      if (!uncarriable) throw error
+      const typedError = new TypeError(`The "${name}" argument cannot be serialized: ${error.message}`, { cause: error })
+      typedError.code = 'ERR_INVALID_ARG_VALUE'
+      throw typedError
+    }
+  }
+}
+
 /** For each mode: a message and a request body as the native side takes them, and back. */
 const codecs = {
   json: {
-    message: (value) => JSON.stringify(value),
-    request: (body) => JSON.stringify(body),
+    message: typed((value) => JSON.stringify(value), 'message'),
+    request: typed((body) => JSON.stringify(body), 'body'),
     decode: (json) => JSON.parse(json),
     // A result arrives as the JSON text of `result` alone.
     result: (json) => JSON.parse(json),
   },
   advanced: {
-    message: serialize,
-    request: (body) => serialize({ tethered: 'request', id: ID_PLACEHOLDER, body }),
+    message: typed(serialize, 'message'),
+    request: typed((body) => serialize({ tethered: 'request', id: ID_PLACEHOLDER, body }), 'body'),
     decode: deserialize,
     // A result arrives inside its whole response (references in it count from the envelope).
     result: (payload) => deserialize(payload).result,

@@ -51,7 +51,7 @@ class Supervisor extends EventEmitter {
   }
 
   request(message, options) {
-    return this.#call(() => this.#native.request(this.#codec.request(message), options))
+    return this.#call(() => this.#native.request(this.#codec.request(message, 'message'), options))
   }
 
   /** Runs a native call; its outcome arrives later as a `settled` notice (null: done already). */
